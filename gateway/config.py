@@ -1,0 +1,176 @@
+"""Configuration: a TOML file, then GATEWAY__SECTION__KEY environment variables, then CLI flags.
+
+Unknown keys are rejected with the key named. Nothing here reads the environment
+or the disk until load_config() is called.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "GATEWAY__"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8088, ge=0, le=65535)
+    max_request_bytes: int = Field(1 << 20, gt=0, description="larger requests get RESOURCE_EXHAUSTED")
+    max_batch_items: int = Field(64, gt=0, description="most requests one GenerateBatch may carry")
+    default_max_tokens: int = Field(256, gt=0, description="used when a request sets max_tokens=0")
+    drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM waits this long for in-flight calls")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_prompts: bool = Field(False, description="include prompt text in DEBUG logs")
+
+
+class TransformersConfig(_Strict):
+    model_dir: str = Field("", description="HF model folder; empty = the embedded SmolLM2-135M-Instruct")
+    threads: int = Field(1, gt=0, description="torch threads; 1 is fastest on small shared CPUs")
+    max_batch: int = Field(8, gt=0, description="most requests decoded together in one micro-batch")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a micro-batch waits to fill up")
+    max_in_flight: int = Field(64, gt=0, description="requests accepted before capacity says no")
+    top_logprobs: int = Field(5, ge=0, le=20)
+
+
+class EchoConfig(_Strict):
+    """An instant backend that echoes the last message: for benchmarks and tests."""
+
+    delay_ms: float = Field(0.0, ge=0)
+    max_in_flight: int = Field(100_000, gt=0)
+
+
+class LocalConfig(_Strict):
+    backend: Literal["transformers", "echo"] = "transformers"
+    transformers: TransformersConfig = TransformersConfig()
+    echo: EchoConfig = EchoConfig()
+
+
+class TaskConfig(_Strict):
+    """A task without an adapter: a label set (for label confidence) and a threshold."""
+
+    labels: tuple[str, ...] = ()
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    system_prompt: str = ""
+
+
+class RuleConfig(_Strict):
+    """A routing rule; the first rule whose match_* fields all hold wins."""
+
+    match_task: str | None = None
+    match_tag: dict[str, str] = Field(default_factory=dict, description="every tag must equal")
+    prefer: tuple[str, ...] = Field((), description="providers tried first, in order")
+    escalate: bool = Field(False, description="skip the local tier (escalation reason: rule)")
+    local_only: bool = Field(False, description="never leave the box for matching requests")
+
+
+class RoutingConfig(_Strict):
+    escalation_order: tuple[str, ...] = ("anthropic", "openai", "google", "xai", "huggingface")
+    default_min_confidence: float = Field(0.6, ge=0, le=1)
+    confidence_quantile: float = Field(0.1, ge=0, le=1, description="free-text confidence quantile")
+    urgent: Literal["fastest", "local"] = "fastest"
+    rules: tuple[RuleConfig, ...] = ()
+
+
+class ProviderConfig(_Strict):
+    """A commercial provider reached through its official SDK."""
+
+    enabled: bool = True
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = ""
+    daily_token_budget: int = Field(0, ge=0, description="prompt + completion tokens per UTC day")
+    requests_per_minute: int = Field(0, ge=0, description="0 = unlimited")
+    timeout_s: float = Field(20.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    price_in_per_mtok: float = Field(0.0, ge=0)
+    price_out_per_mtok: float = Field(0.0, ge=0)
+
+
+class Config(_Strict):
+    offline: bool = Field(False, description="true: never call any remote provider")
+    cache_dir: str = Field("", description="model cache; empty = $XDG_CACHE_HOME/trading-gateway")
+    server: ServerConfig = ServerConfig()
+    local: LocalConfig = LocalConfig()
+    routing: RoutingConfig = RoutingConfig()
+    tasks: dict[str, TaskConfig] = Field(default_factory=dict)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+
+
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config from a TOML file, environment variables and flag overrides (dotted keys)."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist; pass --config with a readable TOML file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    env = env or {}
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX):
+            _set_dotted(data, key[len(ENV_PREFIX) :].lower().replace("__", "."), _parse_env_value(value))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    if not data.get("cache_dir"):
+        data["cache_dir"] = str(_default_cache_dir(env))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".cache")
+    return Path(base) / "trading-gateway"
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted}: {part} is not a table")
+    node[leaf] = value
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Environment values are JSON when they parse as JSON (numbers, booleans, lists), else strings."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'; remove it or check its spelling")
+        else:
+            lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+    return f"invalid configuration ({source}): " + "; ".join(lines)
