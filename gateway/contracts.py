@@ -82,6 +82,27 @@ class AdapterRef:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What a task means for routing: its adapter, label set and escalation threshold."""
+
+    name: str
+    labels: tuple[str, ...] = ()
+    threshold: float | None = None  # None: the routing default
+    adapter: AdapterRef | None = None
+    calibration_temperature: float = 1.0  # temperature scaling fitted on the validation split
+    system_prompt: str = ""  # prepended when the request has no system message
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+class TaskCatalog(Protocol):
+    """Where tasks come from: config, adapter cards. Lookups are cheap and never block."""
+
+    def get(self, name: str) -> TaskSpec | None: ...
+
+    def all(self) -> list[TaskSpec]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class BackendCall:
     """What a local backend or provider is asked to do for one request."""
 
