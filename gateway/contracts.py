@@ -169,6 +169,24 @@ StreamEvent = Delta | Completion
 
 
 @dataclass(frozen=True, slots=True)
+class Result:
+    """The gateway's answer to one request: what was said, by whom, and how it was decided."""
+
+    request_id: str
+    text: str
+    tier: Tier
+    provider: str
+    model: str
+    confidence: float | None
+    escalation: Escalation
+    usage: Usage
+    attempts: tuple[Attempt, ...]
+    finish_reason: str
+    latency_ms: float
+    task: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEntry:
     """A model, adapter or provider that a client can name (ListModels)."""
 

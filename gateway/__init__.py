@@ -1,0 +1,1 @@
+"""Local-first hybrid inference gateway for trading services."""

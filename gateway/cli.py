@@ -1,0 +1,167 @@
+"""Command line: `serve` runs the gateway; `ask`, `models` and `usage` are gRPC clients of a running one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+from gateway.v1 import gateway_pb2 as pb
+from gateway.v1 import gateway_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    args.func(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description="Local-first hybrid inference gateway")
+    sub = parser.add_subparsers(required=True, metavar="{serve,ask,models,usage}")
+
+    serve = sub.add_parser("serve", help="run the gateway (gRPC + HTTP side port)")
+    serve.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
+    serve.add_argument("--host", help="gRPC listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="gRPC port (default 50051)")
+    serve.add_argument("--http-port", type=int, help="HTTP port for /healthz and /metrics (default 8088)")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=_serve)
+
+    ask = sub.add_parser("ask", help="send one request to a running gateway and print the answer")
+    ask.add_argument("prompt")
+    ask.add_argument("--task", default="", help="task (selects the adapter), e.g. trend")
+    ask.add_argument("--model", default="", help="pin a local model/adapter or 'provider/model'")
+    ask.add_argument("--system", default="", help="system message")
+    ask.add_argument("--max-tokens", type=int, default=0)
+    ask.add_argument("--temperature", type=float, default=0.0)
+    ask.add_argument("--stream", action="store_true", help="print text as it is generated")
+    ask.add_argument("--local-only", action="store_true", help="never leave the box")
+    ask.add_argument("--urgent", action="store_true")
+    ask.add_argument("--min-confidence", type=float)
+    _client_args(ask)
+    ask.set_defaults(func=_ask)
+
+    models = sub.add_parser("models", help="list local models, adapters and providers")
+    _client_args(models)
+    models.set_defaults(func=_models)
+
+    usage = sub.add_parser("usage", help="print token usage per provider and requests per tier")
+    _client_args(usage)
+    usage.set_defaults(func=_usage)
+    return parser
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default=DEFAULT_TARGET, help=f"gateway address (default {DEFAULT_TARGET})")
+    parser.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from gateway.config import ConfigError, load_config  # noqa: PLC0415 - keeps client commands light
+    from gateway.logs import setup_logging  # noqa: PLC0415
+    from gateway.server import serve  # noqa: PLC0415
+
+    overrides = {
+        "server.host": args.host,
+        "server.port": args.port,
+        "server.http_port": args.http_port,
+        "server.log_level": args.log_level,
+    }
+    try:
+        config = load_config(args.config, os.environ, overrides)
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    setup_logging(config.server.log_level)
+    try:
+        _run(serve(config))
+    except OSError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, pb_grpc.InferenceGatewayStub]:
+    channel = grpc.insecure_channel(args.target)
+    return channel, pb_grpc.InferenceGatewayStub(channel)
+
+
+def _ask(args: argparse.Namespace) -> None:
+    messages = [pb.ChatMessage(role="system", content=args.system)] if args.system else []
+    messages.append(pb.ChatMessage(role="user", content=args.prompt))
+    request = pb.GenerateRequest(
+        messages=messages,
+        task=args.task,
+        model=args.model,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        privacy=pb.PRIVACY_LOCAL_ONLY if args.local_only else pb.PRIVACY_DEFAULT,
+        priority=pb.PRIORITY_URGENT if args.urgent else pb.PRIORITY_NORMAL,
+    )
+    if args.min_confidence is not None:
+        request.min_confidence = args.min_confidence
+    channel, stub = _stub(args)
+    with channel:
+        try:
+            if args.stream:
+                final = None
+                for chunk in stub.GenerateStream(request, timeout=args.timeout):
+                    if chunk.HasField("final"):
+                        final = chunk.final
+                    else:
+                        print(chunk.text, end="", flush=True)
+                print()
+                if final is None:
+                    sys.exit("error: the stream ended without its final chunk")
+                response = final
+            else:
+                response = stub.Generate(request, timeout=args.timeout)
+                print(response.text)
+        except grpc.RpcError as exc:
+            sys.exit(f"error: {exc.code().name}: {exc.details()}")
+    confidence = f"{response.confidence:.3f}" if response.HasField("confidence") else "n/a"
+    print(
+        f"-- tier={pb.Tier.Name(response.tier)} provider={response.provider} model={response.model} "
+        f"confidence={confidence} escalation={pb.Escalation.Name(response.escalation)} "
+        f"tokens={response.usage.prompt_tokens}+{response.usage.completion_tokens} latency={response.latency_ms:.1f}ms",
+        file=sys.stderr,
+    )
+
+
+def _models(args: argparse.Namespace) -> None:
+    channel, stub = _stub(args)
+    with channel:
+        try:
+            response = stub.ListModels(pb.ListModelsRequest(), timeout=args.timeout)
+        except grpc.RpcError as exc:
+            sys.exit(f"error: {exc.code().name}: {exc.details()}")
+    for m in response.models:
+        metrics = " ".join(f"{k}={v:.3g}" for k, v in sorted(m.metrics.items()))
+        print(f"{m.name:<32} {pb.Tier.Name(m.tier):<12} {m.provider:<14} {m.task:<16} {metrics}")
+
+
+def _usage(args: argparse.Namespace) -> None:
+    channel, stub = _stub(args)
+    with channel:
+        try:
+            response = stub.GetUsage(pb.GetUsageRequest(), timeout=args.timeout)
+        except grpc.RpcError as exc:
+            sys.exit(f"error: {exc.code().name}: {exc.details()}")
+    print(f"{'provider':<14} {'used':>10} {'budget':>10} {'left':>10} {'requests':>9}")
+    for p in response.providers:
+        left = max(p.token_budget - p.tokens_used, 0)
+        print(f"{p.provider:<14} {p.tokens_used:>10} {p.token_budget:>10} {left:>10} {p.requests:>9}")
+    print("requests by tier:", ", ".join(f"{k}={v}" for k, v in sorted(response.requests_by_tier.items())) or "none")
+    print("escalations:", ", ".join(f"{k}={v}" for k, v in sorted(response.escalations_by_reason.items())) or "none")

@@ -1,0 +1,53 @@
+"""Local backend types -> their classes, imported only when configured.
+
+torch and transformers load only when the transformers backend is chosen; the
+echo backend imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from types import MappingProxyType
+
+from gateway.config import Config
+from gateway.contracts import LocalBackend
+
+LOCAL_BACKENDS = MappingProxyType(
+    {
+        "transformers": "local_models.transformers_backend:TransformersBackend",
+        "echo": "local_models.echo:EchoBackend",
+    }
+)
+
+BatchObserver = Callable[[int, float], None]
+
+
+def load_object(path: str) -> object:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_local_backend(config: Config, on_batch: BatchObserver) -> LocalBackend:
+    """Build the configured local backend (the embedded model is converted on first use)."""
+    kind = config.local.backend
+    cls = load_object(LOCAL_BACKENDS[kind])
+    if kind == "echo":
+        echo = config.local.echo
+        return cls(delay_ms=echo.delay_ms, max_in_flight=echo.max_in_flight)  # type: ignore[operator, no-any-return]
+    from local_models.model_store import EMBEDDED_NAME, ensure_embedded_model  # noqa: PLC0415
+    from local_models.transformers_backend import TransformersSettings  # noqa: PLC0415
+
+    tcfg = config.local.transformers
+    model_dir = Path(tcfg.model_dir) if tcfg.model_dir else ensure_embedded_model(Path(config.cache_dir))
+    settings = TransformersSettings(
+        model_dir=model_dir,
+        model_name=model_dir.name if tcfg.model_dir else EMBEDDED_NAME,
+        threads=tcfg.threads,
+        max_batch=tcfg.max_batch,
+        max_wait_s=tcfg.max_wait_ms / 1000,
+        max_in_flight=tcfg.max_in_flight,
+        top_logprobs=tcfg.top_logprobs,
+    )
+    return cls(settings, on_batch=on_batch)  # type: ignore[operator, no-any-return]

@@ -1,0 +1,103 @@
+"""Bootstrap: build the pieces from config, serve gRPC + HTTP, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway import http
+from gateway.config import Config
+from gateway.contracts import LocalBackend
+from gateway.logs import RequestLog
+from gateway.registry import build_local_backend
+from gateway.router import Router
+from gateway.servicer import InferenceGatewayServicer
+from gateway.tasks import ChainedTasks, ConfigTasks
+from gateway.telemetry import Metrics
+from gateway.usage import UsageCounters
+from gateway.v1 import gateway_pb2 as pb
+from gateway.v1 import gateway_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceGateway"].full_name
+
+
+def describe_mode(config: Config) -> str:
+    """The first log line: what this process will answer with."""
+    local = config.local.backend
+    if local == "transformers" and not config.local.transformers.model_dir:
+        local = "the embedded default SmolLM2-135M-Instruct on CPU (transformers)"
+    providers = [name for name, p in config.providers.items() if p.enabled]
+    if config.offline or not providers:
+        return f"serving {local}, local only ({'offline=true' if config.offline else 'no providers configured'})"
+    return f"serving {local}, escalating to {', '.join(providers)}"
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then drain in-flight calls and exit."""
+    log.info(describe_mode(config))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    local_box: list[LocalBackend] = []
+    metrics = Metrics(queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0)
+    local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
+    local_box.append(local)
+    counters = UsageCounters()
+    router = Router(
+        local,
+        ChainedTasks(ConfigTasks(config.tasks)),
+        config.routing,
+        remote=None,
+        offline=config.offline,
+        observers=(counters.record, metrics.record, RequestLog().record),
+    )
+    servicer = InferenceGatewayServicer(
+        router,
+        counters,
+        default_max_tokens=config.server.default_max_tokens,
+        max_batch_items=config.server.max_batch_items,
+    )
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.server.max_request_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_InferenceGatewayServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{config.server.host}:{config.server.port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address}; is another process using it? pass --port")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    draining = False
+    runner = web.AppRunner(http.build_app(metrics, serving=lambda: not draining), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.server.http_host, config.server.http_port).start()
+    log.info(
+        "listening",
+        extra={"grpc": address, "http": f"{config.server.http_host}:{config.server.http_port}", "model": local.model},
+    )
+
+    await stop.wait()
+    draining = True
+    log.info("draining", extra={"grace_s": config.server.drain_timeout_s})
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=config.server.drain_timeout_s)
+    await runner.cleanup()
+    await local.aclose()
+    log.info("stopped")

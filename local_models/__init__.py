@@ -1,0 +1,1 @@
+"""Local inference backends: in-process transformers, vLLM, Ollama, and an echo backend."""

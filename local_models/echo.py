@@ -1,0 +1,64 @@
+"""An instant backend that answers with the last message's words: for benchmarks and tests.
+
+Every token has log-probability 0 (confidence 1.0), so it never escalates on
+confidence; `delay_ms` simulates work per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from gateway.contracts import BackendCall, Completion, Delta, LocalLoad, StreamEvent, TokenLogprob, Usage
+from gateway.errors import CapacityExceeded
+
+
+class EchoBackend:
+    name = "echo"
+    model = "echo"
+    context_length = 1 << 20
+
+    def __init__(self, *, delay_ms: float = 0.0, max_in_flight: int = 100_000) -> None:
+        self._delay_s = delay_ms / 1000
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+
+    def load(self) -> LocalLoad:
+        return LocalLoad(self._in_flight, self._max_in_flight, 0.0)
+
+    async def generate(self, call: BackendCall) -> Completion:
+        words = self._words(call)
+        if self._in_flight >= self._max_in_flight:
+            raise CapacityExceeded(f"echo backend is at its in-flight limit ({self._max_in_flight})")
+        self._in_flight += 1
+        try:
+            if self._delay_s:
+                await asyncio.sleep(self._delay_s)
+        finally:
+            self._in_flight -= 1
+        return self._completion(call, words)
+
+    async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
+        words = self._words(call)
+        for i, word in enumerate(words):
+            if self._delay_s:
+                await asyncio.sleep(self._delay_s / max(len(words), 1))
+            yield Delta(word if i == 0 else " " + word)
+        yield self._completion(call, words)
+
+    async def aclose(self) -> None:
+        return None
+
+    def _words(self, call: BackendCall) -> list[str]:
+        return call.messages[-1].content.split()[: call.max_tokens]
+
+    def _completion(self, call: BackendCall, words: list[str]) -> Completion:
+        prompt = sum(len(m.content.split()) for m in call.messages)
+        return Completion(
+            text=" ".join(words),
+            provider=self.name,
+            model=self.model,
+            usage=Usage(prompt, len(words)),
+            finish_reason="stop",
+            tokens=tuple(TokenLogprob(w, 0.0) for w in words),
+        )
