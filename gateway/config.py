@@ -84,6 +84,9 @@ class RoutingConfig(_Strict):
     confidence_quantile: float = Field(0.1, ge=0, le=1, description="free-text confidence quantile")
     urgent: Literal["fastest", "local"] = "fastest"
     rules: tuple[RuleConfig, ...] = ()
+    breaker_failures: int = Field(5, gt=0, description="provider failures within the window that open its breaker")
+    breaker_window_s: float = Field(60.0, gt=0, description="how far back failures count")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="open breaker waits this long before one probe")
 
 
 class ProviderConfig(_Strict):
@@ -99,6 +102,16 @@ class ProviderConfig(_Strict):
     max_retries: int = Field(2, ge=0)
     price_in_per_mtok: float = Field(0.0, ge=0)
     price_out_per_mtok: float = Field(0.0, ge=0)
+    kind: str = Field("", description="wire format: openai|anthropic|google|xai|huggingface; empty = the table name")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="alternatives per token; None = provider default")
+
+
+class BudgetConfig(_Strict):
+    """Where the per-provider daily token ledger lives and how requests are estimated before a call."""
+
+    ledger: Literal["sqlite"] = "sqlite"
+    path: str = Field("", description="SQLite file; empty = <cache_dir>/ledger.sqlite3")
+    chars_per_token: float = Field(3.0, gt=0, description="prompt estimate: characters per token (conservative)")
 
 
 class Config(_Strict):
@@ -109,6 +122,7 @@ class Config(_Strict):
     routing: RoutingConfig = RoutingConfig()
     tasks: dict[str, TaskConfig] = Field(default_factory=dict)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    budget: BudgetConfig = BudgetConfig()
 
 
 def load_config(
