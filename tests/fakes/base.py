@@ -1,0 +1,176 @@
+"""A loopback HTTP stand-in for a provider API, with fault knobs and a request counter.
+
+Each provider's wire format lives in a subclass; this base owns the server
+lifecycle and the faults: an HTTP status (with Retry-After), added latency, a
+connection reset mid-body and a malformed JSON body. Faults queued with
+`fail()` apply to the next requests in order; `always()` sets one for every
+request after the queue is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Fault:
+    status: int = 0  # 0: answer normally
+    retry_after: str | None = None  # Retry-After header value sent with `status`
+    delay_s: float = 0.0  # added before answering
+    reset_mid_body: bool = False  # send headers and half the body, then drop the connection
+    malformed_json: bool = False  # 200 with a truncated JSON body
+
+
+NO_FAULT = Fault()
+
+
+@dataclass
+class Seen:
+    """What one request looked like, for assertions."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class Reply:
+    text: str = "The trend is up"
+    model: str = ""  # empty: echo the requested model
+
+    def pieces(self) -> list[str]:
+        return re.findall(r"\S+\s*", self.text) or [""]
+
+
+@dataclass
+class FakeProviderServer:
+    """Base class: subclasses implement `route()`, `completion()`, `stream_frames()`, `error_body()`."""
+
+    reply: Reply = field(default_factory=Reply)
+    seen: list[Seen] = field(default_factory=list)
+    last_usage: tuple[int, int] = (0, 0)
+    _faults: list[Fault] = field(default_factory=list)
+    _always: Fault = NO_FAULT
+    _runner: web.AppRunner | None = None
+    _port: int = 0
+
+    # -- knobs ---------------------------------------------------------------------------
+
+    def fail(self, *faults: Fault) -> None:
+        self._faults.extend(faults)
+
+    def always(self, fault: Fault) -> None:
+        self._always = fault
+
+    @property
+    def requests(self) -> int:
+        return len(self.seen)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> FakeProviderServer:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeProviderServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- wire format (subclasses) -------------------------------------------------------------
+
+    def route(self, request: web.Request, body: dict[str, Any]) -> tuple[bool, str] | None:
+        """(is_stream, model) when the path is this provider's generation endpoint, else None."""
+        raise NotImplementedError
+
+    def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
+        raise NotImplementedError
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def prompt_tokens(self, texts: list[str]) -> int:
+        """The stand-in's tokenizer: one token per word, plus 3 per message."""
+        return sum(len(text.split()) + 3 for text in texts)
+
+    # -- handler -------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = json.loads(raw) if raw else {}
+        self.seen.append(Seen(request.path_qs, dict(request.headers), body))
+        routed = self.route(request, body)
+        if routed is None:
+            return web.json_response(self.error_body(404), status=404)
+        is_stream, model = routed
+        fault = self._faults.pop(0) if self._faults else self._always
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.status:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return web.json_response(self.error_body(fault.status), status=fault.status, headers=headers)
+        if is_stream:
+            return await self._stream(request, body, model, fault)
+        payload = json.dumps(self.completion(body, model)).encode()
+        if fault.malformed_json:
+            return web.Response(body=payload[: len(payload) // 2], content_type="application/json")
+        if fault.reset_mid_body:
+            return await self._reset(request, payload, "application/json")
+        return web.Response(body=payload, content_type="application/json")
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], model: str, fault: Fault) -> web.StreamResponse:
+        frames = self.stream_frames(body, model)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        for index, frame in enumerate(frames):
+            if fault.reset_mid_body and index == max(1, len(frames) // 2):
+                _drop(request)
+                return response
+            data = frame if not (fault.malformed_json and index == 1) else frame[: len(frame) // 2] + "\n\n"
+            await response.write(data.encode())
+        await response.write_eof()
+        return response
+
+    async def _reset(self, request: web.Request, payload: bytes, content_type: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(len(payload))})
+        await response.prepare(request)
+        await response.write(payload[: len(payload) // 2])
+        _drop(request)
+        return response
+
+
+def _drop(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def sse(data: dict[str, Any], event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n"

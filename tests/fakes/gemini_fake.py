@@ -1,0 +1,84 @@
+"""Gemini generateContent on the wire.
+
+POST {origin}/v1beta/models/{model}:generateContent (JSON) and
+:streamGenerateContent?alt=sse (SSE of GenerateContentResponse chunks), with
+usageMetadata and, when asked, logprobsResult.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeProviderServer, sse
+
+
+@dataclass
+class FakeGemini(FakeProviderServer):
+    @property
+    def base_url(self) -> str:
+        return self.origin
+
+    def route(self, request: web.Request, body: dict[str, Any]) -> tuple[bool, str] | None:
+        path = request.path
+        if request.method != "POST" or "/models/" not in path or ":" not in path:
+            return None
+        model, _, method = path.split("/models/", 1)[1].partition(":")
+        if method not in ("generateContent", "streamGenerateContent"):
+            return None
+        return method == "streamGenerateContent", model
+
+    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
+        texts = [str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", [])]
+        system = body.get("systemInstruction") or body.get("system_instruction")
+        if system:
+            texts.extend(str(part.get("text", "")) for part in system.get("parts", []))
+        prompt, completion = self.prompt_tokens(texts), len(self.reply.pieces())
+        self.last_usage = (prompt, completion)
+        return {"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion}
+
+    def _candidate(self, text: str, body: dict[str, Any], pieces: list[str], finish: str | None) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        config = body.get("generationConfig", {})
+        if config.get("responseLogprobs"):
+            top = int(config.get("logprobs") or 0)
+            chosen = [{"token": p, "logProbability": math.log(0.9)} for p in pieces]
+            candidate["logprobsResult"] = {
+                "chosenCandidates": chosen,
+                "topCandidates": [
+                    {"candidates": [{"token": p, "logProbability": math.log(0.9)}] + [{"token": f"alt{i}", "logProbability": math.log(0.05)} for i in range(top - 1)]}
+                    for p in pieces
+                ],
+            }
+        return candidate
+
+    def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        pieces = self.reply.pieces()
+        return {
+            "candidates": [self._candidate(self.reply.text, body, pieces, "STOP")],
+            "usageMetadata": self._usage(body),
+            "modelVersion": self.reply.model or model,
+        }
+
+    def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
+        pieces = self.reply.pieces()
+        usage = self._usage(body)
+        frames = []
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            chunk: dict[str, Any] = {
+                "candidates": [self._candidate(piece, body, [piece], "STOP" if last else None)],
+                "modelVersion": self.reply.model or model,
+                "usageMetadata": usage if last else {"promptTokenCount": usage["promptTokenCount"]},
+            }
+            frames.append(sse(chunk))
+        return frames
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        names = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 500: "INTERNAL", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}
+        return {"error": {"code": status, "message": f"fake error {status}", "status": names.get(status, "UNKNOWN")}}

@@ -1,0 +1,87 @@
+"""OpenAI chat completions on the wire (also xAI, and TGI-flavoured for Hugging Face).
+
+POST {origin}/v1/chat/completions, JSON or SSE (`stream: true`, usage in the
+last chunk when `stream_options.include_usage`); logprobs when asked.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeProviderServer, sse
+
+
+@dataclass
+class FakeOpenAI(FakeProviderServer):
+    tgi: bool = False  # Hugging Face TGI flavour: no `bytes`, a system_fingerprint
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    def route(self, request: web.Request, body: dict[str, Any]) -> tuple[bool, str] | None:
+        if request.method != "POST" or not request.path.endswith("/chat/completions"):
+            return None
+        return bool(body.get("stream")), str(body.get("model", ""))
+
+    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
+        prompt = self.prompt_tokens([str(m.get("content", "")) for m in body.get("messages", [])])
+        completion = len(self.reply.pieces())
+        self.last_usage = (prompt, completion)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _logprob(self, piece: str, rank: int) -> dict[str, Any]:
+        entry: dict[str, Any] = {"token": piece, "logprob": math.log(0.9 if rank == 0 else 0.05)}
+        if not self.tgi:
+            entry["bytes"] = list(piece.encode())
+        return entry
+
+    def _token_logprobs(self, piece: str, top: int) -> dict[str, Any]:
+        entry = self._logprob(piece, 0)
+        entry["top_logprobs"] = [self._logprob(piece, 0)] + [self._logprob(f"alt{i}", i + 1) for i in range(top - 1)]
+        return entry
+
+    def _head(self, model: str, kind: str) -> dict[str, Any]:
+        head: dict[str, Any] = {"id": "chatcmpl-fake", "object": kind, "created": int(time.time()), "model": self.reply.model or model}
+        if self.tgi:
+            head["system_fingerprint"] = "3.0.0-native"
+        return head
+
+    def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        pieces = self.reply.pieces()
+        logprobs = None
+        if body.get("logprobs"):
+            top = int(body.get("top_logprobs") or 0)
+            logprobs = {"content": [self._token_logprobs(p, top) for p in pieces]}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": self.reply.text},
+            "logprobs": logprobs,
+            "finish_reason": "stop",
+        }
+        return {**self._head(model, "chat.completion"), "choices": [choice], "usage": self._usage(body)}
+
+    def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
+        head = self._head(model, "chat.completion.chunk")
+        frames = [sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
+        top = int(body.get("top_logprobs") or 0)
+        for piece in self.reply.pieces():
+            logprobs = {"content": [self._token_logprobs(piece, top)]} if body.get("logprobs") else None
+            choice = {"index": 0, "delta": {"content": piece}, "logprobs": logprobs, "finish_reason": None}
+            frames.append(sse({**head, "choices": [choice]}))
+        frames.append(sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            frames.append(sse({**head, "choices": [], "usage": self._usage(body)}))
+        frames.append("data: [DONE]\n\n")
+        return frames
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        if self.tgi:
+            return {"error": f"fake error {status}", "error_type": "overloaded" if status >= 500 else "validation"}
+        kind = "rate_limit_exceeded" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+        return {"error": {"message": f"fake error {status}", "type": kind, "param": None, "code": kind}}

@@ -1,0 +1,198 @@
+"""The local-first loop with scripted backends: every escalation path and what the result reports."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from gateway.config import RoutingConfig, RuleConfig
+from gateway.contracts import (
+    Attempt,
+    BackendCall,
+    Completion,
+    Delta,
+    Escalation,
+    LocalLoad,
+    Message,
+    Privacy,
+    Request,
+    Result,
+    Role,
+    StreamEvent,
+    TaskSpec,
+    Tier,
+    TokenLogprob,
+    Usage,
+)
+from gateway.errors import CapacityExceeded, InvalidArgument, ResourceExhausted, Unavailable
+from gateway.router import Router
+from gateway.tasks import ChainedTasks, ConfigTasks
+
+
+@dataclass
+class ScriptedLocal:
+    prob: float = 0.9
+    error: Exception | None = None
+    load_value: LocalLoad = LocalLoad(0, 8, 0.0)
+    calls: list[BackendCall] = field(default_factory=list)
+    name: str = "scripted"
+    model: str = "tiny"
+    context_length: int = 100
+
+    def load(self) -> LocalLoad:
+        return self.load_value
+
+    async def generate(self, call: BackendCall) -> Completion:
+        self.calls.append(call)
+        if self.error:
+            raise self.error
+        tokens = (TokenLogprob("up", math.log(self.prob), {"down": math.log(1 - self.prob)}),)
+        return Completion("up", self.name, self.model, Usage(5, 1), "stop", tokens)
+
+    async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
+        yield Delta("up")
+        yield await self.generate(call)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RemoteAnswer:
+    completion: Completion
+    attempts: tuple[Attempt, ...]
+
+
+@dataclass
+class ScriptedRemote:
+    error: Exception | None = None
+    orders: list[tuple[str, ...]] = field(default_factory=list)
+
+    def providers(self) -> tuple[str, ...]:
+        return ("openai", "anthropic")
+
+    def models(self) -> list[object]:
+        return []
+
+    async def complete(self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False) -> RemoteAnswer:
+        self.orders.append(order)
+        if self.error:
+            raise self.error
+        completion = Completion("down", order[0], "big", Usage(9, 1), "stop")
+        return RemoteAnswer(completion, (Attempt(order[0], "big", "ok", 1.0),))
+
+
+TASKS = ConfigTasks({})
+
+
+def router(local: ScriptedLocal, remote: ScriptedRemote | None = None, **routing: object) -> tuple[Router, list[Result]]:
+    seen: list[Result] = []
+    from gateway.config import TaskConfig
+
+    tasks = ChainedTasks(ConfigTasks({"trend": TaskConfig(labels=("up", "down"), min_confidence=0.7)}))
+    return Router(local, tasks, RoutingConfig(**routing), remote=remote, observers=(seen.append,)), seen  # type: ignore[arg-type]
+
+
+def req(**fields: object) -> Request:
+    return Request("r1", (Message(Role.USER, "trend?"),), 4, **fields)  # type: ignore[arg-type]
+
+
+async def test_confident_local_answer_stays_local() -> None:
+    r, seen = router(ScriptedLocal(prob=0.9), ScriptedRemote())
+    result = await r.generate(req(task="trend"))
+    assert (result.tier, result.provider, result.escalation) == (Tier.LOCAL, "scripted", Escalation.NONE)
+    assert result.confidence == pytest.approx(0.9)
+    assert seen == [result]
+
+
+async def test_low_confidence_escalates_and_keeps_the_local_confidence() -> None:
+    remote = ScriptedRemote()
+    r, _ = router(ScriptedLocal(prob=0.6), remote)
+    result = await r.generate(req(task="trend"))
+    assert (result.tier, result.provider, result.text) == (Tier.REMOTE, "anthropic", "down")  # escalation_order starts with anthropic
+    assert result.escalation is Escalation.LOW_CONFIDENCE
+    assert result.confidence == pytest.approx(0.6)
+    assert [a.outcome for a in result.attempts] == ["low_confidence", "ok"]
+
+
+async def test_local_only_never_calls_remote_and_returns_the_local_answer() -> None:
+    remote = ScriptedRemote()
+    r, _ = router(ScriptedLocal(prob=0.6), remote)
+    result = await r.generate(req(task="trend", privacy=Privacy.LOCAL_ONLY))
+    assert result.tier is Tier.LOCAL and result.escalation is Escalation.NONE and remote.orders == []
+
+
+async def test_remote_exhausted_falls_back_to_the_local_answer() -> None:
+    r, _ = router(ScriptedLocal(prob=0.6), ScriptedRemote(error=ResourceExhausted("all budgets spent")))
+    result = await r.generate(req(task="trend"))
+    assert result.tier is Tier.LOCAL and result.escalation is Escalation.LOW_CONFIDENCE
+
+
+async def test_local_capacity_escalates_without_calling_local() -> None:
+    local = ScriptedLocal(load_value=LocalLoad(8, 8, 0.0))
+    r, _ = router(local, ScriptedRemote())
+    result = await r.generate(req())
+    assert result.escalation is Escalation.LOCAL_CAPACITY and result.tier is Tier.REMOTE and local.calls == []
+    assert result.attempts[0].outcome == "skipped"
+
+
+async def test_local_capacity_without_remote_is_resource_exhausted() -> None:
+    r, _ = router(ScriptedLocal(error=CapacityExceeded("full")))
+    with pytest.raises(ResourceExhausted, match="no capacity"):
+        await r.generate(req())
+
+
+async def test_local_error_escalates_or_is_unavailable() -> None:
+    r, _ = router(ScriptedLocal(error=RuntimeError("boom")), ScriptedRemote())
+    result = await r.generate(req())
+    assert result.escalation is Escalation.LOCAL_ERROR and result.tier is Tier.REMOTE
+    assert "RuntimeError: boom" in result.attempts[0].error
+    alone, _ = router(ScriptedLocal(error=RuntimeError("boom")))
+    with pytest.raises(Unavailable):
+        await alone.generate(req())
+
+
+async def test_rule_escalation_and_preferred_provider() -> None:
+    local = ScriptedLocal()
+    remote = ScriptedRemote()
+    r, _ = router(local, remote, rules=(RuleConfig(match_task="trend", prefer=("anthropic",), escalate=True),))
+    result = await r.generate(req(task="trend"))
+    assert result.escalation is Escalation.RULE and local.calls == []
+    assert remote.orders == [("anthropic", "openai")]
+
+
+async def test_pinned_provider_and_unknown_names() -> None:
+    remote = ScriptedRemote()
+    r, _ = router(ScriptedLocal(), remote)
+    result = await r.generate(req(model="anthropic/claude"))
+    assert result.tier is Tier.REMOTE and result.escalation is Escalation.NONE and remote.orders == [("anthropic",)]
+    with pytest.raises(InvalidArgument, match="provider 'xai' is not enabled"):
+        await r.generate(req(model="xai/grok"))
+    with pytest.raises(InvalidArgument, match="local-only"):
+        await r.generate(req(model="openai/x", privacy=Privacy.LOCAL_ONLY))
+    with pytest.raises(InvalidArgument, match="known tasks: trend"):
+        await r.generate(req(task="nope"))
+    with pytest.raises(InvalidArgument, match="exceeds the local model's context"):
+        await r.generate(Request("r", (Message(Role.USER, "x"),), 101))
+
+
+async def test_task_system_prompt_and_labels_reach_the_backend() -> None:
+    from gateway.config import TaskConfig
+
+    local = ScriptedLocal()
+    tasks = ConfigTasks({"trend": TaskConfig(labels=("up", "down"), system_prompt="Answer up or down.")})
+    r = Router(local, ChainedTasks(tasks), RoutingConfig())
+    await r.generate(req(task="trend"))
+    call = local.calls[0]
+    assert call.labels == ("up", "down")
+    assert call.messages[0] == Message(Role.SYSTEM, "Answer up or down.")
+
+
+async def test_stream_yields_deltas_then_one_result() -> None:
+    r, seen = router(ScriptedLocal(prob=0.9))
+    events = [e async for e in r.stream(req(task="trend"))]
+    assert [type(e).__name__ for e in events] == ["Delta", "Result"]
+    assert seen == [events[-1]]
