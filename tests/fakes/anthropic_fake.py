@@ -29,7 +29,9 @@ class FakeAnthropic(FakeProviderServer):
         self.last_usage = (self.prompt_tokens(texts), len(self.reply.pieces()))
         return self.last_usage
 
-    def _message(self, model: str, content: list[dict[str, Any]], stop: str | None, usage: dict[str, int]) -> dict[str, Any]:
+    def _message(
+        self, model: str, content: list[dict[str, Any]], stop: str | None, usage: dict[str, int]
+    ) -> dict[str, Any]:
         return {
             "id": "msg_fake",
             "type": "message",
@@ -51,18 +53,30 @@ class FakeAnthropic(FakeProviderServer):
         start = self._message(model, [], None, {"input_tokens": prompt, "output_tokens": 1})
         frames = [
             sse({"type": "message_start", "message": start}, "message_start"),
-            sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+            sse(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "content_block_start",
+            ),
             sse({"type": "ping"}, "ping"),
         ]
         for piece in self.reply.pieces():
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
             frames.append(sse(delta, "content_block_delta"))
         frames.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
-        end = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": completion}}
+        end = {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": completion},
+        }
         frames.append(sse(end, "message_delta"))
         frames.append(sse({"type": "message_stop"}, "message_stop"))
         return frames
 
     def error_body(self, status: int) -> dict[str, Any]:
-        kind = {429: "rate_limit_error", 529: "overloaded_error", 401: "authentication_error", 400: "invalid_request_error"}
+        kind = {
+            429: "rate_limit_error",
+            529: "overloaded_error",
+            401: "authentication_error",
+            400: "invalid_request_error",
+        }
         return {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": f"fake error {status}"}}

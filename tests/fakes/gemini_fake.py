@@ -51,7 +51,10 @@ class FakeGemini(FakeProviderServer):
             candidate["logprobsResult"] = {
                 "chosenCandidates": chosen,
                 "topCandidates": [
-                    {"candidates": [{"token": p, "logProbability": math.log(0.9)}] + [{"token": f"alt{i}", "logProbability": math.log(0.05)} for i in range(top - 1)]}
+                    {
+                        "candidates": [{"token": p, "logProbability": math.log(0.9)}]
+                        + [{"token": f"alt{i}", "logProbability": math.log(0.05)} for i in range(top - 1)]
+                    }
                     for p in pieces
                 ],
             }
@@ -80,5 +83,11 @@ class FakeGemini(FakeProviderServer):
         return frames
 
     def error_body(self, status: int) -> dict[str, Any]:
-        names = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 500: "INTERNAL", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}
+        names = {
+            429: "RESOURCE_EXHAUSTED",
+            503: "UNAVAILABLE",
+            500: "INTERNAL",
+            400: "INVALID_ARGUMENT",
+            404: "NOT_FOUND",
+        }
         return {"error": {"code": status, "message": f"fake error {status}", "status": names.get(status, "UNKNOWN")}}

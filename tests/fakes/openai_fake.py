@@ -47,7 +47,12 @@ class FakeOpenAI(FakeProviderServer):
         return entry
 
     def _head(self, model: str, kind: str) -> dict[str, Any]:
-        head: dict[str, Any] = {"id": "chatcmpl-fake", "object": kind, "created": int(time.time()), "model": self.reply.model or model}
+        head: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": kind,
+            "created": int(time.time()),
+            "model": self.reply.model or model,
+        }
         if self.tgi:
             head["system_fingerprint"] = "3.0.0-native"
         return head
@@ -68,7 +73,14 @@ class FakeOpenAI(FakeProviderServer):
 
     def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
         head = self._head(model, "chat.completion.chunk")
-        frames = [sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
+        frames = [
+            sse(
+                {
+                    **head,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                }
+            )
+        ]
         top = int(body.get("top_logprobs") or 0)
         for piece in self.reply.pieces():
             logprobs = {"content": [self._token_logprobs(piece, top)]} if body.get("logprobs") else None
