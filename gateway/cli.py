@@ -63,9 +63,9 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from gateway.config import ConfigError, load_config  # noqa: PLC0415 - keeps client commands light
-    from gateway.logs import setup_logging  # noqa: PLC0415
-    from gateway.server import serve  # noqa: PLC0415
+    from gateway.config import ConfigError, load_config
+    from gateway.logs import setup_logging
+    from gateway.server import serve
 
     overrides = {
         "server.host": args.host,
@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _run(coro: object) -> None:
     try:
-        import uvloop  # noqa: PLC0415
+        import uvloop
     except ImportError:
         asyncio.run(coro)  # type: ignore[arg-type]
     else:

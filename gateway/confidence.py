@@ -85,4 +85,3 @@ def score(
 
 def _clamp(value: float) -> float:
     return min(1.0, max(0.0, value))
-

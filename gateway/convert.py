@@ -101,7 +101,9 @@ def response_to_proto(result: Result) -> pb.GenerateResponse:
 def models_to_proto(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:
     return pb.ListModelsResponse(
         models=[
-            pb.ModelInfo(name=e.name, tier=_TIER_TO_PB[e.tier], provider=e.provider, task=e.task, metrics=dict(e.metrics))
+            pb.ModelInfo(
+                name=e.name, tier=_TIER_TO_PB[e.tier], provider=e.provider, task=e.task, metrics=dict(e.metrics)
+            )
             for e in entries
         ]
     )

@@ -36,8 +36,8 @@ def build_local_backend(config: Config, on_batch: BatchObserver) -> LocalBackend
     if kind == "echo":
         echo = config.local.echo
         return cls(delay_ms=echo.delay_ms, max_in_flight=echo.max_in_flight)  # type: ignore[operator, no-any-return]
-    from local_models.model_store import EMBEDDED_NAME, ensure_embedded_model  # noqa: PLC0415
-    from local_models.transformers_backend import TransformersSettings  # noqa: PLC0415
+    from local_models.model_store import EMBEDDED_NAME, ensure_embedded_model
+    from local_models.transformers_backend import TransformersSettings
 
     tcfg = config.local.transformers
     model_dir = Path(tcfg.model_dir) if tcfg.model_dir else ensure_embedded_model(Path(config.cache_dir))

@@ -103,7 +103,11 @@ class Router:
             if outcome.attempt is not None:
                 attempts.append(outcome.attempt)
         pinned_remote = not the_plan.try_local and not the_plan.rule_escalation
-        if the_plan.remote_allowed and self._remote is not None and (outcome.escalation is not Escalation.NONE or pinned_remote):
+        if (
+            the_plan.remote_allowed
+            and self._remote is not None
+            and (outcome.escalation is not Escalation.NONE or pinned_remote)
+        ):
             try:
                 remote = await self._remote.complete(
                     call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
@@ -111,13 +115,20 @@ class Router:
             except (ResourceExhausted, Unavailable) as exc:
                 if outcome.completion is None:
                     raise
-                log.info("remote tier could not serve; answering locally", extra={"request_id": request.request_id, "reason": exc.message})
+                log.info(
+                    "remote tier could not serve; answering locally",
+                    extra={"request_id": request.request_id, "reason": exc.message},
+                )
             else:
                 attempts.extend(remote.attempts)
-                return self._finish(request, started, remote.completion, Tier.REMOTE, outcome.confidence, outcome.escalation, attempts)
+                return self._finish(
+                    request, started, remote.completion, Tier.REMOTE, outcome.confidence, outcome.escalation, attempts
+                )
         if outcome.completion is not None:
             escalation = outcome.escalation if the_plan.remote_allowed else Escalation.NONE
-            return self._finish(request, started, outcome.completion, Tier.LOCAL, outcome.confidence, escalation, attempts)
+            return self._finish(
+                request, started, outcome.completion, Tier.LOCAL, outcome.confidence, escalation, attempts
+            )
         raise self._no_tier_error(outcome, the_plan.remote_allowed)
 
     async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
@@ -275,9 +286,15 @@ class Router:
 
     def _no_tier_error(self, outcome: _LocalOutcome, remote_allowed: bool) -> GatewayError:
         reason = outcome.attempt.error if outcome.attempt else ""
-        where = "no remote provider is enabled" if remote_allowed or self._remote is None else "the request may not leave the box"
+        where = (
+            "no remote provider is enabled"
+            if remote_allowed or self._remote is None
+            else "the request may not leave the box"
+        )
         if outcome.escalation is Escalation.LOCAL_CAPACITY:
-            return ResourceExhausted(f"local tier has no capacity ({reason}) and {where}; retry later or raise the deadline")
+            return ResourceExhausted(
+                f"local tier has no capacity ({reason}) and {where}; retry later or raise the deadline"
+            )
         return Unavailable(f"local tier failed ({reason}) and {where}")
 
 

@@ -30,7 +30,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceGateway"].full_name
 
 def describe_mode(config: Config) -> str:
     """The first log line: what this process will answer with."""
-    local = config.local.backend
+    local: str = config.local.backend
     if local == "transformers" and not config.local.transformers.model_dir:
         local = "the embedded default SmolLM2-135M-Instruct on CPU (transformers)"
     providers = [name for name, p in config.providers.items() if p.enabled]

@@ -47,12 +47,12 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         self._max_batch_items = max_batch_items
         self._provider_usage = provider_usage
 
-    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:  # type: ignore[override]  # noqa: N802
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:  # type: ignore[override]
         domain = await self._convert(request, context)
         result = await _guard(context, self._router.generate(domain))
         return convert.response_to_proto(result)
 
-    async def GenerateStream(  # type: ignore[override]  # noqa: N802
+    async def GenerateStream(  # type: ignore[override]
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
         domain = await self._convert(request, context)
@@ -66,7 +66,7 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
                 return
             yield pb.GenerateChunk(text=event.text)
 
-    async def GenerateBatch(  # type: ignore[override]  # noqa: N802
+    async def GenerateBatch(  # type: ignore[override]
         self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateBatchResponse:
         items = request.requests
@@ -87,13 +87,19 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
             index, first = failures[0]
             if not isinstance(first, GatewayError):
                 raise first
-            await abort_with(context, type(first)(f"requests[{index}]: {first.message} ({len(failures)} of {len(items)} failed)"))
-        return pb.GenerateBatchResponse(responses=[convert.response_to_proto(o) for o in outcomes if isinstance(o, Result)])
+            await abort_with(
+                context, type(first)(f"requests[{index}]: {first.message} ({len(failures)} of {len(items)} failed)")
+            )
+        return pb.GenerateBatchResponse(
+            responses=[convert.response_to_proto(o) for o in outcomes if isinstance(o, Result)]
+        )
 
-    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:  # type: ignore[override]  # noqa: N802
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:  # type: ignore[override]
         return convert.models_to_proto(self._router.models())
 
-    async def GetUsage(self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext) -> pb.GetUsageResponse:  # type: ignore[override]  # noqa: N802
+    async def GetUsage(self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext) -> pb.GetUsageResponse:  # type: ignore[override]
         snapshot = self._counters.snapshot()
         return pb.GetUsageResponse(
             providers=await self._provider_usage(),
@@ -101,7 +107,9 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
             escalations_by_reason=snapshot.escalations_by_reason,
         )
 
-    async def _convert(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, field: str = "") -> Request:
+    async def _convert(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, field: str = ""
+    ) -> Request:
         try:
             return convert.request_from_proto(
                 request, default_max_tokens=self._default_max_tokens, timeout_s=context.time_remaining(), field=field

@@ -18,10 +18,17 @@ class Metrics:
             "gateway_requests", "Answered requests", ["tier", "provider", "escalation"], registry=self.registry
         )
         self.latency = Histogram(
-            "gateway_request_latency_seconds", "End-to-end latency", ["tier"], buckets=LATENCY_BUCKETS_S, registry=self.registry
+            "gateway_request_latency_seconds",
+            "End-to-end latency",
+            ["tier"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "gateway_local_batch_size", "Requests decoded together", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=self.registry
+            "gateway_local_batch_size",
+            "Requests decoded together",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+            registry=self.registry,
         )
         self.batch_seconds = Histogram("gateway_local_batch_seconds", "Micro-batch duration", registry=self.registry)
         queue = Gauge("gateway_local_in_flight", "Local requests accepted and not finished", registry=self.registry)

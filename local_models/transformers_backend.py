@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.contracts import (
     BackendCall,
@@ -29,9 +29,6 @@ from gateway.contracts import (
 )
 from gateway.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument
 from local_models.batcher import MicroBatcher
-
-if TYPE_CHECKING:
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +62,17 @@ class _Job:
         self.emit(error)
 
 
+@dataclass(eq=False)
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    job: _Job
+    ids: list[int] = field(default_factory=list)
+    tokens: list[TokenLogprob] = field(default_factory=list)
+    text: str = ""
+    done: bool = False
+
+
 class TransformersBackend:
     """`LocalBackend` over a Hugging Face causal LM loaded in this process."""
 
@@ -76,17 +84,17 @@ class TransformersBackend:
         *,
         on_batch: Callable[[int, float], None] = lambda size, seconds: None,
     ) -> None:
-        import torch  # noqa: PLC0415 - torch only when an in-process backend is configured
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(settings.threads)
         self._torch = torch
         self._settings = settings
         self.model = settings.model_name
         started = time.perf_counter()
-        self._tokenizer = AutoTokenizer.from_pretrained(settings.model_dir)
-        self._model = AutoModelForCausalLM.from_pretrained(settings.model_dir, dtype=torch.float32)
-        self._model.eval()
+        self._tokenizer: Any = AutoTokenizer.from_pretrained(settings.model_dir)
+        model: Any = AutoModelForCausalLM.from_pretrained(settings.model_dir, dtype=torch.float32)
+        self._model = model.eval()
         self.context_length = int(self._model.config.max_position_embeddings)
         eos = self._model.generation_config.eos_token_id
         self._eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
@@ -103,7 +111,11 @@ class TransformersBackend:
         )
         log.info(
             "loaded local model",
-            extra={"model": self.model, "path": str(settings.model_dir), "seconds": round(time.perf_counter() - started, 2)},
+            extra={
+                "model": self.model,
+                "path": str(settings.model_dir),
+                "seconds": round(time.perf_counter() - started, 2),
+            },
         )
 
     # -- LocalBackend ---------------------------------------------------------------
@@ -146,9 +158,8 @@ class TransformersBackend:
 
     def _encode(self, call: BackendCall) -> list[int]:
         messages = [{"role": m.role.value, "content": m.content} for m in call.messages]
-        ids: list[int] = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if hasattr(ids, "input_ids"):
-            ids = list(ids["input_ids"])
+        encoded: Any = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids: list[int] = list(encoded["input_ids"] if hasattr(encoded, "input_ids") else encoded)
         if len(ids) + call.max_tokens > self.context_length:
             raise InvalidArgument(
                 f"max_tokens: prompt ({len(ids)} tokens) + max_tokens ({call.max_tokens}) exceeds the model's "
@@ -176,69 +187,33 @@ class TransformersBackend:
         with torch.inference_mode():
             self._decode(jobs, torch)
 
-    def _decode(self, jobs: list[_Job], torch: Any) -> None:  # noqa: C901 - one decode loop, kept in one place
-        rows = len(jobs)
+    def _decode(self, jobs: list[_Job], torch: Any) -> None:
+        rows = [_Row(job) for job in jobs]
         width = max(len(job.prompt_ids) for job in jobs)
-        input_ids = torch.full((rows, width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((rows, width), dtype=torch.long)
-        for i, job in enumerate(jobs):
+        input_ids = torch.full((len(jobs), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(jobs), width), dtype=torch.long)
+        for i, job in enumerate(jobs):  # left padding: every row's last prompt token is at the end
             n = len(job.prompt_ids)
             input_ids[i, width - n :] = torch.tensor(job.prompt_ids)
             mask[i, width - n :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         temperatures = torch.tensor([max(job.call.temperature, 0.0) for job in jobs])
-        generated: list[list[int]] = [[] for _ in jobs]
-        tokens: list[list[TokenLogprob]] = [[] for _ in jobs]
-        texts = [""] * rows
-        done = [False] * rows
         out = self._model(
             input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
         )
-        step = 0
+        k = self._settings.top_logprobs
         while True:
             logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
             chosen = self._choose(logprobs, temperatures, torch)
-            k = self._settings.top_logprobs
-            top_lp, top_ids = logprobs.topk(k, dim=-1) if k else (None, None)
+            top_lp, top_ids = logprobs.topk(max(k, 1), dim=-1)
             now = time.monotonic()
-            for i, job in enumerate(jobs):
-                if done[i]:
-                    continue
-                if job.cancelled:
-                    done[i] = True
-                    log.info("generation cancelled", extra={"request_id": job.call.request_id, "tokens": step})
-                    job.fail(asyncio.CancelledError())
-                    continue
-                if job.call.deadline is not None and now > job.call.deadline:
-                    done[i] = True
-                    log.info("generation cancelled: deadline passed", extra={"request_id": job.call.request_id})
-                    job.fail(DeadlineExceeded("the request's deadline passed during local generation"))
-                    continue
-                token_id = int(chosen[i])
-                if token_id in self._eos_ids:
-                    done[i] = True
-                    job.emit(self._completion(job, texts[i], tokens[i], "stop"))
-                    continue
-                top: dict[str, float] = {}
-                if top_ids is not None and top_lp is not None:
-                    top = {self._piece(int(t)): float(v) for t, v in zip(top_ids[i], top_lp[i], strict=True)}
-                if step == 0:
-                    for piece, label_id in job.label_ids.items():
-                        top[piece] = float(logprobs[i, label_id])
-                generated[i].append(token_id)
-                tokens[i].append(TokenLogprob(self._piece(token_id), float(logprobs[i, token_id]), top))
-                text = self._tokenizer.decode(generated[i], skip_special_tokens=True)
-                if not text.endswith("\ufffd") and len(text) > len(texts[i]):
-                    job.emit(Delta(text[len(texts[i]) :]))
-                    texts[i] = text
-                if len(generated[i]) >= job.call.max_tokens:
-                    done[i] = True
-                    texts[i] = self._flush(job, generated[i], texts[i])
-                    job.emit(self._completion(job, texts[i], tokens[i], "length"))
-            if all(done):
+            for i, row in enumerate(rows):
+                if not row.done:
+                    top = dict(zip(top_ids[i].tolist()[:k], top_lp[i].tolist()[:k], strict=True))
+                    self._advance(row, int(chosen[i]), logprobs[i], top, now)
+            if all(row.done for row in rows):
                 return
-            step += 1
-            mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.long)], dim=-1)
+            mask = torch.cat([mask, torch.ones((len(jobs), 1), dtype=torch.long)], dim=-1)
             positions = positions[:, -1:] + 1
             out = self._model(
                 input_ids=chosen.unsqueeze(-1),
@@ -248,7 +223,38 @@ class TransformersBackend:
                 use_cache=True,
             )
 
-    def _choose(self, logprobs: torch.Tensor, temperatures: torch.Tensor, torch: Any) -> torch.Tensor:
+    def _advance(self, row: _Row, token_id: int, logprobs: Any, top_ids: dict[int, float], now: float) -> None:
+        """One decoding step for one request: stop it, or record its token and stream new text."""
+        job = row.job
+        if job.cancelled:
+            row.done = True
+            log.info("generation cancelled", extra={"request_id": job.call.request_id, "tokens": len(row.ids)})
+            job.fail(asyncio.CancelledError())
+            return
+        if job.call.deadline is not None and now > job.call.deadline:
+            row.done = True
+            log.info("generation cancelled: deadline passed", extra={"request_id": job.call.request_id})
+            job.fail(DeadlineExceeded("the request's deadline passed during local generation"))
+            return
+        if token_id in self._eos_ids:
+            row.done = True
+            job.emit(self._completion(job, row, "stop"))
+            return
+        top = {self._piece(t): lp for t, lp in top_ids.items()}
+        if not row.ids:  # the answer's first position: report every label's first token too
+            top.update({piece: float(logprobs[label_id]) for piece, label_id in job.label_ids.items()})
+        row.ids.append(token_id)
+        row.tokens.append(TokenLogprob(self._piece(token_id), float(logprobs[token_id]), top))
+        text = str(self._tokenizer.decode(row.ids, skip_special_tokens=True))
+        finished = len(row.ids) >= job.call.max_tokens
+        if len(text) > len(row.text) and (finished or not text.endswith("\ufffd")):  # hold back half characters
+            job.emit(Delta(text[len(row.text) :]))
+            row.text = text
+        if finished:
+            row.done = True
+            job.emit(self._completion(job, row, "length"))
+
+    def _choose(self, logprobs: Any, temperatures: Any, torch: Any) -> Any:
         greedy = logprobs.argmax(dim=-1)
         sampled_rows = temperatures > 0
         if not bool(sampled_rows.any()):
@@ -257,26 +263,18 @@ class TransformersBackend:
         sampled = torch.multinomial(torch.softmax(scaled, dim=-1), 1).squeeze(-1)
         return torch.where(sampled_rows, sampled, greedy)
 
-    def _flush(self, job: _Job, ids: list[int], shown: str) -> str:
-        """Emit any text held back (an incomplete multi-byte character) before finishing."""
-        text = self._tokenizer.decode(ids, skip_special_tokens=True)
-        if len(text) > len(shown):
-            job.emit(Delta(text[len(shown) :]))
-        return text
-
     def _piece(self, token_id: int) -> str:
         piece = self._pieces.get(token_id)
         if piece is None:
             piece = self._pieces[token_id] = str(self._tokenizer.decode([token_id]))
         return piece
 
-    def _completion(self, job: _Job, text: str, tokens: list[TokenLogprob], reason: str) -> Completion:
+    def _completion(self, job: _Job, row: _Row, reason: str) -> Completion:
         return Completion(
-            text=text,
+            text=row.text,
             provider=self.name,
             model=job.call.adapter.name if job.call.adapter else self.model,
-            usage=Usage(len(job.prompt_ids), len(tokens)),
+            usage=Usage(len(job.prompt_ids), len(row.tokens)),
             finish_reason=reason,
-            tokens=tuple(tokens),
+            tokens=tuple(row.tokens),
         )
-

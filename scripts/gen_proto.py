@@ -18,7 +18,7 @@ PROTO_FILES = ("gateway/v1/gateway.proto",)
 
 def generate(out_dir: Path) -> list[Path]:
     """Run protoc (grpcio-tools) with the mypy-protobuf plugins; return the files written."""
-    from grpc_tools import protoc  # noqa: PLC0415 - a build tool, imported only when generating
+    from grpc_tools import protoc
 
     out_dir.mkdir(parents=True, exist_ok=True)
     include = Path(protoc.__file__).parent / "_proto"

@@ -75,6 +75,7 @@ def test_config_with_unknown_key_is_rejected_naming_it(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert done.returncode != 0
     assert "unknown key 'server.prot'" in done.stderr

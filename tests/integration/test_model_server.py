@@ -214,8 +214,8 @@ def test_cli_ask_prints_text_and_metadata(model_gateway: GatewayProcess) -> None
     assert "tier=TIER_LOCAL provider=transformers" in done.stderr
     assert re.search(r"confidence=\d\.\d{3}", done.stderr)
     streamed = subprocess.run(
-        [sys.executable, "-m", "gateway", "ask", "Say hi.", "--max-tokens", "4", "--stream", "--local-only"]
-        + ["--target", model_gateway.target],
+        [sys.executable, "-m", "gateway", "ask", "Say hi.", "--max-tokens", "4", "--stream", "--local-only", "--target"]
+        + [model_gateway.target],  # noqa: RUF005
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -35,7 +35,9 @@ async def test_cancelled_jobs_are_dropped_and_failures_reach_every_job() -> None
         raise ValueError("model crashed")
 
     sizes: list[int] = []
-    batcher: MicroBatcher[Job] = MicroBatcher(explode, max_batch=4, max_wait_s=0.01, on_batch=lambda n, s: sizes.append(n))
+    batcher: MicroBatcher[Job] = MicroBatcher(
+        explode, max_batch=4, max_wait_s=0.01, on_batch=lambda n, s: sizes.append(n)
+    )
     batcher.start()
     gone, live = Job("x", cancelled=True), Job("x")
     batcher.submit(gone)

@@ -37,7 +37,7 @@ def test_unknown_keys_are_rejected_with_the_key_named(tmp_path: Path) -> None:
 
 
 def test_bad_values_and_files_say_what_to_change(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'server.port'"):
+    with pytest.raises(ConfigError, match=r"'server\.port'"):
         load_config(None, {"GATEWAY__SERVER__PORT": "99999"})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml", {})

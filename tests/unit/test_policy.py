@@ -40,7 +40,13 @@ def test_first_matching_rule_wins_and_can_escalate_or_pin_local() -> None:
 
 
 def test_pinned_provider_skips_local_and_urgent_is_flagged() -> None:
-    p = plan(req(model="openai/gpt-4o-mini", priority=Priority.URGENT), TaskSpec(""), RoutingConfig(), offline=False, providers=PROVIDERS)
+    p = plan(
+        req(model="openai/gpt-4o-mini", priority=Priority.URGENT),
+        TaskSpec(""),
+        RoutingConfig(),
+        offline=False,
+        providers=PROVIDERS,
+    )
     assert not p.try_local and p.order == ("openai",) and p.urgent and not p.rule_escalation
 
 

@@ -18,7 +18,12 @@ def _gen_module():  # type: ignore[no-untyped-def]
 
 def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
     written = _gen_module().generate(tmp_path)
-    assert {p.name for p in written} == {"gateway_pb2.py", "gateway_pb2.pyi", "gateway_pb2_grpc.py", "gateway_pb2_grpc.pyi"}
+    assert {p.name for p in written} == {
+        "gateway_pb2.py",
+        "gateway_pb2.pyi",
+        "gateway_pb2_grpc.py",
+        "gateway_pb2_grpc.pyi",
+    }
     for fresh in written:
         checked_in = ROOT / fresh.relative_to(tmp_path)
         assert checked_in.read_text() == fresh.read_text(), f"{checked_in} is stale: run `make proto`"
@@ -28,4 +33,10 @@ def test_contract_names_are_present() -> None:
     from gateway.v1 import gateway_pb2 as pb
 
     service = pb.DESCRIPTOR.services_by_name["InferenceGateway"]
-    assert [m.name for m in service.methods] == ["Generate", "GenerateStream", "GenerateBatch", "ListModels", "GetUsage"]
+    assert [m.name for m in service.methods] == [
+        "Generate",
+        "GenerateStream",
+        "GenerateBatch",
+        "ListModels",
+        "GetUsage",
+    ]

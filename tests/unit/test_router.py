@@ -22,7 +22,6 @@ from gateway.contracts import (
     Result,
     Role,
     StreamEvent,
-    TaskSpec,
     Tier,
     TokenLogprob,
     Usage,
@@ -36,7 +35,7 @@ from gateway.tasks import ChainedTasks, ConfigTasks
 class ScriptedLocal:
     prob: float = 0.9
     error: Exception | None = None
-    load_value: LocalLoad = LocalLoad(0, 8, 0.0)
+    load_value: LocalLoad = field(default_factory=lambda: LocalLoad(0, 8, 0.0))
     calls: list[BackendCall] = field(default_factory=list)
     name: str = "scripted"
     model: str = "tiny"
@@ -77,7 +76,9 @@ class ScriptedRemote:
     def models(self) -> list[object]:
         return []
 
-    async def complete(self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False) -> RemoteAnswer:
+    async def complete(
+        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+    ) -> RemoteAnswer:
         self.orders.append(order)
         if self.error:
             raise self.error
@@ -88,7 +89,9 @@ class ScriptedRemote:
 TASKS = ConfigTasks({})
 
 
-def router(local: ScriptedLocal, remote: ScriptedRemote | None = None, **routing: object) -> tuple[Router, list[Result]]:
+def router(
+    local: ScriptedLocal, remote: ScriptedRemote | None = None, **routing: object
+) -> tuple[Router, list[Result]]:
     seen: list[Result] = []
     from gateway.config import TaskConfig
 
@@ -112,7 +115,11 @@ async def test_low_confidence_escalates_and_keeps_the_local_confidence() -> None
     remote = ScriptedRemote()
     r, _ = router(ScriptedLocal(prob=0.6), remote)
     result = await r.generate(req(task="trend"))
-    assert (result.tier, result.provider, result.text) == (Tier.REMOTE, "anthropic", "down")  # escalation_order starts with anthropic
+    assert (result.tier, result.provider, result.text) == (
+        Tier.REMOTE,
+        "anthropic",
+        "down",
+    )  # escalation_order starts with anthropic
     assert result.escalation is Escalation.LOW_CONFIDENCE
     assert result.confidence == pytest.approx(0.6)
     assert [a.outcome for a in result.attempts] == ["low_confidence", "ok"]
