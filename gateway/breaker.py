@@ -50,6 +50,13 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
+    def ready(self) -> bool:
+        """Whether `allow()` would grant a permit now (no side effects)."""
+        if self._now() < self._blocked_until:
+            return False
+        state = self.state
+        return state is BreakerState.CLOSED or (state is BreakerState.HALF_OPEN and not self._probe_in_flight)
+
     def allow(self) -> Permit | None:
         """A permit to call now, or None while open (or while the half-open probe is out)."""
         now = self._now()

@@ -1,0 +1,137 @@
+"""Token ledgers: reserve/reconcile/release, UTC days, exactness under concurrency, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from gateway.budget import TokenLedger, next_reset, utc_day
+from gateway.budget_memory import MemoryLedger
+from gateway.budget_sqlite import SqliteLedger
+
+DAY = "2026-11-25"
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TokenLedger]:
+    made: TokenLedger = SqliteLedger(tmp_path / "ledger.sqlite3") if request.param == "sqlite" else MemoryLedger()
+    yield made
+    await made.aclose()
+
+
+async def test_reserve_until_the_limit_then_refuse(ledger: TokenLedger) -> None:
+    assert await ledger.reserve("openai", 600, day=DAY, limit=1000) is not None
+    assert await ledger.reserve("openai", 401, day=DAY, limit=1000) is None
+    assert await ledger.reserve("openai", 400, day=DAY, limit=1000) is not None
+    assert await ledger.reserve("openai", 1, day=DAY, limit=1000) is None
+    usage = await ledger.usage(DAY)
+    assert (usage["openai"].tokens_used, usage["openai"].requests) == (1000, 2)
+
+
+async def test_providers_and_days_are_separate(ledger: TokenLedger) -> None:
+    assert await ledger.reserve("openai", 1000, day=DAY, limit=1000) is not None
+    assert await ledger.reserve("anthropic", 1000, day=DAY, limit=1000) is not None
+    assert await ledger.reserve("openai", 1000, day="2026-11-26", limit=1000) is not None
+    assert set(await ledger.usage(DAY)) == {"openai", "anthropic"}
+
+
+async def test_no_limit_always_reserves(ledger: TokenLedger) -> None:
+    assert await ledger.reserve("hf", 10**9, day=DAY, limit=None) is not None
+
+
+async def test_reconcile_replaces_the_estimate_and_frees_the_difference(ledger: TokenLedger) -> None:
+    reservation = await ledger.reserve("openai", 900, day=DAY, limit=1000)
+    assert reservation is not None
+    assert await ledger.reserve("openai", 200, day=DAY, limit=1000) is None
+    await ledger.reconcile(reservation, 120)
+    assert (await ledger.usage(DAY))["openai"].tokens_used == 120
+    assert await ledger.reserve("openai", 200, day=DAY, limit=1000) is not None
+
+
+async def test_release_gives_tokens_and_the_request_back(ledger: TokenLedger) -> None:
+    reservation = await ledger.reserve("openai", 1000, day=DAY, limit=1000)
+    assert reservation is not None
+    await ledger.release(reservation)
+    assert "openai" not in await ledger.usage(DAY)
+    assert await ledger.reserve("openai", 1000, day=DAY, limit=1000) is not None
+
+
+async def test_500_concurrent_reservations_never_pass_the_limit(ledger: TokenLedger) -> None:
+    results = await asyncio.gather(*(ledger.reserve("openai", 7, day=DAY, limit=1000) for _ in range(500)))
+    granted = [r for r in results if r is not None]
+    assert len(granted) == 1000 // 7
+    assert (await ledger.usage(DAY))["openai"].tokens_used == 7 * (1000 // 7) <= 1000
+
+
+async def test_two_processes_sharing_the_file_never_pass_the_limit(tmp_path: Path) -> None:
+    """Two ledgers on one file (each with its own connection and thread) stand in for two gateway processes."""
+    path = tmp_path / "shared.sqlite3"
+    first, second = SqliteLedger(path), SqliteLedger(path)
+    try:
+        calls = [(first if i % 2 else second).reserve("openai", 10, day=DAY, limit=1000) for i in range(300)]
+        granted = [r for r in await asyncio.gather(*calls) if r is not None]
+        assert len(granted) == 100
+        assert (await first.usage(DAY))["openai"].tokens_used == 1000
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_sqlite_ledger_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    before = SqliteLedger(path)
+    reservation = await before.reserve("openai", 800, day=DAY, limit=1000)
+    assert reservation is not None
+    await before.reconcile(reservation, 750)
+    await before.aclose()
+    after = SqliteLedger(path)
+    try:
+        assert (await after.usage(DAY))["openai"].tokens_used == 750
+        assert await after.reserve("openai", 251, day=DAY, limit=1000) is None
+    finally:
+        await after.aclose()
+
+
+def test_utc_day_and_reset_follow_utc_not_local_time() -> None:
+    late_in_new_york = datetime(2026, 11, 25, 20, 0, tzinfo=timezone(timedelta(hours=-5)))  # 01:00 UTC on the 26th
+    assert utc_day(late_in_new_york) == "2026-11-26"
+    assert next_reset(late_in_new_york) == datetime(2026, 11, 27, tzinfo=UTC)
+    assert next_reset(datetime(2026, 11, 25, 23, 59, 59, tzinfo=UTC)) == datetime(2026, 11, 26, tzinfo=UTC)
+
+
+RESERVE_SCRIPT = """
+import asyncio, sys
+from gateway.budget_sqlite import SqliteLedger
+
+async def main():
+    ledger = SqliteLedger(sys.argv[1])
+    results = await asyncio.gather(*(ledger.reserve("openai", 10, day=sys.argv[2], limit=1000) for _ in range(150)))
+    await ledger.aclose()
+    print(sum(r is not None for r in results))
+
+asyncio.run(main())
+"""
+
+
+async def test_separate_processes_never_pass_the_limit(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite3")
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", RESERVE_SCRIPT, path, DAY, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    outputs = [await proc.communicate() for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    assert sum(int(out.decode()) for out, _ in outputs) == 100
+    ledger = SqliteLedger(path)
+    try:
+        assert (await ledger.usage(DAY))["openai"].tokens_used == 1000
+    finally:
+        await ledger.aclose()
