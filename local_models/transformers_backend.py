@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.contracts import (
+    AdapterRef,
     BackendCall,
     Completion,
     Delta,
@@ -42,6 +44,7 @@ class TransformersSettings:
     max_wait_s: float = 0.005
     max_in_flight: int = 64
     top_logprobs: int = 5
+    max_adapters: int = 8  # LoRA adapters kept loaded at once (least recently used go first)
 
 
 @dataclass(eq=False)
@@ -102,6 +105,8 @@ class TransformersBackend:
         self._in_flight = 0
         self._pieces: dict[int, str] = {}
         self._label_cache: dict[tuple[str, ...], dict[str, int]] = {}
+        self._adapters: OrderedDict[str, None] = OrderedDict()  # loaded "name@version", least recent first
+        self._peft: Any = None  # a peft.PeftModel around self._model once the first adapter is loaded
         self._batcher: MicroBatcher[_Job] = MicroBatcher(
             self._run_batch,
             max_batch=settings.max_batch,
@@ -184,8 +189,38 @@ class TransformersBackend:
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         torch = self._torch
+        self._use_adapter(jobs[0].call.adapter)  # the batcher never mixes adapters in one batch
         with torch.inference_mode():
             self._decode(jobs, torch)
+
+    def _use_adapter(self, ref: AdapterRef | None) -> None:
+        """Activate a LoRA adapter, loading it from ref.path on first use; the bare base model for None.
+
+        peft injects the LoRA layers into the model in place, so decoding keeps calling the same
+        model object; `self._peft` only loads, selects, switches off and drops adapters.
+        """
+        if ref is None:
+            if self._peft is not None:
+                self._peft.base_model.disable_adapter_layers()
+            return
+        key = f"{ref.name}@{ref.version}"
+        if key not in self._adapters:
+            from peft import PeftModel
+
+            started = time.perf_counter()
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(self._model, ref.path, adapter_name=key)
+            else:
+                while len(self._adapters) >= max(1, self._settings.max_adapters):
+                    evicted, _ = self._adapters.popitem(last=False)
+                    self._peft.delete_adapter(evicted)
+                self._peft.load_adapter(ref.path, adapter_name=key)
+            self._model.eval()  # freshly added LoRA layers start in training mode (dropout on)
+            self._adapters[key] = None
+            log.info("loaded adapter %s from %s in %.2f s", key, ref.path, time.perf_counter() - started)
+        self._adapters.move_to_end(key)
+        self._peft.set_adapter(key)
+        self._peft.base_model.enable_adapter_layers()
 
     def _decode(self, jobs: list[_Job], torch: Any) -> None:
         rows = [_Row(job) for job in jobs]
