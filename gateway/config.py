@@ -54,10 +54,58 @@ class EchoConfig(_Strict):
     max_in_flight: int = Field(100_000, gt=0)
 
 
+class VllmConfig(_Strict):
+    """A vLLM server reached over its OpenAI-compatible HTTP API (docs/local_backends.md)."""
+
+    base_url: str = Field("http://127.0.0.1:8000", description="scheme://host:port of the vLLM server (no /v1)")
+    served_model_name: str = Field("smollm2-135m-instruct", description="vLLM's --served-model-name for the base")
+    api_key_env: str = Field("", description="environment variable holding vLLM's --api-key; empty = none")
+    timeout_s: float = Field(60.0, gt=0, description="longest a request may take when it has no deadline")
+    connect_timeout_s: float = Field(3.0, gt=0)
+    max_in_flight: int = Field(64, gt=0, description="requests accepted before capacity says no")
+    top_logprobs: int = Field(5, ge=0, le=20, description="alternatives per token for free-text confidence")
+    label_top_logprobs: int = Field(20, ge=0, le=20, description="alternatives asked for on label tasks")
+    metrics_poll_s: float = Field(1.0, gt=0, description="how often /health and /metrics are read, off the request path")
+    kv_cache_full: float = Field(0.95, gt=0, le=1, description="kv_cache_usage_perc at which, with a queue, it is full")
+    # -- launching vLLM (make serve-vllm, or supervise = true) --------------------------------
+    supervise: bool = Field(False, description="start vLLM from the gateway and restart it if it dies")
+    python: str = Field("", description="interpreter with vllm installed; empty = $VLLM_PYTHON, .venv-vllm, this one")
+    model_dir: str = Field("", description="HF folder vLLM serves; empty = the embedded SmolLM2-135M-Instruct")
+    adapters_dir: str = Field("", description="adapter cards served with --lora-modules at start; empty = none")
+    dtype: str = Field("bfloat16", description="--dtype; bfloat16 on CPU, auto on GPUs")
+    max_model_len: int = Field(2048, gt=0, description="--max-model-len, also the context length the router checks")
+    max_num_seqs: int = Field(0, ge=0, description="--max-num-seqs; 0 = vLLM's default")
+    max_loras: int = Field(2, gt=0, description="--max-loras: adapters active in one batch")
+    max_lora_rank: int = Field(8, gt=0, description="--max-lora-rank: the largest adapter rank served")
+    max_logprobs: int = Field(20, ge=0, description="--max-logprobs")
+    cpu_kvcache_gib: int = Field(1, gt=0, description="VLLM_CPU_KVCACHE_SPACE on the CPU build")
+    extra_args: tuple[str, ...] = Field((), description="more vLLM command-line arguments, verbatim")
+    startup_timeout_s: float = Field(300.0, gt=0, description="how long a supervised start may take")
+    restart_backoff_s: float = Field(5.0, ge=0, description="first wait before restarting a dead server (doubles)")
+
+
+class OllamaConfig(_Strict):
+    """An Ollama server reached through the official `ollama` client (docs/local_backends.md)."""
+
+    host: str = Field("http://127.0.0.1:11434", description="Ollama's address")
+    model: str = Field("smollm2:135m", description="the base model's name in Ollama")
+    keep_alive: str = Field("5m", description="how long Ollama keeps the model loaded after a request (-1 = always)")
+    timeout_s: float = Field(60.0, gt=0, description="longest a request may take when it has no deadline")
+    max_in_flight: int = Field(4, gt=0, description="requests accepted before capacity says no")
+    parallel: int = Field(1, gt=0, description="OLLAMA_NUM_PARALLEL of the server: requests it decodes at once")
+    top_logprobs: int = Field(5, ge=0, le=20)
+    label_top_logprobs: int = Field(20, ge=0, le=20)
+    require_logprobs: bool = Field(False, description="true: an answer without logprobs is an error (escalates)")
+    context_length: int = Field(2048, gt=0, description="num_ctx sent with each request")
+    ps_poll_s: float = Field(5.0, gt=0, description="how often /api/ps is read, off the request path")
+
+
 class LocalConfig(_Strict):
-    backend: Literal["transformers", "echo"] = "transformers"
+    backend: Literal["transformers", "echo", "vllm", "ollama"] = "transformers"
     transformers: TransformersConfig = TransformersConfig()
     echo: EchoConfig = EchoConfig()
+    vllm: VllmConfig = VllmConfig()
+    ollama: OllamaConfig = OllamaConfig()
 
 
 class TaskConfig(_Strict):
