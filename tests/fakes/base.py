@@ -10,6 +10,7 @@ request after the queue is empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class FakeProviderServer:
     _always: Fault = NO_FAULT
     _runner: web.AppRunner | None = None
     _port: int = 0
+    _stopping: asyncio.Event | None = None
 
     # -- knobs ---------------------------------------------------------------------------
 
@@ -79,16 +81,19 @@ class FakeProviderServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> FakeProviderServer:
+        self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=1.0)
         await site.start()
         self._port = int(self._runner.addresses[0][1])
         return self
 
     async def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()  # cut short any added latency still running
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -128,8 +133,9 @@ class FakeProviderServer:
             return web.json_response(self.error_body(404), status=404)
         is_stream, model = routed
         fault = self._faults.pop(0) if self._faults else self._always
-        if fault.delay_s:
-            await asyncio.sleep(fault.delay_s)
+        if fault.delay_s and self._stopping is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), fault.delay_s)
         if fault.status:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return web.json_response(self.error_body(fault.status), status=fault.status, headers=headers)
