@@ -36,6 +36,7 @@ class AnthropicProvider:
             timeout=config.timeout_s,
             max_retries=0,  # the gateway owns retries
         )
+        _ = self._client.messages  # import the SDK's lazy modules now, not inside the first deadline
 
     def _params(self, call: BackendCall) -> dict[str, Any]:
         system, rest = split_system(call.messages)

@@ -45,6 +45,7 @@ class GoogleProvider:
                 retry_options=types.HttpRetryOptions(attempts=1),  # the gateway owns retries
             ),
         )
+        _ = self._client.aio.models  # build the async client now, not inside the first deadline
 
     def _request(self, call: BackendCall) -> dict[str, Any]:
         types = self._types

@@ -36,6 +36,7 @@ class OpenAIProvider:
             timeout=config.timeout_s,
             max_retries=0,  # the gateway owns retries
         )
+        _ = self._client.chat.completions  # import the SDK's lazy modules now, not inside the first deadline
 
     def _params(self, call: BackendCall) -> dict[str, Any]:
         params: dict[str, Any] = {
