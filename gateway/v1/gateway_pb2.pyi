@@ -499,7 +499,41 @@ class ProviderUsage(_message.Message):
 Global___ProviderUsage: _TypeAlias = ProviderUsage  # noqa: Y015
 
 @_typing.final
+class LatencySummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    P50_MS_FIELD_NUMBER: _builtins.int
+    P90_MS_FIELD_NUMBER: _builtins.int
+    P99_MS_FIELD_NUMBER: _builtins.int
+    MAX_MS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    p50_ms: _builtins.float
+    p90_ms: _builtins.float
+    p99_ms: _builtins.float
+    max_ms: _builtins.float
+    """nearest-rank percentiles"""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        p50_ms: _builtins.float = ...,
+        p90_ms: _builtins.float = ...,
+        p99_ms: _builtins.float = ...,
+        max_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "max_ms", b"max_ms", "p50_ms", b"p50_ms", "p90_ms", b"p90_ms", "p99_ms", b"p99_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LatencySummary: _TypeAlias = LatencySummary  # noqa: Y015
+
+@_typing.final
 class GetUsageResponse(_message.Message):
+    """Fields 2-3 and 4-12 cover the UTC day in `day`, across every replica writing to the same usage store."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -542,9 +576,70 @@ class GetUsageResponse(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TokensByTierEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class RequestsByProviderEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PROVIDERS_FIELD_NUMBER: _builtins.int
     REQUESTS_BY_TIER_FIELD_NUMBER: _builtins.int
     ESCALATIONS_BY_REASON_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    TOKENS_BY_TIER_FIELD_NUMBER: _builtins.int
+    REQUESTS_BY_PROVIDER_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    REFERENCE_COST_USD_FIELD_NUMBER: _builtins.int
+    SAVED_USD_FIELD_NUMBER: _builtins.int
+    REFERENCE_PROVIDER_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """YYYY-MM-DD (UTC)"""
+    requests: _builtins.int
+    """answered requests"""
+    cost_usd: _builtins.float
+    """spent: remote answers at their provider's prices"""
+    reference_cost_usd: _builtins.float
+    """every answer at reference_provider's prices"""
+    saved_usd: _builtins.float
+    """reference_cost_usd - cost_usd, never below 0"""
+    reference_provider: _builtins.str
+    """empty when none is configured"""
     @_builtins.property
     def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderUsage]:
         """one per configured provider, today (UTC)"""
@@ -557,16 +652,37 @@ class GetUsageResponse(_message.Message):
     def escalations_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """"low_confidence" | "local_capacity" | ..."""
 
+    @_builtins.property
+    def tokens_by_tier(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """prompt + completion tokens of the answers, by tier"""
+
+    @_builtins.property
+    def requests_by_provider(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """who produced the answers (cache hits name the original)"""
+
+    @_builtins.property
+    def latency(self) -> Global___LatencySummary:
+        """end-to-end latency inside the gateway"""
+
     def __init__(
         self,
         *,
         providers: _abc.Iterable[Global___ProviderUsage] | None = ...,
         requests_by_tier: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         escalations_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        day: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        tokens_by_tier: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        requests_by_provider: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        latency: Global___LatencySummary | None = ...,
+        cost_usd: _builtins.float = ...,
+        reference_cost_usd: _builtins.float = ...,
+        saved_usd: _builtins.float = ...,
+        reference_provider: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalations_by_reason", b"escalations_by_reason", "providers", b"providers", "requests_by_tier", b"requests_by_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "day", b"day", "escalations_by_reason", b"escalations_by_reason", "latency", b"latency", "providers", b"providers", "reference_cost_usd", b"reference_cost_usd", "reference_provider", b"reference_provider", "requests", b"requests", "requests_by_provider", b"requests_by_provider", "requests_by_tier", b"requests_by_tier", "saved_usd", b"saved_usd", "tokens_by_tier", b"tokens_by_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
