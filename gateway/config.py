@@ -162,6 +162,52 @@ class BudgetConfig(_Strict):
     chars_per_token: float = Field(3.0, gt=0, description="prompt estimate: characters per token (conservative)")
 
 
+class StateConfig(_Strict):
+    """Where shared state lives: the token ledger, response cache, usage records, breaker and rate-limit state."""
+
+    backend: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="sqlite: files under cache_dir (one box); redis: shared by every replica"
+    )
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL when backend = 'redis'")
+    key_prefix: str = Field("gw:", description="prefix of every Redis key, to keep deployments apart")
+
+
+class CacheConfig(_Strict):
+    """The exact-match response cache."""
+
+    enabled: bool = True
+    ttl_s: float = Field(3600.0, gt=0, description="how long an answer stays cached")
+    max_entries: int = Field(100_000, gt=0, description="size bound of the shared cache; oldest entries go first")
+    memory_entries: int = Field(4096, ge=0, description="in-process front tier per replica; 0 = off")
+    cache_sampled: bool = Field(False, description="also cache requests with temperature > 0")
+    path: str = Field("", description="SQLite file; empty = <cache_dir>/response_cache.sqlite3")
+
+
+class PriceConfig(_Strict):
+    in_per_mtok: float = Field(0.0, ge=0, description="dollars per million prompt tokens")
+    out_per_mtok: float = Field(0.0, ge=0, description="dollars per million completion tokens")
+
+
+class UsageConfig(_Strict):
+    """Usage records (one per answered request) and what they are priced against."""
+
+    retention_days: int = Field(30, gt=0, description="records older than this are deleted")
+    path: str = Field("", description="SQLite file; empty = <cache_dir>/usage.sqlite3")
+    reference_provider: str = Field(
+        "", description="'$ saved' compares every answer with this provider's prices; empty = none"
+    )
+    prices: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="prices by provider name; default: the provider's price_*_per_mtok"
+    )
+    record_prompts: bool = Field(False, description="keep the last user message in records and show it")
+
+
+class DashboardConfig(_Strict):
+    enabled: bool = Field(True, description="serve the dashboard at / and /api/usage on the HTTP port")
+    refresh_s: float = Field(2.0, gt=0, description="how often the page polls /api/usage")
+    recent: int = Field(50, ge=0, le=1000, description="recent requests listed")
+
+
 class Config(_Strict):
     offline: bool = Field(False, description="true: never call any remote provider")
     cache_dir: str = Field("", description="model cache; empty = $XDG_CACHE_HOME/trading-gateway")
@@ -171,6 +217,10 @@ class Config(_Strict):
     tasks: dict[str, TaskConfig] = Field(default_factory=dict)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     budget: BudgetConfig = BudgetConfig()
+    state: StateConfig = StateConfig()
+    cache: CacheConfig = CacheConfig()
+    usage: UsageConfig = UsageConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
 
 def load_config(
