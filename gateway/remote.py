@@ -292,13 +292,8 @@ class RemoteTier:
     async def _reserve(
         self, slot: ProviderSlot, model: str, estimate: int, day: str, trace: _Trace
     ) -> Reservation | None:
+        """Reserve the estimate, then count the request against the per-minute window (or give it back)."""
         name = slot.name
-        limiter = self._limiters[name]
-        if not limiter.try_acquire():
-            reason = f"rate limited: {limiter.per_minute} requests/min (room again in {limiter.free_in_s():.0f} s)"
-            trace.add(name, model, "skipped", 0.0, reason)
-            trace.limited.append(f"{name} {reason}")
-            return None
         budget = slot.daily_token_budget or None
         reservation = await self._ledger.reserve(name, estimate, day=day, limit=budget)
         if reservation is None:
@@ -307,6 +302,14 @@ class RemoteTier:
             reason = f"daily token budget spent: {used} of {budget} used, this request needs ~{estimate}"
             trace.add(name, model, "skipped", 0.0, reason)
             trace.spent.append(f"{name} ({used}/{budget} tokens)")
+            return None
+        limiter = self._limiters[name]
+        if not limiter.try_acquire():
+            await self._ledger.release(reservation)
+            reason = f"rate limited: {limiter.per_minute} requests/min (room again in {limiter.free_in_s():.0f} s)"
+            trace.add(name, model, "skipped", 0.0, reason)
+            trace.limited.append(f"{name} {reason}")
+            return None
         return reservation
 
     async def _succeeded(
@@ -352,7 +355,7 @@ class RemoteTier:
     async def _no_answer(self, trace: _Trace, estimate: int, day: str) -> GatewayError:
         attempts = tuple(trace.attempts)
         if trace.failed or not (trace.spent or trace.limited):
-            notes = trace.failed + [f"{s} out of budget" for s in trace.spent] + trace.limited
+            notes = dict.fromkeys(trace.failed + [f"{s} out of budget" for s in trace.spent] + trace.limited)
             detail = "; ".join(notes) if notes else "no remote provider is enabled"
             return RemoteUnavailable(f"no remote provider could answer: {detail}", attempts)
         resets_at = next_reset(self._clock.wall())

@@ -236,6 +236,7 @@ async def test_requests_per_minute_skips_to_the_next_provider(make: Make) -> Non
     second = await h.tier.complete(CALL, order=BOTH, deadline=None)
     assert second.completion.provider == "anthropic"
     assert "rate limited: 1 requests/min" in second.attempts[0].error
+    assert await h.used("openai") == (h.reported("openai"), 1)  # the skipped request reserved nothing
     with pytest.raises(RemoteExhausted, match="rate limited"):
         await h.tier.complete(CALL, order=("openai",), deadline=None)
     assert h.fakes["openai"].requests == 1
