@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from gateway.breaker import CircuitBreaker, Permit
+from gateway.breaker import BreakerState, Permit
 from gateway.budget import Reservation, TokenLedger, next_reset, utc_day
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
@@ -29,7 +29,7 @@ from gateway.errors import BackendError, GatewayError
 from gateway.estimate import CharEstimator
 from gateway.latency import LatencyTracker
 from gateway.providers.errors import ProviderError, map_error
-from gateway.ratelimit import RateLimiter
+from gateway.remote_state import LocalBreakers, LocalRateLimits, ProviderBreakers, ProviderRateLimits
 from gateway.remote_types import (
     DisabledProvider,
     ProviderSlot,
@@ -87,6 +87,8 @@ class RemoteTier:
         disabled: Sequence[DisabledProvider] = (),
         estimator: Callable[[BackendCall], int] | None = None,
         settings: RemoteSettings | None = None,
+        breakers: ProviderBreakers | None = None,
+        rate_limits: ProviderRateLimits | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -100,8 +102,8 @@ class RemoteTier:
         self._clock = clock
         self._rng = rng or random.Random()
         self._sleep = sleep
-        self._breakers = {name: CircuitBreaker(settings.breaker, clock.monotonic) for name in self._slots}
-        self._limiters = {name: RateLimiter(s.requests_per_minute, clock.monotonic) for name, s in self._slots.items()}
+        self._breakers = breakers or LocalBreakers(settings.breaker, clock.monotonic)
+        self._rate_limits = rate_limits or LocalRateLimits(clock.monotonic)
         self._latency = LatencyTracker(settings.latency_alpha)
 
     # -- what the router and servicer ask --------------------------------------------------------
@@ -217,13 +219,14 @@ class RemoteTier:
         slots = [self._slots[name] for name in names if name in self._slots]
         if urgent and len(slots) > 1:
             used = await self._ledger.usage(day)
+            states = {slot.name: await self._breakers.state(slot.name) for slot in slots}
 
             def rank(slot: ProviderSlot) -> tuple[bool, float]:
                 spend = used.get(slot.name)
                 budget_ok = not slot.daily_token_budget or (
                     (spend.tokens_used if spend else 0) + estimate <= slot.daily_token_budget
                 )
-                healthy = self._breakers[slot.name].ready()
+                healthy = states[slot.name] is BreakerState.CLOSED
                 latency = self._latency.get(slot.name)
                 return (not (healthy and budget_ok), math.inf if latency is None else latency)
 
@@ -242,21 +245,21 @@ class RemoteTier:
     ) -> _Won[T] | None:
         """Try one provider, with retries; None when it was skipped or gave up (recorded in `trace`)."""
         name, model = slot.name, call.model or slot.backend.model
-        breaker = self._breakers[name]
-        permit = breaker.allow()
+        breakers = self._breakers
+        permit = await breakers.allow(name)
         if permit is None:
-            reason = breaker.describe()
+            reason = await breakers.describe(name)
             trace.add(name, model, "skipped", 0.0, reason)
             trace.failed.append(f"{name}: {reason}")
             return None
         for retry_index in range(slot.max_retries + 1):
             remaining = self._remaining(deadline)
             if remaining is not None and remaining <= 0:
-                breaker.release(permit)
+                await breakers.release(name, permit)
                 raise RemoteDeadlineExceeded(self._deadline_message(name), tuple(trace.attempts))
             reservation = await self._reserve(slot, model, estimate, day, trace)
             if reservation is None:
-                breaker.release(permit)
+                await breakers.release(name, permit)
                 return None
             ticket = _Ticket(reservation, permit, self._clock.monotonic())
             try:
@@ -279,8 +282,8 @@ class RemoteTier:
                     rng=self._rng,
                 )
                 if error.retry_after_s is not None and error.retry_after_s > self._settings.retry.max_retry_after_s:
-                    breaker.block_for(error.retry_after_s)
-                next_permit = breaker.allow() if delay is not None else None
+                    await breakers.block_for(name, error.retry_after_s)
+                next_permit = await breakers.allow(name) if delay is not None else None
                 if delay is None or next_permit is None:
                     return None  # not retryable, out of retries or time, or the circuit opened: next provider
                 permit = next_permit
@@ -303,10 +306,11 @@ class RemoteTier:
             trace.add(name, model, "skipped", 0.0, reason)
             trace.spent.append(f"{name} ({used}/{budget} tokens)")
             return None
-        limiter = self._limiters[name]
-        if not limiter.try_acquire():
+        per_minute = slot.requests_per_minute
+        if not await self._rate_limits.try_acquire(name, per_minute):
             await self._ledger.release(reservation)
-            reason = f"rate limited: {limiter.per_minute} requests/min (room again in {limiter.free_in_s():.0f} s)"
+            free_in = await self._rate_limits.free_in_s(name, per_minute)
+            reason = f"rate limited: {per_minute} requests/min (room again in {free_in:.0f} s)"
             trace.add(name, model, "skipped", 0.0, reason)
             trace.limited.append(f"{name} {reason}")
             return None
@@ -318,7 +322,7 @@ class RemoteTier:
         latency_ms = (self._clock.monotonic() - ticket.started) * 1000
         reported = completion.usage.total
         await self._ledger.reconcile(ticket.reservation, reported if reported > 0 else estimate)
-        self._breakers[slot.name].record_success()
+        await self._breakers.record_success(slot.name)
         self._latency.observe(slot.name, latency_ms)
         trace.add(slot.name, completion.model, "ok", latency_ms)
 
@@ -337,13 +341,12 @@ class RemoteTier:
             await self._ledger.reconcile(ticket.reservation, ticket.reservation.tokens)
         else:
             await self._ledger.release(ticket.reservation)
-        breaker = self._breakers[slot.name]
         if outcome != "error":
-            breaker.release(ticket.permit)  # our deadline or our caller, not the provider's health
+            await self._breakers.release(slot.name, ticket.permit)  # our deadline or caller, not its health
         elif error.counts_against_health:
-            breaker.record_failure()
+            await self._breakers.record_failure(slot.name)
         else:
-            breaker.record_success()  # it answered, the request was at fault
+            await self._breakers.record_success(slot.name)  # it answered; the request was at fault
         trace.add(slot.name, model, outcome, latency_ms, error.message)
         if outcome == "error":
             trace.failed.append(error.message)

@@ -19,6 +19,7 @@ from gateway.config import Config, ProviderConfig
 from gateway.estimate import CharEstimator
 from gateway.providers.registry import PROVIDER_KINDS, build_provider, find_key, key_envs, kind_of
 from gateway.remote import RemoteTier
+from gateway.remote_state import ProviderBreakers, ProviderRateLimits
 from gateway.remote_types import DisabledProvider, ProviderSlot, RemoteSettings
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,18 @@ def open_ledger(config: Config) -> TokenLedger:
 
 
 def build_remote_tier(
-    config: Config, env: Mapping[str, str], ledger: TokenLedger, *, clock: Clock = SYSTEM_CLOCK
+    config: Config,
+    env: Mapping[str, str],
+    ledger: TokenLedger,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    breakers: ProviderBreakers | None = None,
+    rate_limits: ProviderRateLimits | None = None,
 ) -> RemoteTier | None:
-    """The remote tier, or None when offline or no provider is configured and enabled."""
+    """The remote tier, or None when offline or no provider is configured and enabled.
+
+    `breakers` / `rate_limits`: shared stores for several processes; None keeps them in this process.
+    """
     if config.offline:
         log.info("remote providers: off (offline = true); nothing leaves this machine")
         return None
@@ -61,7 +71,16 @@ def build_remote_tier(
         breaker=BreakerSettings(routing.breaker_failures, routing.breaker_window_s, routing.breaker_cooldown_s)
     )
     estimator = CharEstimator(config.budget.chars_per_token)
-    return RemoteTier(slots, ledger, disabled=disabled, estimator=estimator, settings=settings, clock=clock)
+    return RemoteTier(
+        slots,
+        ledger,
+        disabled=disabled,
+        estimator=estimator,
+        settings=settings,
+        breakers=breakers,
+        rate_limits=rate_limits,
+        clock=clock,
+    )
 
 
 def _ordered(config: Config) -> list[str]:

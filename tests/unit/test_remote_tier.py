@@ -19,6 +19,7 @@ from gateway.contracts import BackendCall, Delta, Message, Role, Tier
 from gateway.estimate import CharEstimator
 from gateway.providers.registry import build_provider
 from gateway.remote import RemoteTier
+from gateway.remote_state import LocalBreakers
 from gateway.remote_types import (
     ProviderSlot,
     RemoteDeadlineExceeded,
@@ -337,6 +338,27 @@ async def test_usage_today_and_models(make: Make) -> None:
     assert set(models) == {"openai/gpt-test", "anthropic/claude-test"}
     assert models["openai/gpt-test"].tier is Tier.REMOTE
     assert h.tier.providers() == BOTH
+
+
+async def test_breaker_state_can_be_shared_between_tiers(make: Make) -> None:
+    """Two tiers on one breaker store stand in for two processes on a shared (SQLite/Redis) store."""
+    first = await make(breaker=BreakerSettings(failures=1, window_s=60, cooldown_s=30))
+    assert first.clock is not None
+    shared = LocalBreakers(BreakerSettings(failures=1, window_s=60, cooldown_s=30), first.clock.clock().monotonic)
+    slots = [
+        ProviderSlot(build_provider(k, provider_config(k, first.fakes[k]), TEST_KEYS[KINDS[k].key_env])) for k in BOTH
+    ]
+    one = RemoteTier(slots[:1], MemoryLedger(), breakers=shared, clock=first.clock.clock())
+    two = RemoteTier(slots, MemoryLedger(), breakers=shared, clock=first.clock.clock())
+    try:
+        first.fakes["openai"].always(Fault(status=503))
+        with pytest.raises(RemoteUnavailable):
+            await one.complete(CALL, order=("openai",), deadline=None)
+        result = await two.complete(CALL, order=BOTH, deadline=None)
+        assert result.attempts[0].outcome == "skipped" and "circuit open" in result.attempts[0].error
+        assert first.fakes["openai"].requests == 1
+    finally:
+        await two.aclose()
 
 
 def test_clock_is_injectable() -> None:
