@@ -19,6 +19,7 @@ from gateway.contracts import (
     Tier,
 )
 from gateway.errors import InvalidArgument
+from gateway.remote_types import ProviderUsageRow
 from gateway.v1 import gateway_pb2 as pb
 
 MAX_TEMPERATURE = 2.0
@@ -107,3 +108,13 @@ def models_to_proto(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:
             for e in entries
         ]
     )
+
+
+def provider_usage_to_proto(rows: Sequence[ProviderUsageRow]) -> list[pb.ProviderUsage]:
+    """The remote tier's per-provider spend today; token_budget 0 means no limit."""
+    return [
+        pb.ProviderUsage(
+            provider=row.provider, tokens_used=row.tokens_used, token_budget=row.token_budget, requests=row.requests
+        )
+        for row in rows
+    ]
