@@ -18,6 +18,8 @@ LOCAL_BACKENDS = MappingProxyType(
     {
         "transformers": "local_models.transformers_backend:TransformersBackend",
         "echo": "local_models.echo:EchoBackend",
+        "vllm": "local_models.vllm_backend:VllmBackend",
+        "ollama": "local_models.ollama_backend:OllamaBackend",
     }
 )
 
@@ -32,6 +34,10 @@ def load_object(path: str) -> object:
 def build_local_backend(config: Config, on_batch: BatchObserver) -> LocalBackend:
     """Build the configured local backend (the embedded model is converted on first use)."""
     kind = config.local.backend
+    if kind in ("vllm", "ollama"):  # HTTP backends: settings and (for vLLM) the supervised server
+        from gateway import local_build
+
+        return local_build.build_vllm_backend(config) if kind == "vllm" else local_build.build_ollama_backend(config)
     cls = load_object(LOCAL_BACKENDS[kind])
     if kind == "echo":
         echo = config.local.echo
