@@ -1,0 +1,98 @@
+"""The request front: the router wrapped in the response cache and in recording, plus what reads the records.
+
+    servicer -> RecordingRouter -> CachedRouter -> Router
+RecordingRouter sees every answer (hits included) and every failure and feeds
+the usage records, metrics, counters and request log; the UsageReporter reads
+the ledger and the usage store for GetUsage, the dashboard and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.cache import CachePolicy
+from gateway.cached_router import CachedRouter
+from gateway.config import Config
+from gateway.contracts import Request, Result, TaskCatalog
+from gateway.dashboard import Dashboard
+from gateway.metrics_refresh import MetricsRefresher
+from gateway.recording_router import AnswerObserver, RecordingRouter
+from gateway.router_api import Answerer
+from gateway.state import SharedState, price_table, retention_s
+from gateway.telemetry import Metrics
+from gateway.usage_recorder import UsageRecorder
+from gateway.usage_report import UsageReporter
+from gateway.usage_store import UsageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Front:
+    answerer: Answerer
+    recorder: UsageRecorder
+    reporter: UsageReporter
+    refresher: MetricsRefresher
+    dashboard: Dashboard | None
+
+    def start(self) -> None:
+        self.recorder.start()
+
+    async def aclose(self) -> None:
+        """Write out the queued usage records."""
+        await self.recorder.aclose()
+
+
+def build_front(
+    config: Config,
+    router: Answerer,
+    tasks: TaskCatalog,
+    state: SharedState,
+    metrics: Metrics,
+    *,
+    result_observers: Sequence[Callable[[Result], None]] = (),
+) -> Front:
+    prices = price_table(config)
+
+    def costs(record: UsageRecord) -> None:
+        metrics.costs(record.provider, record.cost_usd, record.reference_cost_usd)
+
+    recorder = UsageRecorder(
+        state.usage,
+        tasks,
+        prices,
+        retention_s=retention_s(config),
+        record_prompts=config.usage.record_prompts,
+        on_record=costs,
+    )
+    inner: Answerer = router
+    if state.cache is not None:
+        policy = CachePolicy(ttl_s=config.cache.ttl_s, cache_sampled=config.cache.cache_sampled)
+        inner = CachedRouter(router, state.cache, tasks, policy, on_lookup=metrics.cache_lookup)
+    on_answer: list[AnswerObserver] = [recorder.record, metrics.answered]
+    on_answer += [_result_only(observe) for observe in result_observers]
+    answerer = RecordingRouter(inner, on_answer=on_answer, on_failure=[metrics.failed])
+    budgets = {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled}
+    reporter = UsageReporter(
+        state.ledger,
+        state.usage,
+        budgets,
+        reference_provider=config.usage.reference_provider,
+        flush=recorder.flush,
+    )
+    refresher = MetricsRefresher(metrics, budgets=reporter.budgets, breakers=state.breakers.states, cache=state.cache)
+    dashboard = None
+    if config.dashboard.enabled:
+        dashboard = Dashboard(
+            reporter,
+            refresh_s=config.dashboard.refresh_s,
+            recent=config.dashboard.recent,
+            show_prompts=config.usage.record_prompts,
+        )
+    return Front(answerer, recorder, reporter, refresher, dashboard)
+
+
+def _result_only(observe: Callable[[Result], None]) -> AnswerObserver:
+    def observer(_: Request, result: Result) -> None:
+        observe(result)
+
+    return observer

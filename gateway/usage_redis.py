@@ -1,0 +1,110 @@
+"""Usage records on Redis, shared by every gateway replica.
+
+Layout (under the configured prefix):
+  usage:records        sorted set, score = time, member = the record as JSON (recent requests, retention)
+  usage:day:<day>      hash of counters: requests, tier:<t>, provider:<p>, escalation:<r>, tokens:<t>, cost, ref
+  usage:latency:<day>  sorted set, score = latency in ms (exact percentiles by rank)
+Day keys expire after the retention period; records older than it are trimmed by `purge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from gateway.redis_client import key_join
+from gateway.usage_store import (
+    PERCENTILES,
+    DaySummary,
+    LatencySummary,
+    UsageRecord,
+    percentile_name,
+    rank_index,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+DAY_S = 86_400
+
+
+class RedisUsageStore:
+    def __init__(self, client: Redis, *, prefix: str, retention_days: int) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._records = key_join(prefix, "usage", "records")
+        self._day_ttl_s = (retention_days + 1) * DAY_S
+
+    async def add(self, records: Sequence[UsageRecord]) -> None:
+        if not records:
+            return
+        pipe = self._client.pipeline(transaction=True)
+        days: set[str] = set()
+        for r in records:
+            day = r.day
+            days.add(day)
+            counters = self._day_key(day)
+            pipe.zadd(self._records, {r.to_json(): r.ts})
+            pipe.hincrby(counters, "requests", 1)
+            pipe.hincrby(counters, f"tier:{r.tier}", 1)
+            pipe.hincrby(counters, f"provider:{r.provider}", 1)
+            pipe.hincrby(counters, f"tokens:{r.tier}", r.prompt_tokens + r.completion_tokens)
+            if r.escalation != "none":
+                pipe.hincrby(counters, f"escalation:{r.escalation}", 1)
+            pipe.hincrbyfloat(counters, "cost", r.cost_usd)
+            pipe.hincrbyfloat(counters, "ref", r.reference_cost_usd)
+            pipe.zadd(self._latency_key(day), {f"{r.ts!r}:{r.request_id}": r.latency_ms})
+        for day in days:
+            pipe.expire(self._day_key(day), self._day_ttl_s)
+            pipe.expire(self._latency_key(day), self._day_ttl_s)
+        await pipe.execute()
+
+    async def summary(self, day: str) -> DaySummary:
+        latency_key = self._latency_key(day)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hgetall(self._day_key(day))
+        pipe.zcard(latency_key)
+        pipe.zrange(latency_key, -1, -1, withscores=True)
+        raw, count, top = await pipe.execute()
+        counters = {k.decode(): v.decode() for k, v in raw.items()}
+        count = int(count)
+        percentiles = {}
+        if count:
+            ranks = [rank_index(count, p) for p in PERCENTILES]
+            pipe = self._client.pipeline(transaction=False)
+            for index in ranks:
+                pipe.zrange(latency_key, index, index, withscores=True)
+            for p, found in zip(PERCENTILES, await pipe.execute(), strict=True):
+                percentiles[percentile_name(p)] = float(found[0][1])
+
+        def group(kind: str) -> dict[str, int]:
+            head = kind + ":"
+            return {k[len(head) :]: int(v) for k, v in counters.items() if k.startswith(head) and int(v)}
+
+        return DaySummary(
+            day=day,
+            requests=int(counters.get("requests", 0)),
+            requests_by_tier=group("tier"),
+            requests_by_provider=group("provider"),
+            escalations_by_reason=group("escalation"),
+            tokens_by_tier=group("tokens"),
+            latency=LatencySummary(count, percentiles, float(top[0][1]) if top else 0.0),
+            cost_usd=float(counters.get("cost", 0.0)),
+            reference_cost_usd=float(counters.get("ref", 0.0)),
+        )
+
+    async def recent(self, limit: int) -> list[UsageRecord]:
+        raw = await self._client.zrevrange(self._records, 0, limit - 1)
+        return [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
+
+    async def purge(self, before_ts: float) -> None:
+        await self._client.zremrangebyscore(self._records, "-inf", f"({before_ts!r}")
+
+    async def aclose(self) -> None:
+        return None  # the client belongs to whoever opened it
+
+    def _day_key(self, day: str) -> str:
+        return key_join(self._prefix, "usage", "day", day)
+
+    def _latency_key(self, day: str) -> str:
+        return key_join(self._prefix, "usage", "latency", day)
