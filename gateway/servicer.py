@@ -15,9 +15,11 @@ import grpc
 
 from gateway import convert
 from gateway.contracts import Request, Result
-from gateway.errors import GatewayError, InvalidArgument, Status
-from gateway.router import Router
+from gateway.errors import GatewayError, InvalidArgument, Status, Unavailable
+from gateway.router_api import Answerer
 from gateway.usage import UsageCounters
+from gateway.usage_convert import usage_to_proto
+from gateway.usage_report import UsageReport
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ProviderUsageSource = Callable[[], Awaitable[list[pb.ProviderUsage]]]
+UsageReportSource = Callable[[], Awaitable[UsageReport]]
 
 
 async def _no_providers() -> list[pb.ProviderUsage]:
@@ -34,18 +37,20 @@ async def _no_providers() -> list[pb.ProviderUsage]:
 class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
     def __init__(
         self,
-        router: Router,
+        router: Answerer,
         counters: UsageCounters,
         *,
         default_max_tokens: int,
         max_batch_items: int,
         provider_usage: ProviderUsageSource = _no_providers,
+        usage_report: UsageReportSource | None = None,
     ) -> None:
         self._router = router
         self._counters = counters
         self._default_max_tokens = default_max_tokens
         self._max_batch_items = max_batch_items
         self._provider_usage = provider_usage
+        self._usage_report = usage_report
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:  # type: ignore[override]
         domain = await self._convert(request, context)
@@ -100,6 +105,12 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         return convert.models_to_proto(self._router.models())
 
     async def GetUsage(self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext) -> pb.GetUsageResponse:  # type: ignore[override]
+        if self._usage_report is not None:  # today's figures across every replica sharing the usage store
+            try:
+                report = await self._usage_report()
+            except Exception as exc:  # noqa: BLE001 - a state store outage is UNAVAILABLE, with its cause
+                await abort_with(context, Unavailable(f"usage store unreachable ({type(exc).__name__}: {exc})"))
+            return usage_to_proto(report)
         snapshot = self._counters.snapshot()
         return pb.GetUsageResponse(
             providers=await self._provider_usage(),
