@@ -90,4 +90,11 @@ class FakeGemini(FakeProviderServer):
             400: "INVALID_ARGUMENT",
             404: "NOT_FOUND",
         }
-        return {"error": {"code": status, "message": f"fake error {status}", "status": names.get(status, "UNKNOWN")}}
+        error: dict[str, Any] = {
+            "code": status,
+            "message": f"fake error {status}",
+            "status": names.get(status, "UNKNOWN"),
+        }
+        if status == 429:  # the Gemini API says how long to wait in the body (google.rpc.RetryInfo)
+            error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}]
+        return {"error": error}

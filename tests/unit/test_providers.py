@@ -143,3 +143,17 @@ async def test_no_client_is_built_at_import_time() -> None:
     for module in ("openai", "anthropic", "google", "xai", "huggingface"):
         loaded = importlib.import_module(f"gateway.providers.{module}")
         assert not [v for v in vars(loaded).values() if type(v).__module__.split(".")[0] in {"openai", "anthropic"}]
+
+
+async def test_gemini_retry_delay_in_the_error_body_counts_as_retry_after() -> None:
+    kind = KINDS["google"]
+    async with kind.fake() as fake:
+        provider = build_provider("google", provider_config("google", fake), TEST_KEYS[kind.key_env])
+        try:
+            fake.fail(Fault(status=429))
+            with pytest.raises(ProviderError) as info:
+                await provider.generate(CALL)
+            assert info.value.retryable
+            assert info.value.retry_after_s == 7.0
+        finally:
+            await provider.aclose()

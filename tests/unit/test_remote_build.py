@@ -110,3 +110,27 @@ def test_ledger_path_defaults_to_the_cache_dir(tmp_path: Path) -> None:
     assert ledger_path(Config(cache_dir=str(tmp_path))) == tmp_path / "ledger.sqlite3"
     custom = Config.model_validate({"cache_dir": str(tmp_path), "budget": {"path": str(tmp_path / "x.db")}})
     assert ledger_path(custom) == tmp_path / "x.db"
+
+
+async def test_a_custom_section_can_reuse_a_wire_format_with_its_own_key() -> None:
+    async with running("openai") as fakes:
+        config = Config.model_validate(
+            {
+                "providers": {
+                    "groq": {
+                        "kind": "openai",
+                        "api_key_env": "GROQ_KEY",
+                        "model": "llama-x",
+                        "base_url": str(provider_config("openai", fakes["openai"]).base_url),
+                    }
+                }
+            }
+        )
+        tier = build_remote_tier(config, {"GROQ_KEY": "gsk-test"}, MemoryLedger())
+        assert tier is not None
+        try:
+            result = await tier.complete(CALL, order=("groq",), deadline=None)
+            assert (result.completion.provider, result.completion.model) == ("groq", "llama-x")
+            assert fakes["openai"].seen[0].headers.get("Authorization") == "Bearer gsk-test"
+        finally:
+            await tier.aclose()

@@ -289,8 +289,9 @@ async def test_caller_cancelling_keeps_the_estimate_and_frees_the_provider(make:
     h = await make(fake_clock=False)
     h.fakes["openai"].fail(Fault(delay_s=5.0))
     task = asyncio.create_task(h.tier.complete(CALL, order=BOTH, deadline=None))
-    while h.fakes["openai"].requests == 0:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):
+        while h.fakes["openai"].requests == 0:
+            await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
