@@ -48,10 +48,10 @@ class RedisBreakerStore:
         await self._update(provider, lambda r, _: (machine.release(r, permit), None))
 
     async def record_success(self, provider: str) -> None:
-        await self._update(provider, lambda r, _: (machine.succeed(r), None))
+        await self._update(provider, lambda r, _: (machine.succeed(r), None), register=True)
 
     async def record_failure(self, provider: str) -> None:
-        await self._update(provider, lambda r, now: (machine.fail(r, self._settings, now), None))
+        await self._update(provider, lambda r, now: (machine.fail(r, self._settings, now), None), register=True)
 
     async def block_for(self, provider: str, seconds: float) -> None:
         await self._update(provider, lambda r, now: (machine.block(r, seconds, now), None))
@@ -78,7 +78,10 @@ class RedisBreakerStore:
     async def aclose(self) -> None:
         return None  # the client belongs to whoever opened it
 
-    async def _update(self, provider: str, step: Callable[[BreakerRecord, float], tuple[BreakerRecord, T]]) -> T:
+    async def _update(
+        self, provider: str, step: Callable[[BreakerRecord, float], tuple[BreakerRecord, T]], *, register: bool = False
+    ) -> T:
+        """Apply `step` atomically; `register`: list the provider for states() even when nothing changed."""
         from redis.exceptions import WatchError
 
         key = self._key(provider)
@@ -90,6 +93,8 @@ class RedisBreakerStore:
                     after, value = step(before, self._wall())
                     if after == before:
                         await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        if register:
+                            await self._client.sadd(self._known, provider)
                         return value
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, encode_record(after))

@@ -1,6 +1,7 @@
 """The response cache on Redis, shared by every gateway replica.
 
-Each entry is a string key with a TTL (Redis expires it); a sorted set indexes
+Each entry is a string key with a TTL (Redis expires it), its value the expiry
+time and the answer (so expiry also holds against the gateway's clock); a sorted set indexes
 the entries by expiry time so the size bound can drop the entries nearest to
 expiry (the oldest, with one TTL) atomically in the same script that writes.
 Assumes one Redis (or a primary with replicas), not Redis Cluster: the script
@@ -51,13 +52,18 @@ class RedisCache:
 
     async def get(self, key: str) -> CachedAnswer | None:
         raw = await self._client.get(self._entry_prefix + key)
-        return None if raw is None else CachedAnswer.from_json(raw)
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        expires_at, _, answer = text.partition("\n")
+        return CachedAnswer.from_json(answer) if float(expires_at) > self._now() else None
 
     async def put(self, key: str, answer: CachedAnswer, ttl_s: float) -> None:
         now = self._now()
         ttl_ms = max(int(ttl_s * 1000), 1)
+        value = f"{now + ttl_s!r}\n{answer.to_json()}"
         args: list[str | int] = [
-            answer.to_json(),
+            value,
             ttl_ms,
             repr(now),
             repr(now + ttl_s),

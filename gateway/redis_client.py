@@ -13,13 +13,19 @@ if TYPE_CHECKING:
 EXTRA_HINT = "pip install 'trading-inference-gateway[redis]'"
 
 
-def open_redis(url: str) -> Redis:
-    """A client with its own connection pool; nothing connects until the first command."""
+def open_redis(url: str, *, max_connections: int = 32, wait_s: float = 10.0) -> Redis:
+    """A client over a bounded pool: past `max_connections` callers wait (up to `wait_s`) for a free one.
+
+    Nothing connects until the first command.
+    """
     try:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
     except ImportError as exc:
         raise ImportError(f"[state] backend = 'redis' needs redis-py: {EXTRA_HINT}") from exc
-    return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=wait_s, health_check_interval=30
+    )
+    return Redis.from_pool(pool)  # the client owns the pool and closes it in aclose()
 
 
 def key_join(prefix: str, *parts: str) -> str:

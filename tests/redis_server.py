@@ -1,0 +1,93 @@
+"""A real redis-server for tests: started on 127.0.0.1 and a free port, stopped at the end of the session.
+
+Outside CI a missing redis-server skips the Redis tests with the command that
+installs it; in CI (CI=true) it fails them, so a broken install is never
+mistaken for a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_process import free_port
+
+INSTALL_HINT = "apt-get install -y redis-server"
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    url: str
+    port: int
+
+
+def _require_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = f"redis-server is not installed ({INSTALL_HINT})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; CI must install it (.ci/run does)", pytrace=False)
+        pytest.skip(message)
+    return binary
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, log: Path, timeout_s: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server not answering on port {port} after {timeout_s}s:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    binary = _require_binary()
+    workdir = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    log = workdir / "redis.log"
+    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    command += ["--dir", str(workdir), "--logfile", str(log)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(process, port, log)
+        yield RedisServer(f"redis://127.0.0.1:{port}/0", port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """Each test gets its own key prefix, so tests never see each other's keys."""
+    return f"test-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[object]:
+    from gateway.redis_client import open_redis
+
+    client = open_redis(redis_server.url)
+    yield client
+    await client.aclose()

@@ -1,0 +1,129 @@
+"""Every usage store passes the same tests: day aggregates, exact percentiles, recent, retention."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.usage_redis import RedisUsageStore
+from gateway.usage_sqlite import SqliteUsageStore
+from gateway.usage_store import UsageRecord, UsageStore
+from tests.state.backends import BACKENDS, Site, site
+
+T0 = 1_795_000_000.0  # 2026-11-18T08:26:40Z
+DAY = "2026-11-18"
+BASE = UsageRecord(
+    ts=T0,
+    request_id="r",
+    client_id="desk-1",
+    task="trend",
+    tier="local",
+    provider="echo",
+    model="echo",
+    adapter="trend@3",
+    prompt_tokens=10,
+    completion_tokens=2,
+    latency_ms=1.0,
+    confidence=0.9,
+    escalation="none",
+    cost_usd=0.0,
+    reference_cost_usd=0.001,
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
+    return site(request, tmp_path)
+
+
+@pytest.fixture
+async def store(where: Site) -> AsyncIterator[UsageStore]:
+    made: UsageStore
+    if where.backend == "redis":
+        made = RedisUsageStore(where.redis, prefix=where.prefix, retention_days=30)
+    else:
+        made = SqliteUsageStore(where.path / "usage.sqlite3")
+    yield made
+    await made.aclose()
+
+
+def records() -> list[UsageRecord]:
+    """100 answers on one day: 60 local, 25 cache, 15 remote (10 low confidence, 5 by rule); latency 1..100 ms."""
+    out = []
+    for i in range(100):
+        tier, provider, escalation, cost = "local", "echo", "none", 0.0
+        if 60 <= i < 85:
+            tier = "cache"
+        elif i >= 85:
+            tier, provider, cost = "remote", "openai", 0.002
+            escalation = "low_confidence" if i < 95 else "rule"
+        out.append(
+            replace(
+                BASE,
+                ts=T0 + i,
+                request_id=f"r{i}",
+                tier=tier,
+                provider=provider,
+                escalation=escalation,
+                cost_usd=cost,
+                latency_ms=float(100 - i),  # written out of order on purpose
+            )
+        )
+    return out
+
+
+async def test_day_summary_counts_every_dimension(store: UsageStore) -> None:
+    await store.add(records()[:50])
+    await store.add(records()[50:])
+    s = await store.summary(DAY)
+    assert s.requests == 100
+    assert s.requests_by_tier == {"local": 60, "cache": 25, "remote": 15}
+    assert s.requests_by_provider == {"echo": 85, "openai": 15}
+    assert s.escalations_by_reason == {"low_confidence": 10, "rule": 5}
+    assert s.tokens_by_tier == {"local": 720, "cache": 300, "remote": 180}
+    assert s.cost_usd == pytest.approx(15 * 0.002)
+    assert s.reference_cost_usd == pytest.approx(100 * 0.001)
+    assert s.saved_usd == pytest.approx(0.1 - 0.03)
+
+
+async def test_latency_percentiles_are_exact_nearest_rank(store: UsageStore) -> None:
+    await store.add(records())
+    latency = (await store.summary(DAY)).latency
+    assert latency.count == 100
+    assert dict(latency.percentiles_ms) == {"p50": 50.0, "p90": 90.0, "p99": 99.0}
+    assert latency.max_ms == 100.0
+
+
+async def test_one_record_is_every_percentile(store: UsageStore) -> None:
+    await store.add([replace(BASE, latency_ms=7.5)])
+    latency = (await store.summary(DAY)).latency
+    assert dict(latency.percentiles_ms) == {"p50": 7.5, "p90": 7.5, "p99": 7.5}
+
+
+async def test_days_are_separate_and_an_empty_day_is_zero(store: UsageStore) -> None:
+    await store.add([BASE, replace(BASE, ts=T0 + 86_400, request_id="tomorrow")])
+    assert (await store.summary(DAY)).requests == 1
+    assert (await store.summary("2026-11-19")).requests == 1
+    empty = await store.summary("2026-01-01")
+    assert (empty.requests, dict(empty.requests_by_tier), empty.latency.count, empty.cost_usd) == (0, {}, 0, 0.0)
+
+
+async def test_recent_lists_newest_first_with_every_field(store: UsageStore) -> None:
+    await store.add(records())
+    recent = await store.recent(3)
+    assert [r.request_id for r in recent] == ["r99", "r98", "r97"]
+    assert recent[0] == records()[99]
+
+
+async def test_purge_forgets_records_before_the_cutoff(store: UsageStore) -> None:
+    await store.add(records())
+    await store.purge(T0 + 90)
+    assert [r.request_id for r in await store.recent(100)] == [f"r{i}" for i in range(99, 89, -1)]
+
+
+async def test_prompt_text_round_trips_when_recorded(store: UsageStore) -> None:
+    await store.add([replace(BASE, prompt="is the trend up? ünïcode")])
+    assert (await store.recent(1))[0].prompt == "is the trend up? ünïcode"
