@@ -92,18 +92,19 @@ class CachePolicy:
     ttl_s: float = 3600.0
     cache_sampled: bool = False  # False: only temperature-0 (deterministic) requests are cached
 
+    def cacheable(self, request: Request) -> bool:
+        """Deterministic requests only (temperature 0), unless cache_sampled."""
+        return self.cache_sampled or request.temperature == 0.0
+
     def lookup_allowed(self, request: Request) -> bool:
-        return not request.bypass_cache and self._deterministic_enough(request)
+        return not request.bypass_cache and self.cacheable(request)
 
     def store_allowed(self, request: Request, result: Result) -> bool:
         """bypass_cache skips the lookup but still refreshes the entry with the fresh answer."""
-        if not self._deterministic_enough(request) or result.tier is Tier.CACHE:
+        if not self.cacheable(request) or result.tier is Tier.CACHE:
             return False
         # A local answer kept only because escalation failed is a fallback, not the answer to remember.
         return not (result.tier is Tier.LOCAL and result.escalation is not Escalation.NONE)
-
-    def _deterministic_enough(self, request: Request) -> bool:
-        return self.cache_sampled or request.temperature == 0.0
 
 
 def cache_key(request: Request, adapter: AdapterRef | None) -> str:

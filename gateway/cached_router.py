@@ -76,7 +76,7 @@ class CachedRouter:
     def _key(self, request: Request) -> str | None:
         """The key for a request that may be cached at all (bypass_cache still stores), else None."""
         task = self._tasks.get(request.task)
-        if task is None or not (self._policy.cache_sampled or request.temperature == 0.0):
+        if task is None or not self._policy.cacheable(request):
             self._on_lookup("uncacheable")
             return None
         return cache_key(request, task.adapter)

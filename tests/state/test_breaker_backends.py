@@ -1,4 +1,4 @@
-"""Every breaker store passes the same tests as gateway/breaker.py's CircuitBreaker, plus sharing and the probe lease."""
+"""Every breaker store passes the tests of gateway/breaker.py's CircuitBreaker, plus sharing and the probe lease."""
 
 from __future__ import annotations
 

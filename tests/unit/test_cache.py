@@ -1,0 +1,241 @@
+"""The response cache: what the key covers, which answers are kept, and what a hit looks like."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from gateway.cache import CachedAnswer, CachePolicy, cache_key
+from gateway.cache_memory import MemoryCache
+from gateway.cached_router import CachedRouter
+from gateway.contracts import (
+    AdapterRef,
+    Attempt,
+    Delta,
+    Escalation,
+    Message,
+    ModelEntry,
+    Privacy,
+    Request,
+    Result,
+    Role,
+    TaskSpec,
+    Tier,
+    Usage,
+)
+from gateway.errors import Unavailable
+
+ADAPTER = AdapterRef("trend-lora", "3", "/adapters/trend/3")
+REQUEST = Request(request_id="r1", messages=(Message(Role.USER, "is AAPL trending up?"),), max_tokens=8, task="trend")
+
+
+@dataclass
+class Tasks:
+    adapter: AdapterRef | None = ADAPTER
+
+    def get(self, name: str) -> TaskSpec | None:
+        if name == "":
+            return TaskSpec(name="")
+        return TaskSpec(name=name, adapter=self.adapter) if name == "trend" else None
+
+    def all(self) -> list[TaskSpec]:
+        return [TaskSpec(name="trend", adapter=self.adapter)]
+
+
+@dataclass
+class FakeRouter:
+    tier: Tier = Tier.REMOTE
+    escalation: Escalation = Escalation.LOW_CONFIDENCE
+    calls: list[Request] = field(default_factory=list)
+
+    async def generate(self, request: Request) -> Result:
+        self.calls.append(request)
+        return Result(
+            request_id=request.request_id,
+            text="up",
+            tier=self.tier,
+            provider="openai" if self.tier is Tier.REMOTE else "transformers",
+            model="gpt-test" if self.tier is Tier.REMOTE else "smollm2",
+            confidence=0.42,
+            escalation=self.escalation,
+            usage=Usage(20, 1),
+            attempts=(Attempt("openai", "gpt-test", "ok", 120.0),),
+            finish_reason="stop",
+            latency_ms=150.0,
+            task=request.task,
+        )
+
+    async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
+        yield Delta("u")
+        yield Delta("p")
+        yield await self.generate(request)
+
+    def models(self) -> list[ModelEntry]:
+        return [ModelEntry("smollm2", Tier.LOCAL, "transformers")]
+
+
+class BrokenCache(MemoryCache):
+    async def get(self, key: str) -> CachedAnswer | None:
+        raise ConnectionError("redis is down")
+
+    async def put(self, key: str, answer: CachedAnswer, ttl_s: float) -> None:
+        raise ConnectionError("redis is down")
+
+
+def make(
+    router: FakeRouter | None = None, policy: CachePolicy | None = None, tasks: Tasks | None = None
+) -> tuple[CachedRouter, FakeRouter, list[str]]:
+    inner = router or FakeRouter()
+    lookups: list[str] = []
+    cached = CachedRouter(
+        inner, MemoryCache(max_entries=100), tasks or Tasks(), policy or CachePolicy(), on_lookup=lookups.append
+    )
+    return cached, inner, lookups
+
+
+# -- the key ---------------------------------------------------------------------------------------
+
+
+def test_the_key_is_stable_and_ignores_what_does_not_change_the_answer() -> None:
+    same = replace(REQUEST, request_id="other", tags={"client_id": "desk-2"}, bypass_cache=True, deadline=123.0)
+    assert cache_key(REQUEST, ADAPTER) == cache_key(same, ADAPTER)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"messages": (Message(Role.USER, "is AAPL trending down?"),)},
+        {"messages": (Message(Role.SYSTEM, "is AAPL trending up?"),)},
+        {"messages": (Message(Role.SYSTEM, "be brief"), Message(Role.USER, "is AAPL trending up?"))},
+        {"task": "risk"},
+        {"model": "openai/gpt-test"},
+        {"temperature": 0.7},
+        {"max_tokens": 9},
+        {"privacy": Privacy.LOCAL_ONLY},
+        {"min_confidence": 0.9},
+    ],
+)
+def test_every_part_of_the_normalised_request_is_in_the_key(change: dict[str, object]) -> None:
+    assert cache_key(REQUEST, ADAPTER) != cache_key(replace(REQUEST, **change), ADAPTER)  # type: ignore[arg-type]
+
+
+def test_a_new_adapter_version_is_a_new_key() -> None:
+    assert cache_key(REQUEST, ADAPTER) != cache_key(REQUEST, replace(ADAPTER, version="4"))
+    assert cache_key(REQUEST, ADAPTER) != cache_key(REQUEST, None)
+
+
+# -- what is kept ------------------------------------------------------------------------------------
+
+
+async def test_a_repeat_is_a_hit_naming_the_original_provider_and_model() -> None:
+    cached, inner, lookups = make()
+    first = await cached.generate(REQUEST)
+    hit = await cached.generate(replace(REQUEST, request_id="r2"))
+    assert first.tier is Tier.REMOTE and len(inner.calls) == 1
+    assert (hit.tier, hit.provider, hit.model, hit.text) == (Tier.CACHE, "openai", "gpt-test", "up")
+    assert hit.request_id == "r2" and hit.escalation is Escalation.NONE
+    assert hit.confidence == pytest.approx(0.42) and hit.usage == Usage(20, 1)
+    assert [(a.provider, a.outcome) for a in hit.attempts] == [("cache", "hit")]
+    assert lookups == ["miss", "hit"]
+
+
+async def test_sampled_requests_are_not_cached_by_default() -> None:
+    cached, inner, lookups = make()
+    sampled = replace(REQUEST, temperature=0.7)
+    await cached.generate(sampled)
+    assert (await cached.generate(sampled)).tier is Tier.REMOTE
+    assert len(inner.calls) == 2 and lookups == ["uncacheable", "uncacheable"]
+
+
+async def test_cache_sampled_caches_them_too() -> None:
+    cached, _, _ = make(policy=CachePolicy(cache_sampled=True))
+    sampled = replace(REQUEST, temperature=0.7)
+    await cached.generate(sampled)
+    assert (await cached.generate(sampled)).tier is Tier.CACHE
+
+
+async def test_bypass_cache_skips_the_lookup_but_refreshes_the_entry() -> None:
+    cached, inner, lookups = make()
+    await cached.generate(REQUEST)
+    fresh = await cached.generate(replace(REQUEST, bypass_cache=True))
+    assert fresh.tier is Tier.REMOTE and len(inner.calls) == 2
+    assert (await cached.generate(REQUEST)).tier is Tier.CACHE
+    assert lookups == ["miss", "bypass", "hit"]
+
+
+async def test_a_local_fallback_after_a_failed_escalation_is_not_cached() -> None:
+    cached, inner, _ = make(FakeRouter(tier=Tier.LOCAL, escalation=Escalation.LOW_CONFIDENCE))
+    await cached.generate(REQUEST)
+    assert (await cached.generate(REQUEST)).tier is Tier.LOCAL
+    assert len(inner.calls) == 2
+
+
+async def test_a_confident_local_answer_is_cached() -> None:
+    cached, _, _ = make(FakeRouter(tier=Tier.LOCAL, escalation=Escalation.NONE))
+    await cached.generate(REQUEST)
+    hit = await cached.generate(REQUEST)
+    assert (hit.tier, hit.provider, hit.model) == (Tier.CACHE, "transformers", "smollm2")
+
+
+async def test_an_unknown_task_goes_to_the_router_which_rejects_it() -> None:
+    cached, inner, lookups = make()
+    await cached.generate(replace(REQUEST, task="nope"))
+    assert len(inner.calls) == 1 and lookups == ["uncacheable"]
+
+
+async def test_errors_are_not_cached() -> None:
+    @dataclass
+    class Failing(FakeRouter):
+        async def generate(self, request: Request) -> Result:
+            self.calls.append(request)
+            raise Unavailable("no tier")
+
+    cached, inner, _ = make(Failing())
+    for _ in range(2):
+        with pytest.raises(Unavailable):
+            await cached.generate(REQUEST)
+    assert len(inner.calls) == 2
+
+
+async def test_a_broken_cache_is_a_miss_never_a_failure() -> None:
+    inner = FakeRouter()
+    lookups: list[str] = []
+    cached = CachedRouter(inner, BrokenCache(max_entries=10), Tasks(), CachePolicy(), on_lookup=lookups.append)
+    assert (await cached.generate(REQUEST)).tier is Tier.REMOTE
+    assert lookups == ["error"]
+
+
+# -- streaming -----------------------------------------------------------------------------------------
+
+
+async def test_a_streamed_miss_is_stored_and_a_streamed_hit_is_one_piece() -> None:
+    cached, inner, _ = make()
+    first = [event async for event in cached.stream(REQUEST)]
+    assert [e.text for e in first if isinstance(e, Delta)] == ["u", "p"]
+    again = [event async for event in cached.stream(REQUEST)]
+    assert isinstance(again[0], Delta) and again[0].text == "up"
+    final = again[-1]
+    assert isinstance(final, Result) and final.tier is Tier.CACHE and len(again) == 2
+    assert (await cached.generate(REQUEST)).tier is Tier.CACHE
+    assert len(inner.calls) == 1
+
+
+def test_models_pass_through() -> None:
+    cached, _, _ = make()
+    assert [m.name for m in cached.models()] == ["smollm2"]
+
+
+# -- the in-process tier ------------------------------------------------------------------------------
+
+
+async def test_memory_cache_drops_the_least_recently_used() -> None:
+    memory = MemoryCache(max_entries=2)
+    entry = CachedAnswer("x", "p", "m", "local", Usage(), "stop", None, 0.0)
+    await memory.put("a", entry, 60)
+    await memory.put("b", entry, 60)
+    assert await memory.get("a") is not None  # a is now the most recent
+    await memory.put("c", entry, 60)
+    assert await memory.get("b") is None
+    assert await memory.get("a") is not None and await memory.get("c") is not None

@@ -1,0 +1,103 @@
+"""The HTTP side port: the dashboard page, /api/usage and the metrics the operations guide names."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway import http
+from gateway.breaker import BreakerState
+from gateway.budget_memory import MemoryLedger
+from gateway.cache_memory import MemoryCache
+from gateway.contracts import Escalation, Request, Result, Tier, Usage
+from gateway.dashboard import Dashboard
+from gateway.errors import Unavailable
+from gateway.metrics_refresh import MetricsRefresher
+from gateway.telemetry import Metrics
+from gateway.usage_report import UsageReporter
+from gateway.usage_sqlite import SqliteUsageStore
+from tests.unit.test_usage import REQUEST
+
+Client = TestClient[web.Request, web.Application]
+METRIC_NAMES = [
+    "gateway_requests_total",
+    "gateway_request_outcomes_total",
+    "gateway_request_latency_seconds_bucket",
+    "gateway_provider_latency_seconds_bucket",
+    "gateway_local_in_flight",
+    "gateway_local_batch_size_bucket",
+    "gateway_cache_lookups_total",
+    "gateway_cache_hit_ratio",
+    "gateway_cache_entries",
+    "gateway_budget_tokens_used",
+    "gateway_budget_tokens_limit",
+    "gateway_breaker_state",
+    "gateway_cost_usd_total",
+    "gateway_reference_cost_usd_total",
+]
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[tuple[Client, Metrics]]:
+    metrics = Metrics()
+    store = SqliteUsageStore(tmp_path / "usage.sqlite3")
+    ledger = MemoryLedger()
+    await ledger.reserve("openai", 300, day=datetime.now(UTC).strftime("%Y-%m-%d"), limit=1000)
+    reporter = UsageReporter(ledger, store, {"openai": 1000})
+    cache = MemoryCache(max_entries=10)
+
+    async def breakers() -> dict[str, BreakerState]:
+        return {"openai": BreakerState.OPEN}
+
+    refresher = MetricsRefresher(metrics, budgets=reporter.budgets, breakers=breakers, cache=cache)
+    dashboard = Dashboard(reporter, refresh_s=1.5, recent=5, show_prompts=False)
+    app = http.build_app(metrics, lambda: True, before_scrape=refresher, dashboard=dashboard)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client, metrics
+    await store.aclose()
+
+
+async def test_the_page_is_served_at_the_root(client: tuple[Client, Metrics]) -> None:
+    response = await client[0].get("/")
+    assert response.status == 200 and response.content_type == "text/html"
+    page = await response.text()
+    assert "/api/usage" in page and 'id="budgets"' in page
+
+
+async def test_api_usage_reports_budgets_and_the_refresh_interval(client: tuple[Client, Metrics]) -> None:
+    body = await (await client[0].get("/api/usage")).json()
+    assert body["refresh_s"] == 1.5
+    assert body["providers"] == [{"provider": "openai", "tokens_used": 300, "token_budget": 1000, "requests": 1}]
+    assert body["requests"] == 0 and body["recent"] == []
+
+
+async def test_metrics_carry_every_documented_name(client: tuple[Client, Metrics]) -> None:
+    test_client, metrics = client
+    hit = Result("r", "up", Tier.CACHE, "openai", "m", None, Escalation.NONE, Usage(3, 1), (), "stop", 0.4)
+    metrics.answered(REQUEST, hit)
+    metrics.failed(REQUEST, Unavailable("no tier"), 0.1)
+    metrics.cache_lookup("hit")
+    metrics.cache_lookup("miss")
+    metrics.costs("openai", 0.01, 0.02)
+    metrics.on_batch(4, 0.2)
+    text = await (await test_client.get("/metrics")).text()
+    for name in METRIC_NAMES:
+        assert name in text, name
+    assert 'gateway_budget_tokens_used{provider="openai"} 300.0' in text
+    assert 'gateway_breaker_state{provider="openai"} 2.0' in text
+    assert "gateway_cache_hit_ratio 0.5" in text
+    assert 'gateway_request_outcomes_total{outcome="unavailable",provider="none",tier="none"} 1.0' in text
+
+
+def test_each_answer_counts_once_under_its_outcome() -> None:
+    metrics = Metrics()
+    request = Request(request_id="x", messages=REQUEST.messages, max_tokens=1)
+    result = Result("x", "", Tier.LOCAL, "echo", "echo", 1.0, Escalation.NONE, Usage(), (), "stop", 0.1)
+    for _ in range(100):
+        metrics.answered(request, result)
+    assert b'gateway_request_outcomes_total{outcome="ok",provider="echo",tier="local"} 100.0' in metrics.render()
