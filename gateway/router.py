@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway import confidence, policy
-from gateway.capacity import check_capacity
+from gateway.capacity import CapacityDecision, check_capacity
 from gateway.config import RoutingConfig
 from gateway.contracts import (
     Attempt,
@@ -64,6 +64,10 @@ class RemoteTier(Protocol):
         self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
     ) -> RemoteResult: ...
 
+    def stream(
+        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+    ) -> AsyncIterator[Delta | RemoteResult]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _LocalOutcome:
@@ -112,9 +116,10 @@ class Router:
                 remote = await self._remote.complete(
                     call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
                 )
-            except (ResourceExhausted, Unavailable) as exc:
+            except (ResourceExhausted, Unavailable, DeadlineExceeded) as exc:
                 if outcome.completion is None:
                     raise
+                attempts.extend(getattr(exc, "attempts", ()))
                 log.info(
                     "remote tier could not serve; answering locally",
                     extra={"request_id": request.request_id, "reason": exc.message},
@@ -132,7 +137,7 @@ class Router:
         raise self._no_tier_error(outcome, the_plan.remote_allowed)
 
     async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
-        """Local tokens stream live; a request that goes remote before any token is answered whole.
+        """Local tokens stream live; a request that goes remote before any token streams from the provider.
 
         Once local text has been sent it cannot be taken back, so a streamed local
         answer is not escalated on confidence: the final chunk carries the
@@ -140,20 +145,35 @@ class Router:
         """
         started = time.perf_counter()
         task, the_plan, call = self._prepare(request)
-        if not the_plan.try_local or not self._local_has_capacity(request):
-            yield await self.generate(request)
-            return
-        local_attempt_started = time.perf_counter()
-        try:
-            async for event in self._local.stream(call):
-                if isinstance(event, Delta):
-                    yield event
-                    continue
-                score = self._score(event, task)
-                attempt = Attempt(self._local.name, event.model, "ok", _ms(local_attempt_started))
-                yield self._finish(request, started, event, Tier.LOCAL, score, Escalation.NONE, [attempt])
-        except CapacityExceeded:
-            yield await self.generate(request)
+        escalation = Escalation.RULE if the_plan.rule_escalation else Escalation.NONE
+        attempts: list[Attempt] = []
+        if the_plan.try_local:
+            capacity = check_capacity(self._local.load(), request.remaining_s())
+            if capacity.ok:
+                local_started = time.perf_counter()
+                try:
+                    async for event in self._local.stream(call):
+                        if isinstance(event, Delta):
+                            yield event
+                            continue
+                        score = self._score(event, task)
+                        attempt = Attempt(self._local.name, event.model, "ok", _ms(local_started))
+                        yield self._finish(request, started, event, Tier.LOCAL, score, Escalation.NONE, [attempt])
+                    return
+                except CapacityExceeded as exc:
+                    capacity = CapacityDecision(False, exc.message)
+            attempts.append(Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason))
+            escalation = Escalation.LOCAL_CAPACITY
+        if not the_plan.remote_allowed or self._remote is None:
+            raise self._no_tier_error(_LocalOutcome(None, None, escalation, attempts[-1] if attempts else None), False)
+        async for remote_event in self._remote.stream(
+            call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
+        ):
+            if isinstance(remote_event, Delta):
+                yield remote_event
+            else:
+                attempts.extend(remote_event.attempts)
+                yield self._finish(request, started, remote_event.completion, Tier.REMOTE, None, escalation, attempts)
 
     def models(self) -> list[ModelEntry]:
         """Everything a client can name in `model`: the local model, its adapters, the providers."""
@@ -219,9 +239,6 @@ class Router:
         if request.model not in local_names:
             known = sorted(local_names) + [f"{p}/<model>" for p in providers]
             raise InvalidArgument(f"model: unknown model '{request.model}'; known: {', '.join(known)}")
-
-    def _local_has_capacity(self, request: Request) -> bool:
-        return check_capacity(self._local.load(), request.remaining_s()).ok
 
     async def _run_local(
         self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan

@@ -26,7 +26,7 @@ from gateway.contracts import (
     TokenLogprob,
     Usage,
 )
-from gateway.errors import CapacityExceeded, InvalidArgument, ResourceExhausted, Unavailable
+from gateway.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from gateway.router import Router
 from gateway.tasks import ChainedTasks, ConfigTasks
 
@@ -85,6 +85,13 @@ class ScriptedRemote:
         completion = Completion("down", order[0], "big", Usage(9, 1), "stop")
         return RemoteAnswer(completion, (Attempt(order[0], "big", "ok", 1.0),))
 
+    async def stream(
+        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+    ) -> AsyncIterator[Delta | RemoteAnswer]:
+        yield Delta("do")
+        yield Delta("wn")
+        yield await self.complete(call, order=order, deadline=deadline, urgent=urgent)
+
 
 TASKS = ConfigTasks({})
 
@@ -136,6 +143,28 @@ async def test_remote_exhausted_falls_back_to_the_local_answer() -> None:
     r, _ = router(ScriptedLocal(prob=0.6), ScriptedRemote(error=ResourceExhausted("all budgets spent")))
     result = await r.generate(req(task="trend"))
     assert result.tier is Tier.LOCAL and result.escalation is Escalation.LOW_CONFIDENCE
+
+
+async def test_remote_deadline_falls_back_to_the_local_answer_keeping_remote_attempts() -> None:
+    error = DeadlineExceeded("deadline reached")
+    error.attempts = (Attempt("anthropic", "big", "timeout", 50.0, "timed out"),)  # type: ignore[attr-defined]
+    r, _ = router(ScriptedLocal(prob=0.6), ScriptedRemote(error=error))
+    result = await r.generate(req(task="trend"))
+    assert result.tier is Tier.LOCAL and result.text == "up"
+    assert [(a.provider, a.outcome) for a in result.attempts] == [
+        ("scripted", "low_confidence"),
+        ("anthropic", "timeout"),
+    ]
+
+
+async def test_stream_goes_remote_before_the_first_token_when_local_is_full() -> None:
+    r, _ = router(ScriptedLocal(load_value=LocalLoad(8, 8, 0.0)), ScriptedRemote())
+    events = [e async for e in r.stream(req())]
+    assert [e.text for e in events if isinstance(e, Delta)] == ["do", "wn"]
+    final = events[-1]
+    assert isinstance(final, Result)
+    assert (final.tier, final.escalation, final.text) == (Tier.REMOTE, Escalation.LOCAL_CAPACITY, "down")
+    assert [a.outcome for a in final.attempts] == ["skipped", "ok"]
 
 
 async def test_local_capacity_escalates_without_calling_local() -> None:
