@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from collections.abc import Mapping
 
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway import http
+from gateway import convert, http
 from gateway.config import Config
 from gateway.contracts import LocalBackend
+from gateway.front import build_front
 from gateway.logs import RequestLog
 from gateway.registry import build_local_backend
+from gateway.remote_build import build_remote_tier
 from gateway.router import Router
 from gateway.servicer import InferenceGatewayServicer
+from gateway.state import describe_state, open_state
 from gateway.tasks import ChainedTasks, ConfigTasks
 from gateway.telemetry import Metrics
 from gateway.usage import UsageCounters
@@ -39,8 +44,11 @@ def describe_mode(config: Config) -> str:
     return f"serving {local}, escalating to {', '.join(providers)}"
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set), then drain in-flight calls and exit."""
+async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[str, str] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then drain in-flight calls and exit.
+
+    `env`: where provider API keys are read (default: the process environment).
+    """
     log.info(describe_mode(config))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -51,20 +59,32 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     metrics = Metrics(queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0)
     local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
     local_box.append(local)
-    counters = UsageCounters()
-    router = Router(
-        local,
-        ChainedTasks(ConfigTasks(config.tasks)),
-        config.routing,
-        remote=None,
-        offline=config.offline,
-        observers=(counters.record, metrics.record, RequestLog().record),
+    state = open_state(config)
+    log.info(describe_state(config))
+    remote = await asyncio.to_thread(
+        build_remote_tier,
+        config,
+        os.environ if env is None else env,
+        state.ledger,
+        breakers=state.breakers,
+        rate_limits=state.rate_limits,
     )
+
+    async def provider_usage() -> list[pb.ProviderUsage]:
+        return convert.provider_usage_to_proto(await remote.usage_today()) if remote is not None else []
+
+    counters = UsageCounters()
+    tasks = ChainedTasks(ConfigTasks(config.tasks))
+    router = Router(local, tasks, config.routing, remote=remote, offline=config.offline)
+    front = build_front(config, router, tasks, state, metrics, result_observers=(counters.record, RequestLog().record))
+    front.start()
     servicer = InferenceGatewayServicer(
-        router,
+        front.answerer,
         counters,
         default_max_tokens=config.server.default_max_tokens,
         max_batch_items=config.server.max_batch_items,
+        provider_usage=provider_usage,
+        usage_report=front.reporter.report,
     )
 
     server = grpc.aio.server(
@@ -85,7 +105,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     draining = False
-    runner = web.AppRunner(http.build_app(metrics, serving=lambda: not draining), access_log=None)
+    app = http.build_app(
+        metrics, serving=lambda: not draining, before_scrape=front.refresher, dashboard=front.dashboard
+    )
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.server.http_host, config.server.http_port).start()
     log.info(
@@ -99,5 +122,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=config.server.drain_timeout_s)
     await runner.cleanup()
+    await front.aclose()
     await local.aclose()
+    if remote is not None:
+        await remote.aclose()
+    await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
     log.info("stopped")
