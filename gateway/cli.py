@@ -159,9 +159,31 @@ def _usage(args: argparse.Namespace) -> None:
             response = stub.GetUsage(pb.GetUsageRequest(), timeout=args.timeout)
         except grpc.RpcError as exc:
             sys.exit(f"error: {exc.code().name}: {exc.details()}")
-    print(f"{'provider':<14} {'used':>10} {'budget':>10} {'left':>10} {'requests':>9}")
-    for p in response.providers:
-        left = max(p.token_budget - p.tokens_used, 0)
-        print(f"{p.provider:<14} {p.tokens_used:>10} {p.token_budget:>10} {left:>10} {p.requests:>9}")
-    print("requests by tier:", ", ".join(f"{k}={v}" for k, v in sorted(response.requests_by_tier.items())) or "none")
-    print("escalations:", ", ".join(f"{k}={v}" for k, v in sorted(response.escalations_by_reason.items())) or "none")
+    print(format_usage(response))
+
+
+def format_usage(u: pb.GetUsageResponse) -> str:
+    """The figures the dashboard shows, as plain tables (same numbers, same rounding)."""
+    lines = [f"day {u.day or '-'} (UTC), all replicas sharing the usage store: {u.requests} requests"]
+    lines += ["", f"{'provider':<14} {'used':>10} {'budget':>10} {'left':>10} {'requests':>9}"]
+    for p in u.providers:
+        budget = str(p.token_budget) if p.token_budget else "no limit"
+        left = str(max(p.token_budget - p.tokens_used, 0)) if p.token_budget else "-"
+        lines.append(f"{p.provider:<14} {p.tokens_used:>10} {budget:>10} {left:>10} {p.requests:>9}")
+    if not u.providers:
+        lines.append("(no providers configured: local only)")
+    lines += ["", f"{'tier':<14} {'requests':>10} {'share':>10} {'tokens':>10}"]
+    for tier in ("local", "cache", "remote"):
+        count = u.requests_by_tier.get(tier, 0)
+        share = f"{100 * count / u.requests:.1f}%" if u.requests else "0.0%"
+        lines.append(f"{tier:<14} {count:>10} {share:>10} {u.tokens_by_tier.get(tier, 0):>10}")
+    lines.append("")
+    escalations = ", ".join(f"{k}={v}" for k, v in sorted(u.escalations_by_reason.items())) or "none"
+    lines.append(f"escalations: {escalations}")
+    lat = u.latency
+    lines.append(f"latency ms: p50 {lat.p50_ms:.2f}  p90 {lat.p90_ms:.2f}  p99 {lat.p99_ms:.2f}  max {lat.max_ms:.2f}")
+    reference = u.reference_provider or "(no usage.reference_provider set)"
+    lines.append(
+        f"cost: spent ${u.cost_usd:.4f}  at {reference} prices ${u.reference_cost_usd:.4f}  saved ${u.saved_usd:.4f}"
+    )
+    return "\n".join(lines)
