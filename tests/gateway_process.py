@@ -48,13 +48,19 @@ class GatewayProcess:
         return self.process.wait(timeout_s)
 
 
-def start_gateway(config_toml: str, workdir: Path, *, ready_timeout_s: float = 300.0) -> GatewayProcess:
+def start_gateway(
+    config_toml: str, workdir: Path, *, env: dict[str, str] | None = None, ready_timeout_s: float = 300.0
+) -> GatewayProcess:
     """Write the config, start the server, wait until gRPC health says SERVING."""
     port, http_port = free_port(), free_port()
     config = workdir / "gateway.toml"
     config.write_text(config_toml)
     log_path = workdir / "gateway.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    state = {  # every process gets its own ledger, cache and usage records
+        f"GATEWAY__{section}__PATH": str(workdir / f"{section.lower()}.sqlite3")
+        for section in ("BUDGET", "CACHE", "USAGE")
+    }
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **state, **(env or {})}
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
     command += ["--http-port", str(http_port)]
     with log_path.open("wb") as log_file:
