@@ -11,7 +11,7 @@ import pytest
 
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
-from tests.fakes.base import Fault, FakeProviderServer
+from tests.fakes.base import FakeProviderServer, Fault
 from tests.fakes.providers import TEST_KEYS, base_url, running
 from tests.gateway_process import GatewayProcess, start_gateway
 
