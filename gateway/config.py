@@ -65,7 +65,7 @@ class VllmConfig(_Strict):
     max_in_flight: int = Field(64, gt=0, description="requests accepted before capacity says no")
     top_logprobs: int = Field(5, ge=0, le=20, description="alternatives per token for free-text confidence")
     label_top_logprobs: int = Field(20, ge=0, le=20, description="alternatives asked for on label tasks")
-    metrics_poll_s: float = Field(1.0, gt=0, description="how often /health and /metrics are read, off the request path")
+    metrics_poll_s: float = Field(1.0, gt=0, description="seconds between reads of /health and /metrics")
     kv_cache_full: float = Field(0.95, gt=0, le=1, description="kv_cache_usage_perc at which, with a queue, it is full")
     # -- launching vLLM (make serve-vllm, or supervise = true) --------------------------------
     supervise: bool = Field(False, description="start vLLM from the gateway and restart it if it dies")
