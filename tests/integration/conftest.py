@@ -29,7 +29,11 @@ system_prompt = "Answer with one word: yes or no."
 
 @pytest.fixture(scope="session")
 def model_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gateway = start_gateway(MODEL_CONFIG, tmp_path_factory.mktemp("model-gateway"))
+    workdir = tmp_path_factory.mktemp("model-gateway")
+    # These tests exercise the model path, so repeated prompts must reach it (no response cache), and
+    # GetUsage must count this process's requests only (usage records in this run's folder).
+    state = f'\n[cache]\nenabled = false\n\n[usage]\npath = "{workdir / "usage.sqlite3"}"\n'
+    gateway = start_gateway(MODEL_CONFIG + state, workdir)
     yield gateway
     gateway.stop()
 
