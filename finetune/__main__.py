@@ -1,0 +1,196 @@
+"""`python -m finetune [run|data|fetch] ...` — see docs/finetune.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from finetune.budget import parse_duration
+from finetune.data import BUILTIN_TASKS, BuildOptions
+from finetune.options import DEFAULT_TASKS, RunOptions, UserData
+from finetune.train import TrainSettings
+
+SMOKE_CAPS = {"train": 64, "val": 32, "test": 32, "heldout": 16}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m finetune", description="LoRA adapters from real market data")
+    p.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=("run", "data", "fetch"),
+        help="run: build, train, evaluate, publish (default); data: datasets and cards only; "
+        "fetch: download the data files",
+    )
+    p.add_argument(
+        "--tasks",
+        default=",".join(DEFAULT_TASKS),
+        help=f"comma-separated, or 'all' ({', '.join(BUILTIN_TASKS)}); default %(default)s",
+    )
+    p.add_argument(
+        "--budget",
+        default=None,
+        help="wall time for the whole run, e.g. 20m, 2h; 'none' = steps only (default: $FINETUNE_BUDGET or 20m)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="tasks trained side by side in separate processes (default: $FINETUNE_JOBS or 1)",
+    )
+    p.add_argument("--smoke", action="store_true", help="a tiny run for tests: few examples, 6 steps, no budget")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output folder (default %(default)s)")
+    p.add_argument(
+        "--adapters-dir",
+        type=Path,
+        default=None,
+        help="where adapters are published (default <artifacts>/adapters: the gateway's adapter directory)",
+    )
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="model and data cache (default $XDG_CACHE_HOME/trading-gateway)"
+    )
+    p.add_argument("--base", default="", help="base model folder or hub id (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    g = p.add_argument_group("LoRA training")
+    g.add_argument("--rank", type=int, default=8)
+    g.add_argument("--alpha", type=int, default=16)
+    g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--targets", default="all-linear", help="'all-linear' or module names, e.g. q_proj,v_proj")
+    g.add_argument("--layers", default="", help="decoder layer indices to adapt, e.g. 10-29 (default all)")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--warmup-steps", type=int, default=10)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--max-steps", type=int, default=2000)
+    g.add_argument("--max-seq-len", type=int, default=256)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-prefix-cache", action="store_true", help="run the shared prompt prefix for every row")
+    g.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--target-accuracy", type=float, default=0.95, help="local accuracy the threshold aims for")
+    e.add_argument("--min-kept", type=int, default=20, help="fewest validation answers a threshold may keep")
+    e.add_argument("--max-val", type=int, default=400)
+    e.add_argument("--max-test", type=int, default=400)
+    e.add_argument("--max-heldout", type=int, default=200)
+    e.add_argument("--base-max-examples", type=int, default=200, help="per split, for the base-model baseline")
+    e.add_argument("--eval-batch-size", type=int, default=32)
+    u = p.add_argument_group("your own data")
+    u.add_argument("--data", type=Path, default=None, help="labelled JSONL file or folder (train/val/test.jsonl)")
+    u.add_argument("--name", default="", help="task name for --data (default: the file's stem)")
+    u.add_argument("--labels", default="", help="comma-separated label set for --data (default: labels found)")
+    u.add_argument("--system", default="", help="system prompt for --data")
+    p.add_argument("--ollama-from", default="", help="Modelfile FROM (default: the base model folder)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        if "-" in part:
+            a, b = part.split("-")
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return tuple(out)
+
+
+def _cache_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".cache")
+    return Path(base) / "trading-gateway"
+
+
+def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], RunOptions, float | None, int]:
+    tasks = list(BUILTIN_TASKS) if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
+    user = None
+    if args.data is not None:
+        name = args.name or args.data.stem
+        user = UserData(args.data, name, tuple(x for x in args.labels.split(",") if x), args.system)
+        tasks = [name] if args.tasks == ",".join(DEFAULT_TASKS) else tasks
+    settings = TrainSettings(
+        rank=args.rank,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        targets=tuple(args.targets.split(",")),
+        layers=_layers(args.layers),
+        learning_rate=args.lr,
+        warmup_steps=args.warmup_steps,
+        batch_size=args.batch_size,
+        max_steps=args.max_steps,
+        max_seq_len=args.max_seq_len,
+        seed=args.seed,
+        prefix_cache=not args.no_prefix_cache,
+    )
+    caps = {"val": args.max_val, "test": args.max_test, "heldout": args.max_heldout}
+    build = BuildOptions(max_examples=caps, seed=args.seed)
+    budget_text = args.budget or env.get("FINETUNE_BUDGET") or "20m"
+    budget = None if budget_text.lower() == "none" else parse_duration(budget_text)
+    jobs = args.jobs or int(env.get("FINETUNE_JOBS", "1"))
+    options = RunOptions(
+        artifacts=args.artifacts,
+        cache_dir=args.cache_dir or _cache_dir(env),
+        base_model=args.base,
+        settings=settings,
+        build=build,
+        adapters_dir=args.adapters_dir,
+        target_accuracy=args.target_accuracy,
+        min_kept=args.min_kept,
+        eval_batch_size=args.eval_batch_size,
+        base_max_examples=args.base_max_examples,
+        threads=args.threads,
+        progress=not args.no_progress,
+        resume=not args.no_resume,
+        ollama_from=args.ollama_from,
+        user_data=user,
+    )
+    if args.smoke:
+        options = replace(
+            options,
+            settings=replace(settings, max_steps=6, batch_size=4, learning_rate=3e-3, warmup_steps=1),
+            build=replace(build, max_examples=SMOKE_CAPS, eval_stride=20),
+            base_max_examples=16,
+            min_kept=5,
+        )
+        budget = None
+    return tasks, options, budget, jobs
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    env = os.environ if env is None else env
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    tasks, options, budget, jobs = options_from(args, env)
+    if args.command == "fetch":
+        from finetune.sources import ALL_FILES, DataStore
+
+        store = DataStore(options.cache_dir)
+        for item in ALL_FILES:
+            print(f"{item.key}: {store.path(item)}")
+        return 0
+    if args.command == "data":
+        from finetune.data import write_dataset
+        from finetune.task_run import load_dataset
+
+        for task in tasks:
+            dataset = load_dataset(task, options)
+            folder = options.artifacts / "datasets" / task
+            write_dataset(dataset, folder)
+            print(f"{task}: {folder} { ({k: v['count'] for k, v in dataset.card['splits'].items()}) }")
+        return 0
+    from finetune.pipeline import run
+    from finetune.report import results_table
+
+    outcomes = run(tasks, options, budget, jobs)
+    print(results_table([o.summary for o in outcomes]))
+    for outcome in outcomes:
+        print(f"{outcome.summary.evaluation.task}: {outcome.adapter_dir} (report {outcome.report_path})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

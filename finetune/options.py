@@ -1,0 +1,47 @@
+"""What a fine-tune run is asked to do: the value objects the CLI builds and the pipeline reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finetune.data import BuildOptions
+from finetune.train import TrainSettings
+
+DEFAULT_TASKS = ("trend", "volatility", "drawdown", "mmlu")
+DEFAULT_WEIGHTS = {"mmlu": 0.5}  # the small model cannot learn MMLU in minutes: spend the time elsewhere
+
+
+@dataclass(frozen=True)
+class UserData:
+    """A task from the user's labelled JSONL instead of a built-in one."""
+
+    path: Path
+    name: str
+    labels: tuple[str, ...] = ()
+    system: str = ""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    artifacts: Path
+    cache_dir: Path
+    base_model: str = ""  # folder or hub id; "" = the embedded SmolLM2-135M-Instruct
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    build: BuildOptions = field(default_factory=BuildOptions)
+    adapters_dir: Path | None = None  # default: <artifacts>/adapters
+    target_accuracy: float = 0.95
+    min_kept: int = 20
+    eval_batch_size: int = 32
+    base_max_examples: int = 200  # per split (val, test) for the base-model baseline
+    threads: int = 1
+    progress: bool = True
+    resume: bool = True
+    ollama_from: str = ""  # Modelfile FROM; default: the base model folder
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    user_data: UserData | None = None
+
+    @property
+    def adapters(self) -> Path:
+        return self.adapters_dir or self.artifacts / "adapters"

@@ -1,0 +1,259 @@
+"""One task end to end: build the data, score the base model (the baseline, and a measure of
+how long evaluation will take), train a LoRA adapter in the time left, evaluate and
+calibrate it, then publish the adapter folder (weights, card, Modelfile, report, plots)
+where the gateway's registry picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from finetune.data import TaskDataset, build_task, load_jsonl_task, write_dataset
+from finetune.evaluate import Evaluation
+from finetune.examples import HELDOUT, TEST, TRAIN, VAL, Example
+from finetune.options import RunOptions
+from finetune.report import TaskSummary, task_report
+from finetune.sources import DataStore
+from finetune.train import TrainResult, TrainSettings
+
+log = logging.getLogger(__name__)
+
+EVAL_SPLITS = (VAL, TEST, HELDOUT)
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    summary: TaskSummary
+    adapter_dir: Path
+    report_path: Path
+
+
+@dataclass(frozen=True, eq=False)
+class Base:
+    """The base model as loaded for one task."""
+
+    folder: Path
+    sha256: str
+    tokenizer: Any
+    model: Any
+
+
+def resolve_base(base_model: str, cache_dir: Path) -> Path:
+    """A local folder for the base: the embedded model, a folder, or a hub id (downloaded)."""
+    if not base_model:
+        from local_models.model_store import ensure_embedded_model
+
+        return ensure_embedded_model(cache_dir)
+    path = Path(base_model)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(base_model))
+
+
+def load_base(options: RunOptions) -> Base:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from local_models.adapters import model_content_hash
+
+    folder = resolve_base(options.base_model, options.cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return Base(folder, model_content_hash(folder), tokenizer, model.eval())
+
+
+def load_dataset(task: str, options: RunOptions) -> TaskDataset:
+    user = options.user_data
+    if user is not None and user.name == task:
+        return load_jsonl_task(user.path, user.name, labels=user.labels, system=user.system, seed=options.build.seed)
+    return build_task(task, DataStore(options.cache_dir), options.build)
+
+
+class _Scorer:
+    def __init__(self, base: Base, dataset: TaskDataset, options: RunOptions) -> None:
+        from finetune.tokens import ChatEncoder
+
+        self.encoder = ChatEncoder(base.tokenizer, dataset.template, dataset.labels)
+        self._tokenizer = base.tokenizer
+        self._options = options
+
+    def __call__(self, model: Any, examples: list[Example]) -> Any:
+        from finetune.scoring import score_examples
+
+        return score_examples(
+            model,
+            self._tokenizer,
+            self.encoder,
+            examples,
+            batch_size=self._options.eval_batch_size,
+            prefix_cache=self._options.settings.prefix_cache,
+        )
+
+
+def run_task(task: str, options: RunOptions, budget_s: float | None, run_dir: Path, position: int = 0) -> TaskOutcome:
+    """One task within budget_s seconds of wall time (None: bounded by steps only)."""
+    from finetune.train import lora_model, train
+
+    started = time.perf_counter()
+    dataset = load_dataset(task, options)
+    write_dataset(dataset, run_dir / task / "data")
+    splits = {name: dataset.split(name) for name in (TRAIN, *EVAL_SPLITS)}
+    log.info("%s: %s", task, {k: len(v) for k, v in splits.items()})
+    base = load_base(options)
+    scorer = _Scorer(base, dataset, options)
+    eval_started = time.perf_counter()
+    base_scores = {s: scorer(base.model, splits[s][: options.base_max_examples]) for s in (VAL, TEST) if splits[s]}
+    base_eval_s = time.perf_counter() - eval_started
+    per_example = base_eval_s / max(1, sum(len(v) for v in base_scores.values()))
+    train_budget = None
+    if budget_s is not None:
+        eval_estimate = per_example * sum(len(splits[s]) for s in EVAL_SPLITS) + 10.0
+        train_budget = max(0.1 * budget_s, budget_s - (time.perf_counter() - started) - eval_estimate)
+    settings = replace(options.settings, time_budget_s=train_budget)
+    peft_model = lora_model(base.model, settings)
+    checkpoint = options.artifacts / "checkpoints" / task
+    pad_id = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id
+    result = train(
+        peft_model,
+        scorer.encoder,
+        splits[TRAIN],
+        settings,
+        checkpoint,
+        pad_id=pad_id,
+        progress=options.progress,
+        resume=options.resume,
+        position=position,
+    )
+    eval_started = time.perf_counter()
+    adapter_scores = {s: scorer(peft_model, splits[s]) for s in EVAL_SPLITS if splits[s]}
+    from finetune.evaluate import evaluate
+
+    def assess(plot_dir: Path) -> Evaluation:
+        return evaluate(
+            task,
+            adapter_scores,
+            base_scores,
+            [ex.label for ex in splits[TRAIN]],
+            target_accuracy=options.target_accuracy,
+            min_kept=options.min_kept,
+            plot_dir=plot_dir,
+        )
+
+    outcome = _publish(
+        task,
+        dataset,
+        base,
+        peft_model,
+        settings,
+        result,
+        assess,
+        options,
+        run_dir,
+        (started, eval_started, base_eval_s),
+    )
+    shutil.rmtree(checkpoint, ignore_errors=True)  # published: a re-run trains a new version
+    return outcome
+
+
+def _publish(
+    task: str,
+    dataset: TaskDataset,
+    base: Base,
+    peft_model: Any,
+    settings: TrainSettings,
+    result: TrainResult,
+    assess: Any,
+    options: RunOptions,
+    run_dir: Path,
+    clocks: tuple[float, float, float],
+) -> TaskOutcome:
+    """Write the adapter folder under a dot-name, then rename it into place in one step."""
+    from finetune.card import build_card, new_version
+    from finetune.export import check_vllm_folder, discard, publish, staging_dir, write_modelfile
+    from local_models.adapters import write_card
+
+    started, eval_started, base_eval_s = clocks
+    version = new_version()
+    staging = staging_dir(options.adapters, task, version)
+    discard(staging)
+    staging.mkdir(parents=True)
+    try:
+        evaluation = assess(staging)
+        eval_s = base_eval_s + time.perf_counter() - eval_started
+        peft_model.save_pretrained(staging)
+        (staging / "README.md").unlink(missing_ok=True)  # peft's template model card; card.json + report.md say it
+        problems = check_vllm_folder(staging)
+        if problems:
+            log.warning("%s: vLLM would not serve this adapter: %s", task, problems)
+        write_modelfile(staging, options.ollama_from or str(base.folder.resolve()), dataset.template.system)
+        summary = TaskSummary(task, version, evaluation, result, time.perf_counter() - started, eval_s)
+        card = build_card(
+            name=task,
+            version=version,
+            task=task,
+            template=dataset.template,
+            dataset_card=dataset.card,
+            evaluation=evaluation,
+            settings=settings,
+            result=result,
+            base_model=options.base_model or base.folder.name,
+            base_sha256=base.sha256,
+            environment=_environment(options, result.extra),
+        )
+        report = task_report(summary, dataset.card, asdict(settings))
+        (staging / "report.md").write_text(report)
+        (staging / "evaluation.json").write_text(json.dumps(_finite(evaluation.to_json()), indent=1))
+        write_card(card, staging)
+        for path in staging.iterdir():
+            path.chmod(0o644)  # peft writes the weights owner-only; servers may run as another user
+        final = publish(staging, options.adapters, task, version)
+    except BaseException:
+        discard(staging)
+        raise
+    task_dir = run_dir / task
+    task_dir.mkdir(parents=True, exist_ok=True)
+    (task_dir / "report.md").write_text(report.replace("](", f"]({os.path.relpath(final, task_dir)}/"))
+    log.info("%s: published %s (%.0f s)", task, final, summary.seconds_total)
+    return TaskOutcome(summary, final, task_dir / "report.md")
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN -> null, tuples -> lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _environment(options: RunOptions, extra: Mapping[str, Any]) -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "threads": options.threads,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        **extra,
+    }
