@@ -115,7 +115,7 @@ def test_list_models_and_usage(stub: pb_grpc.InferenceGatewayStub) -> None:
     models = stub.ListModels(pb.ListModelsRequest(), timeout=10).models
     assert ("smollm2-135m-instruct", pb.TIER_LOCAL, "transformers") in [(m.name, m.tier, m.provider) for m in models]
     before = stub.GetUsage(pb.GetUsageRequest(), timeout=10).requests_by_tier.get("local", 0)
-    stub.Generate(ask("Hi", max_tokens=2), timeout=120)
+    stub.Generate(ask("Hi", max_tokens=2, bypass_cache=True), timeout=120)
     usage = stub.GetUsage(pb.GetUsageRequest(), timeout=10)
     assert usage.requests_by_tier["local"] == before + 1
     assert list(usage.providers) == []  # no provider configured
@@ -183,7 +183,7 @@ def test_oversized_request_is_resource_exhausted_and_server_keeps_serving(
     with pytest.raises(grpc.RpcError) as err:
         stub.Generate(ask("x" * 70_000), timeout=30)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert stub.Generate(ask("Hi", max_tokens=2), timeout=120).tier == pb.TIER_LOCAL
+    assert stub.Generate(ask("Hi", max_tokens=2, bypass_cache=True), timeout=120).tier == pb.TIER_LOCAL
 
 
 def test_concurrent_bad_and_good_requests_leave_the_server_serving(stub: pb_grpc.InferenceGatewayStub) -> None:
