@@ -64,7 +64,8 @@ $(VLLM_GPU_VENV)/.installed: pyproject.toml
 test-gpu: $(INSTALLED) $(VLLM_GPU_VENV)/.installed  ## NVIDIA GPU box: gpu tests + vLLM suites on GPU vLLM, then the benchmark
 	nvidia-smi -L
 	VLLM_PYTHON=$(VLLM_GPU_VENV)/bin/python VLLM_TEST_DTYPE=auto $(PY) -m pytest -m "gpu or not slow" \
-		tests/contract tests/integration/test_vllm_end_to_end.py tests/integration/test_vllm_backend.py -k "vllm or gpu" $(ARGS)
+		tests/contract tests/integration/test_vllm_end_to_end.py tests/integration/test_vllm_backend.py \
+		tests/integration/test_vllm_gpu.py -k "vllm or gpu" $(ARGS)
 	VLLM_PYTHON=$(VLLM_GPU_VENV)/bin/python $(PY) scripts/bench_vllm.py --dtype auto --card "$$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 
 clean:
