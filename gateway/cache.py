@@ -108,19 +108,19 @@ class CachePolicy:
 
 
 def cache_key(request: Request, adapter: AdapterRef | None) -> str:
-    """A stable hex digest of the normalised request."""
-    normalised = {
-        "v": KEY_VERSION,
-        "messages": [[m.role.value, m.content] for m in request.messages],
-        "task": request.task,
-        "adapter": [adapter.name, adapter.version] if adapter is not None else None,
-        "model": request.model,
-        "temperature": round(float(request.temperature), 6),
-        "max_tokens": request.max_tokens,
-        "privacy": request.privacy.value,
-        "min_confidence": None if request.min_confidence is None else round(float(request.min_confidence), 6),
-    }
-    blob = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    """A stable hex digest of the normalised request (a JSON array in a fixed order, then SHA-256)."""
+    normalised = [
+        KEY_VERSION,
+        [[m.role.value, m.content] for m in request.messages],
+        request.task,
+        [adapter.name, adapter.version] if adapter is not None else None,
+        request.model,
+        round(float(request.temperature), 6),
+        request.max_tokens,
+        request.privacy.value,
+        None if request.min_confidence is None else round(float(request.min_confidence), 6),
+    ]
+    blob = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -72,22 +73,35 @@ class Metrics:
         )
         self._hits = 0
         self._misses = 0
+        self._answer_series: dict[tuple[str, str, str], _AnswerSeries] = {}
 
     def record(self, result: Result) -> None:
         self.requests.labels(result.tier.value, result.provider, result.escalation.value).inc()
         self.latency.labels(result.tier.value).observe(result.latency_ms / 1000)
 
     def answered(self, request: Request, result: Result) -> None:
-        """Every answer, cache hits included (a RecordingRouter observer)."""
-        self.record(result)
-        self.outcomes.labels(result.tier.value, result.provider, "ok").inc()
-        self.provider_latency.labels(result.tier.value, result.provider).observe(result.latency_ms / 1000)
+        """Every answer, cache hits included (a RecordingRouter observer); label lookups cached per series."""
+        key = (result.tier.value, result.provider, result.escalation.value)
+        series = self._answer_series.get(key)
+        if series is None:
+            tier, provider, escalation = key
+            series = self._answer_series[key] = _AnswerSeries(
+                self.requests.labels(tier, provider, escalation),
+                self.outcomes.labels(tier, provider, "ok"),
+                self.latency.labels(tier),
+                self.provider_latency.labels(tier, provider),
+            )
+        seconds = result.latency_ms / 1000
+        series.requests.inc()
+        series.outcomes.inc()
+        series.latency.observe(seconds)
+        series.provider_latency.observe(seconds)
 
     def failed(self, request: Request, error: GatewayError, seconds: float) -> None:
         self.outcomes.labels("none", "none", error.status.value.lower()).inc()
 
     def cache_lookup(self, result: str) -> None:
-        self.cache_lookups.labels(result).inc()
+        self.cache_lookups.labels(result).inc()  # a handful of label values: cheap enough
         if result == "hit":
             self._hits += 1
         elif result == "miss":
@@ -118,3 +132,13 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class _AnswerSeries:
+    """The labelled children one kind of answer increments."""
+
+    requests: Counter
+    outcomes: Counter
+    latency: Histogram
+    provider_latency: Histogram

@@ -1,8 +1,10 @@
 """Turns each answer into a UsageRecord and writes them to the store in batches, off the request path.
 
 `record(request, result)` only queues; one writer task drains the queue into
-the store (one transaction or pipeline per batch) and applies retention once
-an hour. A full queue drops records with a warning rather than slow requests.
+the store (one transaction or pipeline per batch, gathering records for up to
+`linger_s` so a busy gateway writes a few batches a second, not one per
+request) and applies retention once an hour. `flush()` skips the wait. A full
+queue drops records with a warning rather than slow requests.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class UsageRecorder:
         record_prompts: bool = False,
         max_queue: int = 10_000,
         max_batch: int = 256,
+        linger_s: float = 0.05,
         on_record: Callable[[UsageRecord], None] | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -45,6 +48,8 @@ class UsageRecorder:
         self._retention_s = retention_s
         self._record_prompts = record_prompts
         self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._hurry = asyncio.Event()
         self._wall = wall
         self._queue: asyncio.Queue[UsageRecord] = asyncio.Queue(max_queue)
         self._writer: asyncio.Task[None] | None = None
@@ -91,6 +96,7 @@ class UsageRecorder:
 
     async def flush(self) -> None:
         """Wait until every queued record is in the store."""
+        self._hurry.set()
         await self._queue.join()
 
     async def aclose(self) -> None:
@@ -105,6 +111,10 @@ class UsageRecorder:
     async def _write_forever(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._linger_s > 0 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), self._linger_s)
+            self._hurry.clear()
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
