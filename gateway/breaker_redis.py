@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from gateway import breaker_state as machine
 from gateway.breaker import BreakerSettings, BreakerState, Permit
 from gateway.breaker_state import BreakerRecord, decode_record, encode_record
-from gateway.redis_client import key_join
+from gateway.redis_client import key_join, unavailable_when_down
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -42,38 +42,48 @@ class RedisBreakerStore:
         self._wall = wall
 
     async def allow(self, provider: str) -> Permit | None:
-        return await self._update(provider, lambda r, now: machine.allow(r, self._settings, now, self._lease_s))
+        with unavailable_when_down("breaker state"):
+            return await self._update(provider, lambda r, now: machine.allow(r, self._settings, now, self._lease_s))
 
     async def release(self, provider: str, permit: Permit) -> None:
-        await self._update(provider, lambda r, _: (machine.release(r, permit), None))
+        with unavailable_when_down("breaker state"):
+            await self._update(provider, lambda r, _: (machine.release(r, permit), None))
 
     async def record_success(self, provider: str) -> None:
-        await self._update(provider, lambda r, _: (machine.succeed(r), None), register=True)
+        with unavailable_when_down("breaker state"):
+            await self._update(provider, lambda r, _: (machine.succeed(r), None), register=True)
 
     async def record_failure(self, provider: str) -> None:
-        await self._update(provider, lambda r, now: (machine.fail(r, self._settings, now), None), register=True)
+        with unavailable_when_down("breaker state"):
+            await self._update(provider, lambda r, now: (machine.fail(r, self._settings, now), None), register=True)
 
     async def block_for(self, provider: str, seconds: float) -> None:
-        await self._update(provider, lambda r, now: (machine.block(r, seconds, now), None))
+        with unavailable_when_down("breaker state"):
+            await self._update(provider, lambda r, now: (machine.block(r, seconds, now), None))
 
     async def state(self, provider: str) -> BreakerState:
-        return machine.visible(decode_record(await self._client.get(self._key(provider))), self._settings, self._wall())
+        with unavailable_when_down("breaker state"):
+            return machine.visible(
+                decode_record(await self._client.get(self._key(provider))), self._settings, self._wall()
+            )
 
     async def describe(self, provider: str) -> str:
-        return machine.describe(
-            decode_record(await self._client.get(self._key(provider))), self._settings, self._wall()
-        )
+        with unavailable_when_down("breaker state"):
+            return machine.describe(
+                decode_record(await self._client.get(self._key(provider))), self._settings, self._wall()
+            )
 
     async def states(self) -> dict[str, BreakerState]:
-        names = sorted(n.decode() if isinstance(n, bytes) else n for n in await self._client.smembers(self._known))
-        if not names:
-            return {}
-        raws = await self._client.mget([self._key(name) for name in names])
-        now = self._wall()
-        return {
-            name: machine.visible(decode_record(raw), self._settings, now)
-            for name, raw in zip(names, raws, strict=True)
-        }
+        with unavailable_when_down("breaker state"):
+            names = sorted(n.decode() if isinstance(n, bytes) else n for n in await self._client.smembers(self._known))
+            if not names:
+                return {}
+            raws = await self._client.mget([self._key(name) for name in names])
+            now = self._wall()
+            return {
+                name: machine.visible(decode_record(raw), self._settings, now)
+                for name, raw in zip(names, raws, strict=True)
+            }
 
     async def aclose(self) -> None:
         return None  # the client belongs to whoever opened it

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.budget import LedgerUsage, Reservation
-from gateway.redis_client import key_join
+from gateway.redis_client import key_join, unavailable_when_down
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -63,31 +63,35 @@ class RedisLedger:
         self._release = client.register_script(_RELEASE)
 
     async def reserve(self, provider: str, tokens: int, *, day: str, limit: int | None) -> Reservation | None:
-        keys = [self._totals(day), self._open(day), self._seq]
-        args: list[str | int] = [provider, tokens, -1 if limit is None else limit, DAY_KEY_TTL_S]
-        reservation_id = int(await self._reserve(keys=keys, args=args))
-        return Reservation(reservation_id, provider, day, tokens) if reservation_id else None
+        with unavailable_when_down("token ledger"):
+            keys = [self._totals(day), self._open(day), self._seq]
+            args: list[str | int] = [provider, tokens, -1 if limit is None else limit, DAY_KEY_TTL_S]
+            reservation_id = int(await self._reserve(keys=keys, args=args))
+            return Reservation(reservation_id, provider, day, tokens) if reservation_id else None
 
     async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
-        keys = [self._totals(reservation.day), self._open(reservation.day)]
-        await self._reconcile(keys=keys, args=[reservation.provider, reservation.id, actual_tokens])
+        with unavailable_when_down("token ledger"):
+            keys = [self._totals(reservation.day), self._open(reservation.day)]
+            await self._reconcile(keys=keys, args=[reservation.provider, reservation.id, actual_tokens])
 
     async def release(self, reservation: Reservation) -> None:
-        keys = [self._totals(reservation.day), self._open(reservation.day)]
-        await self._release(keys=keys, args=[reservation.provider, reservation.id])
+        with unavailable_when_down("token ledger"):
+            keys = [self._totals(reservation.day), self._open(reservation.day)]
+            await self._release(keys=keys, args=[reservation.provider, reservation.id])
 
     async def usage(self, day: str) -> dict[str, LedgerUsage]:
-        raw = await self._client.hgetall(self._totals(day))
-        tokens: dict[str, int] = {}
-        requests: dict[str, int] = {}
-        for field, value in raw.items():
-            kind, _, provider = _text(field).partition(":")
-            (tokens if kind == "tokens" else requests)[provider] = int(value)
-        return {
-            provider: LedgerUsage(provider, tokens.get(provider, 0), count)
-            for provider, count in requests.items()
-            if count > 0
-        }
+        with unavailable_when_down("token ledger"):
+            raw = await self._client.hgetall(self._totals(day))
+            tokens: dict[str, int] = {}
+            requests: dict[str, int] = {}
+            for field, value in raw.items():
+                kind, _, provider = _text(field).partition(":")
+                (tokens if kind == "tokens" else requests)[provider] = int(value)
+            return {
+                provider: LedgerUsage(provider, tokens.get(provider, 0), count)
+                for provider, count in requests.items()
+                if count > 0
+            }
 
     async def aclose(self) -> None:
         return None  # the client belongs to whoever opened it

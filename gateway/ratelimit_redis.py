@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from gateway.ratelimit import WINDOW_S
 from gateway.ratelimit_state import window_start
-from gateway.redis_client import key_join
+from gateway.redis_client import key_join, unavailable_when_down
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -31,28 +31,30 @@ class RedisRateLimitState:
         self._acquire = client.register_script(_ACQUIRE)
 
     async def try_acquire(self, provider: str, per_minute: int) -> bool:
-        if per_minute <= 0:
-            return True
-        now = self._wall()
-        args: list[str | int] = [
-            repr(now),
-            repr(window_start(now)),
-            per_minute,
-            uuid.uuid4().hex,
-            int(WINDOW_S * 1000) + 1000,
-        ]
-        return bool(await self._acquire(keys=[self._key(provider)], args=args))
+        with unavailable_when_down("rate-limit state"):
+            if per_minute <= 0:
+                return True
+            now = self._wall()
+            args: list[str | int] = [
+                repr(now),
+                repr(window_start(now)),
+                per_minute,
+                uuid.uuid4().hex,
+                int(WINDOW_S * 1000) + 1000,
+            ]
+            return bool(await self._acquire(keys=[self._key(provider)], args=args))
 
     async def free_in_s(self, provider: str, per_minute: int) -> float:
-        if per_minute <= 0:
-            return 0.0
-        now = self._wall()
-        sent = await self._client.zrangebyscore(
-            self._key(provider), f"({window_start(now)!r}", "+inf", start=0, num=per_minute, withscores=True
-        )
-        if len(sent) < per_minute:
-            return 0.0
-        return max(0.0, float(sent[0][1]) + WINDOW_S - now)
+        with unavailable_when_down("rate-limit state"):
+            if per_minute <= 0:
+                return 0.0
+            now = self._wall()
+            sent = await self._client.zrangebyscore(
+                self._key(provider), f"({window_start(now)!r}", "+inf", start=0, num=per_minute, withscores=True
+            )
+            if len(sent) < per_minute:
+                return 0.0
+            return max(0.0, float(sent[0][1]) + WINDOW_S - now)
 
     async def aclose(self) -> None:
         return None  # the client belongs to whoever opened it

@@ -5,7 +5,11 @@ redis-py is an optional dependency, imported only when `[state] backend = "redis
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from gateway.errors import Unavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -31,3 +35,14 @@ def open_redis(url: str, *, max_connections: int = 32, wait_s: float = 10.0) -> 
 def key_join(prefix: str, *parts: str) -> str:
     """Keys are `<prefix><part>:<part>...`; the prefix keeps several deployments apart in one Redis."""
     return prefix + ":".join(parts)
+
+
+@contextlib.contextmanager
+def unavailable_when_down(what: str) -> Iterator[None]:
+    """Turn a Redis failure into UNAVAILABLE naming the store, so the router can answer locally or say why."""
+    from redis.exceptions import RedisError
+
+    try:
+        yield
+    except RedisError as exc:
+        raise Unavailable(f"{what} unreachable: Redis {type(exc).__name__}: {exc}; check [state] url") from exc
