@@ -137,9 +137,9 @@ class OllamaBackend:
         try:
             async with contextlib.aclosing(self._stream(call)) as events:  # closed at once when the caller goes
                 async for event in events:
-                    yield event
-                    if isinstance(event, Completion):
+                    if isinstance(event, Completion):  # before the yield: a caller may stop reading after it
                         self._avg_request_s = _ewma(self._avg_request_s, time.monotonic() - started)
+                    yield event
         finally:
             self._in_flight -= 1
 

@@ -127,9 +127,9 @@ class VllmBackend:
         try:
             async with contextlib.aclosing(self._stream(call)) as events:  # closed at once when the caller goes
                 async for event in events:
-                    yield event
-                    if isinstance(event, Completion):
+                    if isinstance(event, Completion):  # before the yield: a caller may stop reading after it
                         self._observe(time.monotonic() - started)
+                    yield event
         finally:
             self._in_flight -= 1
 
