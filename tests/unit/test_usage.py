@@ -44,9 +44,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteUsageStore]:
 
 
 def recorder(store: SqliteUsageStore, *, record_prompts: bool = False) -> UsageRecorder:
-    return UsageRecorder(
-        store, Tasks(), PRICES, retention_s=86_400, record_prompts=record_prompts, wall=NOW.timestamp
-    )
+    return UsageRecorder(store, Tasks(), PRICES, retention_s=86_400, record_prompts=record_prompts, wall=NOW.timestamp)
 
 
 def test_prices_charge_remote_answers_only_and_compare_everything_with_the_reference() -> None:
