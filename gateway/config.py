@@ -158,7 +158,7 @@ class BudgetConfig(_Strict):
     """Where the per-provider daily token ledger lives and how requests are estimated before a call."""
 
     ledger: Literal["sqlite"] = "sqlite"
-    path: str = Field("", description="SQLite file; empty = <cache_dir>/ledger.sqlite3")
+    path: str = Field("", description="SQLite file; empty = <state_dir>/ledger.sqlite3")
     chars_per_token: float = Field(3.0, gt=0, description="prompt estimate: characters per token (conservative)")
 
 
@@ -166,7 +166,7 @@ class StateConfig(_Strict):
     """Where shared state lives: the token ledger, response cache, usage records, breaker and rate-limit state."""
 
     backend: Literal["sqlite", "redis"] = Field(
-        "sqlite", description="sqlite: files under cache_dir (one box); redis: shared by every replica"
+        "sqlite", description="sqlite: files under state_dir (one box); redis: shared by every replica"
     )
     url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL when backend = 'redis'")
     key_prefix: str = Field("gw:", description="prefix of every Redis key, to keep deployments apart")
@@ -180,7 +180,7 @@ class CacheConfig(_Strict):
     max_entries: int = Field(100_000, gt=0, description="size bound of the shared cache; oldest entries go first")
     memory_entries: int = Field(4096, ge=0, description="in-process front tier per replica; 0 = off")
     cache_sampled: bool = Field(False, description="also cache requests with temperature > 0")
-    path: str = Field("", description="SQLite file; empty = <cache_dir>/response_cache.sqlite3")
+    path: str = Field("", description="SQLite file; empty = <state_dir>/response_cache.sqlite3")
 
 
 class PriceConfig(_Strict):
@@ -192,7 +192,7 @@ class UsageConfig(_Strict):
     """Usage records (one per answered request) and what they are priced against."""
 
     retention_days: int = Field(30, gt=0, description="records older than this are deleted")
-    path: str = Field("", description="SQLite file; empty = <cache_dir>/usage.sqlite3")
+    path: str = Field("", description="SQLite file; empty = <state_dir>/usage.sqlite3")
     reference_provider: str = Field(
         "", description="'$ saved' compares every answer with this provider's prices; empty = none"
     )
@@ -211,6 +211,9 @@ class DashboardConfig(_Strict):
 class Config(_Strict):
     offline: bool = Field(False, description="true: never call any remote provider")
     cache_dir: str = Field("", description="model cache; empty = $XDG_CACHE_HOME/trading-gateway")
+    state_dir: str = Field(
+        "", description="ledger, response cache, usage, limits; empty = $XDG_STATE_HOME/trading-gateway"
+    )
     server: ServerConfig = ServerConfig()
     local: LocalConfig = LocalConfig()
     routing: RoutingConfig = RoutingConfig()
@@ -246,16 +249,20 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, dotted, value)
-    if not data.get("cache_dir"):
-        data["cache_dir"] = str(_default_cache_dir(env))
+    for key, variable, fallback in (
+        ("cache_dir", "XDG_CACHE_HOME", ".cache"),
+        ("state_dir", "XDG_STATE_HOME", ".local/state"),
+    ):
+        data[key] = data.get(key) or str(_default_dir(env, variable, fallback))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
 
 
-def _default_cache_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".cache")
+def _default_dir(env: Mapping[str, str], xdg_variable: str, fallback: str) -> Path:
+    """Models are a cache (safe to delete); budgets and usage are state (deleting them resets spend)."""
+    base = env.get(xdg_variable) or str(Path(env.get("HOME", str(Path.home()))) / fallback)
     return Path(base) / "trading-gateway"
 
 

@@ -27,7 +27,7 @@ LEDGER_FILE = "ledger.sqlite3"
 
 
 def ledger_path(config: Config) -> Path:
-    return Path(config.budget.path) if config.budget.path else Path(config.cache_dir) / LEDGER_FILE
+    return Path(config.budget.path) if config.budget.path else Path(config.state_dir) / LEDGER_FILE
 
 
 def open_ledger(config: Config) -> TokenLedger:

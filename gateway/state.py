@@ -1,7 +1,7 @@
 """Open the shared-state stores the config asks for: SQLite files on this box, or one Redis for every replica.
 
 `[state] backend = "sqlite"` (default) keeps the ledger, response cache, usage
-records, breaker and rate-limit state in files under cache_dir; processes on
+records, breaker and rate-limit state in files under state_dir; processes on
 one box share them. `backend = "redis"` puts all of them in the Redis at
 `[state] url`, so several gateways share budgets, cache and records exactly.
 Nothing connects or opens a file until first use.
@@ -96,7 +96,7 @@ def _open_sqlite(config: Config) -> SharedState:
     from gateway.remote_build import ledger_path
     from gateway.usage_sqlite import SqliteUsageStore
 
-    base = Path(config.cache_dir)
+    base = Path(config.state_dir)
     limits = base / "limits.sqlite3"
     cache: Cache | None = None
     if config.cache.enabled:
@@ -143,4 +143,4 @@ def describe_state(config: Config) -> str:
         host = f"{parts.hostname or ''}:{parts.port}" if parts.port else parts.hostname or ""
         where = urlunsplit((parts.scheme, host, parts.path, "", ""))
         return f"shared state: redis at {where} (prefix '{config.state.key_prefix}'), shared by every replica using it"
-    return f"shared state: sqlite files under {config.cache_dir}"
+    return f"shared state: sqlite files under {config.state_dir}"

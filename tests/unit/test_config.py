@@ -13,6 +13,7 @@ def test_defaults_need_no_file_or_environment() -> None:
     assert config.server.max_request_bytes == 1 << 20
     assert config.local.backend == "transformers" and config.local.transformers.threads == 1
     assert config.cache_dir == "/home/trader/.cache/trading-gateway"
+    assert config.state_dir == "/home/trader/.local/state/trading-gateway"
     assert config.providers == {} and not config.offline
 
 

@@ -106,9 +106,9 @@ async def test_built_tier_answers_through_the_stand_ins_and_honours_base_url() -
             await tier.aclose()
 
 
-def test_ledger_path_defaults_to_the_cache_dir(tmp_path: Path) -> None:
-    assert ledger_path(Config(cache_dir=str(tmp_path))) == tmp_path / "ledger.sqlite3"
-    custom = Config.model_validate({"cache_dir": str(tmp_path), "budget": {"path": str(tmp_path / "x.db")}})
+def test_ledger_path_defaults_to_the_state_dir(tmp_path: Path) -> None:
+    assert ledger_path(Config(state_dir=str(tmp_path))) == tmp_path / "ledger.sqlite3"
+    custom = Config.model_validate({"state_dir": str(tmp_path), "budget": {"path": str(tmp_path / "x.db")}})
     assert ledger_path(custom) == tmp_path / "x.db"
 
 
