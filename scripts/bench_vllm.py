@@ -2,9 +2,10 @@
 
 Part 1: one vLLM server (started here, or --base-url) and one gateway process configured with
 backend = "vllm" in front of it. At each concurrency level (default 1, 4, 16 streams) every stream
-sends --requests streaming requests one after another, the same prompts and settings both ways:
-directly to vLLM's /v1/chat/completions (SSE, logprobs, top_logprobs=5, as the backend asks) and
-through the gateway's GenerateStream (gRPC, cache bypassed). Reported per side: requests, output
+sends --requests streaming requests per round, in --rounds rounds with the two sides alternating
+(A B B A), with the same prompts and settings both ways: directly to vLLM's /v1/chat/completions (SSE,
+logprobs, top_logprobs=5, as the backend asks) and through the gateway's GenerateStream (gRPC, cache
+bypassed). Reported per side: requests, output
 tokens/s, time to first token p50/p99, request latency p50/p99, and the ratio gateway/direct.
 
 Part 2: the same prompts through the backends themselves, in this process: the in-process
@@ -13,8 +14,8 @@ bf16), at the same levels; vLLM is stopped before transformers runs so they do n
 
 Figures are appended to docs/benchmarks.md under "## vLLM" (--no-write to only print).
 
-    python scripts/bench_vllm.py [--levels 1 4 16] [--requests 2] [--max-tokens 32] [--base-url URL]
-        [--dtype bfloat16|auto] [--card NAME] [--skip-transformers] [--no-write]
+    python scripts/bench_vllm.py [--levels 1 4 16] [--requests 1] [--rounds 2] [--max-tokens 32]
+        [--base-url URL] [--dtype bfloat16|auto] [--card NAME] [--skip-transformers] [--no-write]
 """
 
 from __future__ import annotations
@@ -239,10 +240,14 @@ async def part_gateway(args: argparse.Namespace, base_url: str, target: str) -> 
     try:
         await direct(PROMPTS[0])  # warm-up: both paths, so neither pays first-request costs
         await through(PROMPTS[0])
-        for index, level in enumerate(args.levels):
-            order = [("direct", direct), ("gateway", through)]
-            for side, one in order if index % 2 == 0 else order[::-1]:
-                row = await run_level(side, level, args.requests, one)
+        for level in args.levels:
+            runs: dict[str, list[Row]] = {"direct": [], "gateway": []}
+            for round_ in range(args.rounds):  # A B B A ...: a slow drift of the shared machine hits both sides
+                order = [("direct", direct), ("gateway", through)]
+                for side, one in order if round_ % 2 == 0 else order[::-1]:
+                    runs[side].append(await run_level(side, level, args.requests, one))
+            for side, parts in runs.items():
+                row = Row(side, level, tuple(s for r in parts for s in r.samples), sum(r.wall_s for r in parts))
                 print(describe(row), flush=True)
                 rows.append(row)
     finally:
@@ -257,7 +262,7 @@ async def part_backend(name: str, backend: Any, args: argparse.Namespace) -> lis
     try:
         await one(PROMPTS[0])
         for level in args.levels:
-            row = await run_level(name, level, args.requests, one)
+            row = await run_level(name, level, args.requests * args.rounds, one)
             print(describe(row), flush=True)
             rows.append(row)
     finally:
@@ -273,15 +278,19 @@ def describe(row: Row) -> str:
     )
 
 
-def markdown(args: argparse.Namespace, gateway_rows: list[Row], backend_rows: list[Row], started: str) -> str:
+def markdown(
+    args: argparse.Namespace, gateway_rows: list[Row], backend_rows: list[Row], started: str, load_at_start: float
+) -> str:
     card = args.card or f"CPU only ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     lines = [
         "",
         "## vLLM",
         "",
         f"Run {started} on {card}; load average at the end {os.getloadavg()[0]:.2f} (shared machine).",
-        f"SmolLM2-135M-Instruct, {args.max_tokens} output tokens max, greedy, streaming, {args.requests} requests per "
-        f"stream, dtype {args.dtype}; vLLM binds its engine to core 0, the gateway and load generator share the rest.",
+        f"SmolLM2-135M-Instruct, {args.max_tokens} output tokens max, greedy, streaming; at each level every stream "
+        f"sends {args.requests} request(s) per round, {args.rounds} rounds with direct and gateway alternating "
+        f"(A B B A); dtype {args.dtype}. Load average at the start {load_at_start:.2f}. The CPU build binds vLLM's "
+        "engine to one core; the gateway and the load generator share the other.",
         "",
         "### Through the gateway vs direct to vLLM",
         "",
@@ -323,7 +332,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--requests", type=int, default=2, help="requests per stream at each level")
+    parser.add_argument("--requests", type=int, default=1, help="requests per stream in each round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per level, direct and gateway alternating")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--base-url", help="an already running vLLM serving 'smollm2' (default: start one)")
     parser.add_argument("--dtype", default="bfloat16", help="bfloat16 on CPU, auto on GPUs")
@@ -332,6 +342,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to docs/benchmarks.md")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_at_start = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     supervisor = None
     base_url = args.base_url
@@ -353,7 +364,7 @@ def main() -> None:
             supervisor.stop()
     if not args.skip_transformers:
         backend_rows += asyncio.run(part_backend("transformers", transformers_backend(), args))
-    text = markdown(args, gateway_rows, backend_rows, started)
+    text = markdown(args, gateway_rows, backend_rows, started, load_at_start)
     print(text)
     if not args.no_write:
         out = ROOT / "docs" / "benchmarks.md"
