@@ -37,14 +37,15 @@ class ChatEncoder:
         self._template = template
         self.labels = tuple(labels)
         self._answers = {label: self._answer_ids(label) for label in self.labels}
-        firsts: dict[int, str] = {}
         for label, ids in self._answers.items():
-            if ids[0] in firsts:
+            piece = str(tokenizer.decode([ids[0]])).strip().lower()
+            others = [x for x in self.labels if x != label and x.lower().startswith(piece)]
+            if others or not piece:
                 raise LabelTokenError(
-                    f"labels '{firsts[ids[0]]}' and '{label}' both start with the token "
-                    f"{tokenizer.decode([ids[0]])!r}; rename one so every label has its own first token"
+                    f"label '{label}' starts with the token {piece!r}, which also begins {others or 'nothing'}: "
+                    "the gateway scores a label by its first token, so rename labels until each one's first "
+                    "token begins no other label"
                 )
-            firsts[ids[0]] = label
 
     def prompt_ids(self, example: Example) -> list[int]:
         template = PromptTemplate(example.system, self._template.user) if example.system is not None else self._template
