@@ -26,6 +26,33 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 DAY_S = 86_400
+FIELDS_PER_RECORD = 11
+
+# ARGV: prefix, day_ttl_s, then per record: day, ts, json, tier, provider, escalation, tokens, cost, ref,
+# latency_ms, latency member. Day keys are computed here (one Redis, not Cluster: see gateway/cache_redis.py).
+_ADD = """
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local days = {}
+for i = 3, #ARGV, FIELDS do
+  local day = ARGV[i]
+  local counters = prefix .. 'usage:day:' .. day
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  redis.call('HINCRBY', counters, 'requests', 1)
+  redis.call('HINCRBY', counters, 'tier:' .. ARGV[i + 3], 1)
+  redis.call('HINCRBY', counters, 'provider:' .. ARGV[i + 4], 1)
+  if ARGV[i + 5] ~= 'none' then redis.call('HINCRBY', counters, 'escalation:' .. ARGV[i + 5], 1) end
+  redis.call('HINCRBY', counters, 'tokens:' .. ARGV[i + 3], ARGV[i + 6])
+  redis.call('HINCRBYFLOAT', counters, 'cost', ARGV[i + 7])
+  redis.call('HINCRBYFLOAT', counters, 'ref', ARGV[i + 8])
+  redis.call('ZADD', prefix .. 'usage:latency:' .. day, ARGV[i + 9], ARGV[i + 10])
+  days[day] = true
+end
+for day, _ in pairs(days) do
+  redis.call('EXPIRE', prefix .. 'usage:day:' .. day, ttl)
+  redis.call('EXPIRE', prefix .. 'usage:latency:' .. day, ttl)
+end
+return 1
+""".replace("FIELDS", str(FIELDS_PER_RECORD))
 
 
 class RedisUsageStore:
@@ -34,30 +61,18 @@ class RedisUsageStore:
         self._prefix = prefix
         self._records = key_join(prefix, "usage", "records")
         self._day_ttl_s = (retention_days + 1) * DAY_S
+        self._add = client.register_script(_ADD)
 
     async def add(self, records: Sequence[UsageRecord]) -> None:
+        """One script call per batch: the client sends one command and reads one reply."""
         if not records:
             return
-        pipe = self._client.pipeline(transaction=True)
-        days: set[str] = set()
+        args: list[str | int | float] = [self._prefix, self._day_ttl_s]
         for r in records:
-            day = r.day
-            days.add(day)
-            counters = self._day_key(day)
-            pipe.zadd(self._records, {r.to_json(): r.ts})
-            pipe.hincrby(counters, "requests", 1)
-            pipe.hincrby(counters, f"tier:{r.tier}", 1)
-            pipe.hincrby(counters, f"provider:{r.provider}", 1)
-            pipe.hincrby(counters, f"tokens:{r.tier}", r.prompt_tokens + r.completion_tokens)
-            if r.escalation != "none":
-                pipe.hincrby(counters, f"escalation:{r.escalation}", 1)
-            pipe.hincrbyfloat(counters, "cost", r.cost_usd)
-            pipe.hincrbyfloat(counters, "ref", r.reference_cost_usd)
-            pipe.zadd(self._latency_key(day), {f"{r.ts!r}:{r.request_id}": r.latency_ms})
-        for day in days:
-            pipe.expire(self._day_key(day), self._day_ttl_s)
-            pipe.expire(self._latency_key(day), self._day_ttl_s)
-        await pipe.execute()
+            args += [r.day, r.ts, r.to_json(), r.tier, r.provider, r.escalation]
+            args += [r.prompt_tokens + r.completion_tokens, r.cost_usd, r.reference_cost_usd, r.latency_ms]
+            args.append(f"{r.ts!r}:{r.request_id}")
+        await self._add(keys=[self._records], args=args)
 
     async def summary(self, day: str) -> DaySummary:
         latency_key = self._latency_key(day)

@@ -9,6 +9,10 @@ deterministic request is sent N times, one at a time, so every measured call
 is a cache hit (checked: the tier of each answer is counted); it prints
 p50/p99/p99.9 per server.
 
+Part 1b runs the same hits in this process, without gRPC: request conversion, the
+recording and cache decorators, the metrics and usage observers, and the
+response conversion; what the cache path itself costs.
+
 Part 2 measures, in this process, one remote request's ledger work
 (reserve the estimate, then reconcile to the reported usage) on the SQLite
 ledger (WAL file) and the Redis ledger: sequentially (latency per request) and
@@ -54,6 +58,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, pinning: {_pinning_note()}")
     with tempfile.TemporaryDirectory() as tmp, _RedisServer(Path(tmp)) as redis_url:
         _part_one(Path(tmp), redis_url, args.calls)
+        _part_one_in_process(Path(tmp), redis_url, args.calls)
         _part_two(Path(tmp), redis_url, args.ledger_requests)
 
 
@@ -165,6 +170,69 @@ async def _hits(target: str, calls: int) -> dict[str, float]:
         "p999": pct(0.999),
         "mean": statistics.fmean(latencies) * 1000,
         "hits": hits,
+    }
+
+
+# -- part 1b: the same hits without gRPC -------------------------------------------------------------
+
+
+def _part_one_in_process(tmp: Path, redis_url: str, calls: int) -> None:
+    rows = []
+    for backend, front in (("sqlite", 4096), ("sqlite", 0), ("redis", 4096), ("redis", 0)):
+        name = f"{backend} {'+ front tier' if front else 'only'}"
+        rows.append(
+            (name, _arun(_in_process_hits(tmp / f"inproc-{backend}-{front}", redis_url, backend, front, calls)))
+        )
+    print()
+    print(f"cache hits in process (no gRPC), {calls} calls each")
+    print(f"{'state':<22} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9}")
+    for name, s in rows:
+        print(f"{name:<22} {s['p50']:>8.0f} {s['p99']:>8.0f} {s['p999']:>9.0f}")
+
+
+async def _in_process_hits(workdir: Path, redis_url: str, backend: str, front: int, calls: int) -> dict[str, float]:
+    from gateway import convert
+    from gateway.config import load_config
+    from gateway.front import build_front
+    from gateway.router import Router
+    from gateway.state import open_state
+    from gateway.tasks import ChainedTasks, ConfigTasks
+    from gateway.telemetry import Metrics
+    from gateway.v1 import gateway_pb2 as pb
+    from local_models.echo import EchoBackend
+
+    overrides = {
+        "cache_dir": str(workdir),
+        "local.backend": "echo",
+        "state.backend": backend,
+        "state.url": redis_url,
+        "state.key_prefix": f"inproc-{front}:",
+        "cache.memory_entries": front,
+    }
+    config = load_config(None, {}, overrides)
+    state = open_state(config)
+    tasks = ChainedTasks(ConfigTasks(config.tasks))
+    gateway = build_front(config, Router(EchoBackend(), tasks, config.routing), tasks, state, Metrics())
+    gateway.start()
+    message = _request(pb)
+    latencies = []
+    try:
+        for i in range(calls + 200):
+            await asyncio.sleep(0)  # let the usage writer run between calls, as it would between RPCs
+            started = time.perf_counter()
+            request = convert.request_from_proto(message, default_max_tokens=256, timeout_s=10)
+            result = await gateway.answerer.generate(request)
+            convert.response_to_proto(result)
+            if i >= 200:
+                latencies.append(time.perf_counter() - started)
+    finally:
+        await gateway.aclose()
+        await state.aclose()
+    latencies.sort()
+    return {
+        "p50": latencies[len(latencies) // 2] * 1e6,
+        "p99": latencies[int(0.99 * len(latencies))] * 1e6,
+        "p999": latencies[int(0.999 * len(latencies))] * 1e6,
     }
 
 
