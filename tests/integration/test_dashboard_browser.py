@@ -39,6 +39,7 @@ SECRET_PROMPT = "secret-prompt-text"
 
 CONFIG = """
 cache_dir = "{cache_dir}"
+state_dir = "{cache_dir}/state"
 
 [server]
 default_max_tokens = 8

@@ -28,6 +28,7 @@ REQUESTS = 400
 
 CONFIG = """
 cache_dir = "{cache_dir}"
+state_dir = "{cache_dir}/state"
 
 [server]
 default_max_tokens = 8
