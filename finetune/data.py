@@ -36,7 +36,7 @@ class BuildOptions:
     eval_stride: int = 5  # val/test windows start every 5 bars (less overlap between them)
     max_examples: Mapping[str, int] = field(default_factory=lambda: {"val": 400, "test": 400, "heldout": 200})
     seed: int = 0
-    splits: Mapping[str, SourceSplits] = field(default_factory=lambda: DEFAULT_SPLITS)
+    splits: Mapping[str, SourceSplits] = field(default_factory=lambda: dict(DEFAULT_SPLITS))  # picklable
     mmlu_max_chars: int = 600
 
 

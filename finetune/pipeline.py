@@ -32,7 +32,7 @@ def run(tasks: Sequence[str], options: RunOptions, budget_s: float | None, jobs:
     else:
         context = get_context("spawn")
         with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
-            futures = [pool.submit(run_group, g, options, deadline, run_dir, i) for i, g in enumerate(groups)]
+            futures = [pool.submit(run_group, g, options, deadline, run_dir, i, True) for i, g in enumerate(groups)]
             outcomes = [o for f in futures for o in f.result()]
     order = {t: i for i, t in enumerate(tasks)}
     outcomes.sort(key=lambda o: order.get(o.summary.evaluation.task, 0))
@@ -49,13 +49,18 @@ def _budget_text(budget_s: float | None) -> str:
 
 
 def run_group(
-    tasks: Sequence[str], options: RunOptions, deadline: float | None, run_dir: Path, position: int
+    tasks: Sequence[str],
+    options: RunOptions,
+    deadline: float | None,
+    run_dir: Path,
+    position: int,
+    own_process: bool = False,
 ) -> list[TaskOutcome]:
     import torch
 
     torch.set_num_threads(options.threads)
-    if position:
-        logging.basicConfig(level=logging.INFO, format=f"[worker {position}] %(message)s")
+    if own_process:
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [worker {position}] %(message)s")
     weights = {t: float(options.weights.get(t, 1.0)) for t in tasks}
     outcomes = []
     for i, task in enumerate(tasks):
