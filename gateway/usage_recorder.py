@@ -95,7 +95,9 @@ class UsageRecorder:
         )
 
     async def flush(self) -> None:
-        """Wait until every queued record is in the store."""
+        """Wait until every queued record is in the store (returns at once when the writer is not running)."""
+        if self._writer is None or self._writer.done():
+            return
         self._hurry.set()
         await self._queue.join()
 
