@@ -54,7 +54,12 @@ class CachedRouter:
         return result
 
     async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
-        """A hit streams as one piece of text and the final result; a miss streams through and is stored."""
+        """A hit streams as one piece of text and the final result; a miss streams through.
+
+        Only a streamed provider answer is stored: a streamed local answer was never
+        held to the confidence threshold (its text was already sent), so it must
+        not be served later to a request that would have escalated.
+        """
         started = time.perf_counter()
         key = self._key(request)
         if key is not None:
@@ -64,7 +69,7 @@ class CachedRouter:
                 yield _hit_result(request, hit, started)
                 return
         async for event in self._inner.stream(request):
-            if isinstance(event, Result):
+            if isinstance(event, Result) and event.tier is Tier.REMOTE:
                 await self._store(request, key, event)
             yield event
 

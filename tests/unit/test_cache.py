@@ -222,6 +222,13 @@ async def test_a_streamed_miss_is_stored_and_a_streamed_hit_is_one_piece() -> No
     assert len(inner.calls) == 1
 
 
+async def test_a_streamed_local_answer_is_not_stored() -> None:
+    cached, inner, _ = make(FakeRouter(tier=Tier.LOCAL, escalation=Escalation.NONE))
+    _ = [event async for event in cached.stream(REQUEST)]
+    assert (await cached.generate(REQUEST)).tier is Tier.LOCAL  # not judged on confidence while streaming
+    assert len(inner.calls) == 2
+
+
 def test_models_pass_through() -> None:
     cached, _, _ = make()
     assert [m.name for m in cached.models()] == ["smollm2"]
