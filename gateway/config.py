@@ -108,6 +108,14 @@ class LocalConfig(_Strict):
     ollama: OllamaConfig = OllamaConfig()
 
 
+class AdaptersConfig(_Strict):
+    """LoRA adapters served by task: folders with a card.json, as `make finetune` exports them."""
+
+    dir: str = Field("artifacts/adapters", description="<dir>/<name>/<version>/card.json; a missing folder = none")
+    watch_s: float = Field(2.0, ge=0, description="rescan interval for new versions; 0 = read once at start")
+    check_base: bool = Field(True, description="refuse adapters trained on another base model (content hash)")
+
+
 class TaskConfig(_Strict):
     """A task without an adapter: a label set (for label confidence) and a threshold."""
 
@@ -218,6 +226,7 @@ class Config(_Strict):
     local: LocalConfig = LocalConfig()
     routing: RoutingConfig = RoutingConfig()
     tasks: dict[str, TaskConfig] = Field(default_factory=dict)
+    adapters: AdaptersConfig = AdaptersConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     budget: BudgetConfig = BudgetConfig()
     state: StateConfig = StateConfig()

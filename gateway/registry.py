@@ -10,9 +10,13 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from gateway.config import Config
 from gateway.contracts import LocalBackend
+
+if TYPE_CHECKING:
+    from local_models.adapters import AdapterRegistry
 
 LOCAL_BACKENDS = MappingProxyType(
     {
@@ -57,3 +61,32 @@ def build_local_backend(config: Config, on_batch: BatchObserver) -> LocalBackend
         top_logprobs=tcfg.top_logprobs,
     )
     return cls(settings, on_batch=on_batch)  # type: ignore[operator, no-any-return]
+
+
+def served_base_dir(config: Config) -> Path | None:
+    """The HF folder of the base model the local tier serves, when its weights are on this box."""
+    kind = config.local.backend
+    if kind == "transformers":
+        from local_models.model_store import ensure_embedded_model
+
+        tcfg = config.local.transformers
+        return Path(tcfg.model_dir) if tcfg.model_dir else ensure_embedded_model(Path(config.cache_dir))
+    if kind == "vllm":
+        from gateway import local_build
+
+        return local_build.vllm_model_dir(config)
+    return None  # echo, ollama: nothing to hash here
+
+
+def open_adapter_registry(config: Config, base_name: str) -> AdapterRegistry:
+    """The adapter cards under [adapters] dir, checked against the served base model's content hash."""
+    from local_models.adapters import AdapterRegistry, model_content_hash
+
+    base = served_base_dir(config) if config.adapters.check_base else None
+    registry = AdapterRegistry(
+        Path(config.adapters.dir),
+        base_sha256=model_content_hash(base) if base is not None else None,
+        base_name=base_name,
+    )
+    registry.refresh()
+    return registry

@@ -18,7 +18,7 @@ from gateway.config import Config
 from gateway.contracts import LocalBackend
 from gateway.front import build_front
 from gateway.logs import RequestLog
-from gateway.registry import build_local_backend
+from gateway.registry import build_local_backend, open_adapter_registry
 from gateway.remote_build import build_remote_tier
 from gateway.router import Router
 from gateway.servicer import InferenceGatewayServicer
@@ -74,7 +74,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         return convert.provider_usage_to_proto(await remote.usage_today()) if remote is not None else []
 
     counters = UsageCounters()
-    tasks = ChainedTasks(ConfigTasks(config.tasks))
+    adapters = await asyncio.to_thread(open_adapter_registry, config, local.model)
+    watcher = loop.create_task(adapters.watch(config.adapters.watch_s)) if config.adapters.watch_s else None
+    tasks = ChainedTasks(adapters, ConfigTasks(config.tasks))
     router = Router(local, tasks, config.routing, remote=remote, offline=config.offline)
     front = build_front(config, router, tasks, state, metrics, result_observers=(counters.record, RequestLog().record))
     front.start()
@@ -87,22 +89,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         usage_report=front.reporter.report,
     )
 
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", config.server.max_request_bytes),
-            ("grpc.so_reuseport", 0),
-        ]
-    )
-    pb_grpc.add_InferenceGatewayServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    server, health_servicer = await _start_grpc(config, servicer)
     address = f"{config.server.host}:{config.server.port}"
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot listen on {address}; is another process using it? pass --port")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     draining = False
     app = http.build_app(
@@ -122,9 +110,34 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=config.server.drain_timeout_s)
     await runner.cleanup()
+    if watcher is not None:
+        watcher.cancel()
     await front.aclose()
     await local.aclose()
     if remote is not None:
         await remote.aclose()
     await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
     log.info("stopped")
+
+
+async def _start_grpc(
+    config: Config, servicer: InferenceGatewayServicer
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """The gRPC server with the gateway, health and reflection services, listening and SERVING."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.server.max_request_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_InferenceGatewayServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{config.server.host}:{config.server.port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address}; is another process using it? pass --port")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer
