@@ -161,7 +161,11 @@ def _free_port() -> int:
 def _start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port, http_port = _free_port(), _free_port()
     config = tmp / "bench.toml"
-    config.write_text('[local]\nbackend = "echo"\n[server]\nlog_level = "WARNING"\n')
+    # Every request reaches the router (no response cache), with its own state folder.
+    config.write_text(
+        f'state_dir = "{tmp / "echo-state"}"\n[local]\nbackend = "echo"\n[server]\nlog_level = "WARNING"\n'
+        "[cache]\nenabled = false\n"
+    )
     command = [*_taskset(0), sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     command += ["--port", str(port), "--http-port", str(http_port)]
     process = subprocess.Popen(command, cwd=ROOT)
@@ -466,7 +470,7 @@ def _start_remote_gateway(tmp: Path, origin: str) -> tuple[subprocess.Popen[byte
     port, http_port = _free_port(), _free_port()
     config = tmp / "bench-remote.toml"
     config.write_text(
-        f'cache_dir = "{tmp / "gateway-state"}"\n'
+        f'state_dir = "{tmp / "gateway-state"}"\n'
         "[local]\n"
         'backend = "echo"\n'
         "[server]\n"
