@@ -13,7 +13,7 @@ from pathlib import Path
 from finetune.budget import parse_duration
 from finetune.data import BUILTIN_TASKS, BuildOptions
 from finetune.options import DEFAULT_TASKS, RunOptions, UserData
-from finetune.train import TrainSettings
+from finetune.settings import TrainSettings
 
 SMOKE_CAPS = {"train": 64, "val": 32, "test": 32, "heldout": 16}
 
@@ -74,10 +74,10 @@ def parser() -> argparse.ArgumentParser:
     e = p.add_argument_group("evaluation")
     e.add_argument("--target-accuracy", type=float, default=0.95, help="local accuracy the threshold aims for")
     e.add_argument("--min-kept", type=int, default=20, help="fewest validation answers a threshold may keep")
-    e.add_argument("--max-val", type=int, default=400)
-    e.add_argument("--max-test", type=int, default=400)
-    e.add_argument("--max-heldout", type=int, default=200)
-    e.add_argument("--base-max-examples", type=int, default=200, help="per split, for the base-model baseline")
+    e.add_argument("--max-val", type=int, default=300, help="validation examples per price task (MMLU: 100)")
+    e.add_argument("--max-test", type=int, default=400, help="test examples per price task (MMLU: 160)")
+    e.add_argument("--max-heldout", type=int, default=150, help="held-out symbol examples (MMLU subject: 80)")
+    e.add_argument("--base-max-examples", type=int, default=150, help="per split, for the base-model baseline")
     e.add_argument("--eval-batch-size", type=int, default=32)
     u = p.add_argument_group("your own data")
     u.add_argument("--data", type=Path, default=None, help="labelled JSONL file or folder (train/val/test.jsonl)")
@@ -152,7 +152,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         options = replace(
             options,
             settings=replace(settings, max_steps=6, batch_size=4, learning_rate=3e-3, warmup_steps=1),
-            build=replace(build, max_examples=SMOKE_CAPS, eval_stride=20),
+            build=replace(build, max_examples=SMOKE_CAPS, mmlu_max_examples=SMOKE_CAPS, eval_stride=20),
             base_max_examples=16,
             min_kept=5,
         )

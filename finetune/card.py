@@ -9,7 +9,7 @@ from typing import Any
 
 from finetune.evaluate import Evaluation
 from finetune.examples import PromptTemplate
-from finetune.train import TrainResult, TrainSettings
+from finetune.settings import TrainResult, TrainSettings
 from local_models.adapters import AdapterCard, PromptSpec
 
 

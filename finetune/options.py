@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetune.data import BuildOptions
-from finetune.train import TrainSettings
+from finetune.settings import TrainSettings
 
 DEFAULT_TASKS = ("trend", "volatility", "drawdown", "mmlu")
 DEFAULT_WEIGHTS = {"mmlu": 0.5}  # the small model cannot learn MMLU in minutes: spend the time elsewhere
@@ -34,7 +34,7 @@ class RunOptions:
     target_accuracy: float = 0.95
     min_kept: int = 20
     eval_batch_size: int = 32
-    base_max_examples: int = 200  # per split (val, test) for the base-model baseline
+    base_max_examples: int = 150  # per split (val, test) for the base-model baseline
     threads: int = 1
     progress: bool = True
     resume: bool = True

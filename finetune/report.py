@@ -9,7 +9,7 @@ from typing import Any
 
 from finetune.evaluate import Evaluation, SplitReport
 from finetune.examples import TEST
-from finetune.train import TrainResult
+from finetune.settings import TrainResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from finetune.examples import Example
 from finetune.forward import decoder_and_head, hidden_states, shared_prefix_length
@@ -71,6 +70,8 @@ def score_examples(
     top_logprobs: int = 5,
     prefix_cache: bool = True,
 ) -> Scored:
+    import torch
+
     labels = encoder.labels
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device

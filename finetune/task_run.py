@@ -23,8 +23,8 @@ from finetune.evaluate import Evaluation
 from finetune.examples import HELDOUT, TEST, TRAIN, VAL, Example
 from finetune.options import RunOptions
 from finetune.report import TaskSummary, task_report
+from finetune.settings import TrainResult, TrainSettings
 from finetune.sources import DataStore
-from finetune.train import TrainResult, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,9 @@ def run_task(task: str, options: RunOptions, budget_s: float | None, run_dir: Pa
     base = load_base(options)
     scorer = _Scorer(base, dataset, options)
     eval_started = time.perf_counter()
-    base_scores = {s: scorer(base.model, splits[s][: options.base_max_examples]) for s in (VAL, TEST) if splits[s]}
+    base_scores = {
+        s: scorer(base.model, _spread(splits[s], options.base_max_examples)) for s in (VAL, TEST) if splits[s]
+    }
     base_eval_s = time.perf_counter() - eval_started
     per_example = base_eval_s / max(1, sum(len(v) for v in base_scores.values()))
     train_budget = None
@@ -230,6 +232,13 @@ def _publish(
     (task_dir / "report.md").write_text(report.replace("](", f"]({os.path.relpath(final, task_dir)}/"))
     log.info("%s: published %s (%.0f s)", task, final, summary.seconds_total)
     return TaskOutcome(summary, final, task_dir / "report.md")
+
+
+def _spread(items: list[Example], n: int) -> list[Example]:
+    """At most n items, evenly spaced (splits are in source and time order: a prefix would be biased)."""
+    if len(items) <= n:
+        return items
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)] if n > 1 else items[:n]
 
 
 def _finite(value: Any) -> Any:

@@ -23,48 +23,12 @@ import torch
 
 from finetune.examples import Example
 from finetune.forward import decoder_and_head, hidden_states, shared_prefix_length
+from finetune.settings import TrainResult, TrainSettings
 from finetune.tokens import ChatEncoder, Encoded
 
+__all__ = ["AnswerLoss", "TrainResult", "TrainSettings", "learning_rate", "lora_model", "train"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TrainSettings:
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    targets: tuple[str, ...] = ("all-linear",)  # or module names, e.g. ("q_proj", "v_proj")
-    layers: tuple[int, ...] = ()  # decoder layers to adapt; empty = all
-    learning_rate: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    batch_size: int = 8
-    max_steps: int = 2000
-    max_seq_len: int = 256  # longer examples are left out of training (counted in the result)
-    time_budget_s: float | None = None
-    seed: int = 0
-    checkpoint_every_s: float = 60.0
-    prefix_cache: bool = True
-
-    def fingerprint(self, extra: str = "") -> str:
-        """Identifies a training run for resuming: settings (budget excluded) + data."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("time_budget_s", "checkpoint_every_s")}
-        return hashlib.sha256((json.dumps(fields, sort_keys=True) + extra).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True, slots=True)
-class TrainResult:
-    steps: int
-    examples_seen: int
-    seconds: float  # training time, resumed runs included
-    losses: tuple[float, ...]  # one per step
-    stopped_by: str  # "steps" | "budget" | "done" (a finished checkpoint was found)
-    resumed_from_step: int = 0
-    skipped_long: int = 0  # training examples longer than max_seq_len
-    trainable_params: int = 0
-    seconds_per_step: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class AnswerLoss(torch.nn.Module):
