@@ -71,7 +71,6 @@ class VllmConfig(_Strict):
     supervise: bool = Field(False, description="start vLLM from the gateway and restart it if it dies")
     python: str = Field("", description="interpreter with vllm installed; empty = $VLLM_PYTHON, .venv-vllm, this one")
     model_dir: str = Field("", description="HF folder vLLM serves; empty = the embedded SmolLM2-135M-Instruct")
-    adapters_dir: str = Field("", description="adapter cards served with --lora-modules at start; empty = none")
     dtype: str = Field("bfloat16", description="--dtype; bfloat16 on CPU, auto on GPUs")
     max_model_len: int = Field(2048, gt=0, description="--max-model-len, also the context length the router checks")
     max_num_seqs: int = Field(0, ge=0, description="--max-num-seqs; 0 = vLLM's default")
