@@ -36,13 +36,14 @@ def vllm_model_dir(config: Config) -> Path:
 
 
 def vllm_adapters(config: Config, model_dir: Path) -> tuple[AdapterRef, ...]:
-    """Adapters listed at start (--lora-modules): every card in [local.vllm] adapters_dir for this base."""
-    if not config.local.vllm.adapters_dir:
+    """Adapters listed at start (--lora-modules): the newest card per task under [adapters] dir."""
+    directory = Path(config.adapters.dir)
+    if not directory.is_dir():
         return ()
     from local_models.adapters import model_content_hash
     from local_models.vllm_server import adapter_refs
 
-    return adapter_refs(Path(config.local.vllm.adapters_dir), model_content_hash(model_dir))
+    return adapter_refs(directory, model_content_hash(model_dir) if config.adapters.check_base else None)
 
 
 def vllm_launch(config: Config, env: Mapping[str, str], *, root: Path = ROOT) -> VllmLaunch:

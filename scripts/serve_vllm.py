@@ -1,4 +1,4 @@
-"""Start vLLM for the configured base model and every adapter in the adapter directory (`make serve-vllm`).
+"""Start vLLM for the configured base model and every adapter card in [adapters] dir (`make serve-vllm`).
 
     python scripts/serve_vllm.py [--config gateway.toml] [--adapters-dir DIR] [--port N] [--dry-run]
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides: dict[str, object] = {}
     if args.adapters_dir:
-        overrides["local.vllm.adapters_dir"] = args.adapters_dir
+        overrides["adapters.dir"] = args.adapters_dir
     if args.port:
         overrides["local.vllm.base_url"] = f"http://127.0.0.1:{args.port}"
     try:
