@@ -288,18 +288,26 @@ class VllmBackend:
     async def _poll(self) -> None:
         while True:
             previous = self._snapshot
-            self._snapshot = await self.read_state()
-            if self._snapshot.healthy and (previous is None or not previous.healthy):
+            reading = await self.read_state()
+            if reading is None:  # too busy to answer: keep the last reading (it goes stale after 5 polls)
+                await asyncio.sleep(self._settings.metrics_poll_s)
+                continue
+            self._snapshot = reading
+            if reading.healthy and (previous is None or not previous.healthy):
                 self._served = None  # (re)started: it may have lost adapters loaded at run time
                 if previous is not None:
                     log.warning("vllm at %s is healthy again", self._settings.base_url)
-            elif not self._snapshot.healthy and (previous is None or previous.healthy):
-                log.warning("vllm at %s is not healthy: %s", self._settings.base_url, self._snapshot.error)
+            elif not reading.healthy and (previous is None or previous.healthy):
+                log.warning("vllm at %s is not healthy: %s", self._settings.base_url, reading.error)
             await asyncio.sleep(self._settings.metrics_poll_s)
 
-    async def read_state(self) -> VllmSnapshot:
-        """One reading of /health and /metrics (the poller calls this; so can tests)."""
-        timeout = min(max(self._settings.metrics_poll_s, 0.5), 5.0)
+    async def read_state(self) -> VllmSnapshot | None:
+        """One reading of /health and /metrics; None when vLLM was too busy to answer in time.
+
+        Only a refused connection or a non-200 /health counts as unhealthy: a server busy
+        generating may answer slowly, and that says nothing against sending it work.
+        """
+        timeout = max(5.0, 2 * self._settings.metrics_poll_s)
         try:
             health = await self._client.get("/health", timeout=timeout)
             if health.status_code != 200:
@@ -307,6 +315,8 @@ class VllmBackend:
             metrics = await self._client.get("/metrics", timeout=timeout)
             metrics.raise_for_status()
             return parse_metrics(metrics.text, time.monotonic())
+        except httpx.TimeoutException:
+            return None
         except (httpx.HTTPError, ValueError) as exc:
             return VllmSnapshot(time.monotonic(), False, error=f"{type(exc).__name__}: {exc}")
 

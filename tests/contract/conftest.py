@@ -107,7 +107,8 @@ def vllm_subject(server: VllmTestServer) -> Subject:
 
     async def stopped() -> bool:
         for _ in range(15):  # vLLM aborts a dropped request at its next scheduling step
-            if (await backend.read_state()).running == 0:
+            state = await backend.read_state()
+            if state is not None and state.running == 0:
                 return True
             await asyncio.sleep(0.1)
         return False

@@ -56,11 +56,11 @@ async def test_vllm_metrics_feed_the_load_while_a_request_runs(backend: VllmBack
     seen_running = 0
     long = (Message(Role.USER, "Count from 1 to 100, separated by commas."),)
     stream = backend.stream(BackendCall("r", long, max_tokens=48))
-    async with contextlib.aclosing(stream) as events:  # type: ignore[type-var]
+    async with contextlib.aclosing(stream) as events:
         async for event in events:
             if isinstance(event, Delta):
                 state = await backend.read_state()
-                seen_running = max(seen_running, state.running)
+                seen_running = max(seen_running, state.running if state is not None else 0)
                 if seen_running:
                     break
     assert seen_running >= 1

@@ -13,7 +13,6 @@ import grpc
 import httpx
 import pytest
 
-from gateway.config import Config
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.fakes.base import FakeProviderServer
@@ -154,21 +153,9 @@ async def test_cancelled_and_expired_grpc_calls_abort_the_vllm_request(
         await asyncio.to_thread(gateway.stop)
 
 
-def adapters_setting() -> str | None:
-    """The gateway's adapter-directory setting, once the adapter registry is wired in (None before)."""
-    section = Config.model_fields.get("adapters")
-    if section is None or section.annotation is None:
-        return None
-    fields = getattr(section.annotation, "model_fields", {})
-    return next((name for name in ("dir", "directory", "path") if name in fields), None)
-
-
 async def test_task_selects_the_lora_adapter_served_by_vllm(
     vllm_server: VllmTestServer, fakes: dict[str, FakeProviderServer], tmp_path: Path
 ) -> None:
-    key = adapters_setting()
-    if key is None:
-        pytest.skip("the gateway reads no adapter directory yet: [adapters] comes with the adapter registry")
     from local_models.adapters import AdapterCard, PromptSpec, model_content_hash, write_card
 
     folder = tmp_path / "adapters" / "trend" / "v1"
@@ -187,7 +174,7 @@ async def test_task_selects_the_lora_adapter_served_by_vllm(
         created_at=datetime.now(UTC).isoformat(),
     )
     write_card(card, folder)
-    extra = f'\n[adapters]\n{key} = "{tmp_path / "adapters"}"\n'
+    extra = f'\n[adapters]\ndir = "{tmp_path / "adapters"}"\n'
     gateway = await start(gateway_config(vllm_server, fakes, extra), tmp_path)
     try:
         async with grpc.aio.insecure_channel(gateway.target) as channel:
