@@ -1,4 +1,8 @@
-"""Shared circuit-breaker state in SQLite: each transition is one BEGIN IMMEDIATE read-modify-write."""
+"""Shared circuit-breaker state in SQLite: each transition is one BEGIN IMMEDIATE read-modify-write.
+
+A step that leaves a stored record as it was (a request let through a closed
+circuit, a success while closed) writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +76,11 @@ class SqliteBreakerStore:
 
     async def _update(self, provider: str, step: Callable[[BreakerRecord], tuple[BreakerRecord, T]]) -> T:
         def work(conn: sqlite3.Connection) -> T:
-            record, value = step(_read(conn, provider))
+            row = conn.execute("SELECT record FROM breaker_state WHERE provider = ?", (provider,)).fetchone()
+            before = BreakerRecord() if row is None else decode_record(row[0])
+            record, value = step(before)
+            if row is not None and record == before:
+                return value  # nothing changed; a new provider still gets its row, for states()
             conn.execute(
                 "INSERT OR REPLACE INTO breaker_state (provider, record) VALUES (?, ?)",
                 (provider, encode_record(record)),

@@ -1,25 +1,27 @@
 """The default token ledger: one SQLite file in WAL mode, exact across tasks and processes.
 
-Check-and-reserve is one `BEGIN IMMEDIATE` transaction, so two gateways sharing
-the file cannot both take the last tokens. Every call runs on one dedicated
-thread that owns the connection, never on the event loop.
+Check-and-reserve runs inside a `BEGIN IMMEDIATE` transaction, so two gateways
+sharing the file cannot both take the last tokens; reservations queued while
+one transaction runs commit together (gateway/sqlite_batch.py), each checked
+in turn against the total the ones before it left. Every call runs on one
+dedicated thread that owns the connection, never on the event loop.
+
+Each reservation is a row; `token_totals` keeps the per day and provider sums,
+maintained by triggers in the file itself (so every process writing the file
+keeps them right), and the check reads one row instead of summing the day.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from gateway.budget import LedgerUsage, Reservation
-
-T = TypeVar("T")
+from gateway.sqlite_worker import SqliteWorker
 
 _SCHEMA = """
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS token_reservations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     provider TEXT NOT NULL,
@@ -29,91 +31,82 @@ CREATE TABLE IF NOT EXISTS token_reservations (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS token_reservations_day ON token_reservations (day, provider);
+CREATE TABLE IF NOT EXISTS token_totals (
+    day TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    PRIMARY KEY (day, provider)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS token_totals_add AFTER INSERT ON token_reservations BEGIN
+    INSERT INTO token_totals (day, provider, tokens, requests) VALUES (NEW.day, NEW.provider, NEW.tokens, 1)
+    ON CONFLICT (day, provider) DO UPDATE SET tokens = tokens + excluded.tokens, requests = requests + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS token_totals_change AFTER UPDATE OF tokens, day, provider ON token_reservations BEGIN
+    UPDATE token_totals SET tokens = tokens - OLD.tokens, requests = requests - 1
+    WHERE day = OLD.day AND provider = OLD.provider;
+    INSERT INTO token_totals (day, provider, tokens, requests) VALUES (NEW.day, NEW.provider, NEW.tokens, 1)
+    ON CONFLICT (day, provider) DO UPDATE SET tokens = tokens + excluded.tokens, requests = requests + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS token_totals_remove AFTER DELETE ON token_reservations BEGIN
+    UPDATE token_totals SET tokens = tokens - OLD.tokens, requests = requests - 1
+    WHERE day = OLD.day AND provider = OLD.provider;
+END;
+INSERT INTO token_totals (day, provider, tokens, requests)
+    SELECT day, provider, SUM(tokens), COUNT(*) FROM token_reservations
+    WHERE NOT EXISTS (SELECT 1 FROM token_totals) GROUP BY day, provider;
+COMMIT;
 """
+# The last INSERT fills the totals once, for a file written before they existed; it runs in the same
+# transaction that creates the triggers, so no reservation another process makes can be missed.
 
 
 class SqliteLedger:
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 10.0) -> None:
-        self._path = str(path)
-        self._busy_timeout_ms = int(busy_timeout_s * 1000)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-ledger")
-        self._conn: sqlite3.Connection | None = None
+        self._worker = SqliteWorker(path, _SCHEMA, name="token-ledger", busy_timeout_s=busy_timeout_s)
 
     # -- TokenLedger -----------------------------------------------------------------
 
     async def reserve(self, provider: str, tokens: int, *, day: str, limit: int | None) -> Reservation | None:
-        return await self._run(lambda conn: _reserve(conn, provider, tokens, day, limit))
+        created_at = datetime.now(UTC).isoformat()
+        return await self._worker.transaction(lambda conn: _reserve(conn, provider, tokens, day, limit, created_at))
 
     async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
-        await self._run(
-            lambda conn: _write(
-                conn,
-                "UPDATE token_reservations SET tokens = ?, settled = 1 WHERE id = ?",
-                (actual_tokens, reservation.id),
+        await self._worker.transaction(
+            lambda conn: conn.execute(
+                "UPDATE token_reservations SET tokens = ?, settled = 1 WHERE id = ?", (actual_tokens, reservation.id)
             )
         )
 
     async def release(self, reservation: Reservation) -> None:
-        await self._run(lambda conn: _write(conn, "DELETE FROM token_reservations WHERE id = ?", (reservation.id,)))
+        await self._worker.transaction(
+            lambda conn: conn.execute("DELETE FROM token_reservations WHERE id = ?", (reservation.id,))
+        )
 
     async def usage(self, day: str) -> dict[str, LedgerUsage]:
-        rows = await self._run(
+        rows = await self._worker.run(
             lambda conn: conn.execute(
-                "SELECT provider, SUM(tokens), COUNT(*) FROM token_reservations WHERE day = ? GROUP BY provider", (day,)
+                "SELECT provider, tokens, requests FROM token_totals WHERE day = ? AND requests > 0", (day,)
             ).fetchall()
         )
         return {provider: LedgerUsage(provider, int(tokens), int(count)) for provider, tokens, count in rows}
 
     async def aclose(self) -> None:
-        try:
-            await self._run(lambda conn: conn.close(), open_if_needed=False)
-        finally:
-            self._executor.shutdown(wait=True)
-
-    # -- plumbing ----------------------------------------------------------------------
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, open_if_needed: bool = True) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, open_if_needed)
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T], open_if_needed: bool) -> T:
-        if self._conn is None:
-            if not open_if_needed:
-                return None  # type: ignore[return-value]
-            self._conn = self._open()
-        return fn(self._conn)
-
-    def _open(self) -> sqlite3.Connection:
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_ms / 1000)
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
-        return conn
+        await self._worker.aclose()
 
 
-def _reserve(conn: sqlite3.Connection, provider: str, tokens: int, day: str, limit: int | None) -> Reservation | None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        (used,) = conn.execute(
-            "SELECT COALESCE(SUM(tokens), 0) FROM token_reservations WHERE day = ? AND provider = ?", (day, provider)
-        ).fetchone()
-        if limit is not None and int(used) + tokens > limit:
-            conn.execute("ROLLBACK")
+def _reserve(
+    conn: sqlite3.Connection, provider: str, tokens: int, day: str, limit: int | None, created_at: str
+) -> Reservation | None:
+    """Inside a BEGIN IMMEDIATE transaction: check the day's total against `limit`, then record the reservation."""
+    if limit is not None:
+        row = conn.execute("SELECT tokens FROM token_totals WHERE day = ? AND provider = ?", (day, provider)).fetchone()
+        used = int(row[0]) if row is not None else 0
+        if used + tokens > limit:
             return None
-        cursor = conn.execute(
-            "INSERT INTO token_reservations (provider, day, tokens, created_at) VALUES (?, ?, ?, ?)",
-            (provider, day, tokens, datetime.now(UTC).isoformat()),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    cursor = conn.execute(
+        "INSERT INTO token_reservations (provider, day, tokens, created_at) VALUES (?, ?, ?, ?)",
+        (provider, day, tokens, created_at),
+    )
     assert cursor.lastrowid is not None
     return Reservation(cursor.lastrowid, provider, day, tokens)
-
-
-def _write(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> None:
-    conn.execute(sql, params)

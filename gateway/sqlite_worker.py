@@ -1,8 +1,9 @@
 """One SQLite connection owned by one thread: every statement runs there, never on the event loop.
 
 Shared by the SQLite stores (cache, usage records, breaker and rate-limit
-state). The file is opened in WAL mode on first use, so several gateway
-processes on one box can share it.
+state, the token ledger). The file is opened in WAL mode on first use, so
+several gateway processes on one box can share it. Transactions submitted
+while the thread is busy commit together (gateway/sqlite_batch.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.sqlite_batch import Outcome, Step, TransactionQueue, run_steps
+
 T = TypeVar("T")
 
 
@@ -24,21 +27,30 @@ class SqliteWorker:
         self._busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
+        self._transactions = TransactionQueue(self._run_steps)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside BEGIN IMMEDIATE ... COMMIT: atomic across processes sharing the file."""
-        return await self.run(lambda conn: _in_transaction(conn, fn))
+        """Run `fn` atomically across processes sharing the file; its result once its transaction has committed.
+
+        `fn` may share one BEGIN IMMEDIATE ... COMMIT with other queued calls, inside its own savepoint:
+        if it raises, only its own writes are rolled back.
+        """
+        return await self._transactions.submit(fn)
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            await self._transactions.wait_idle()
             await loop.run_in_executor(self._executor, self._close)
         finally:
             self._executor.shutdown(wait=True)
+
+    async def _run_steps(self, steps: list[Step]) -> list[Outcome]:
+        return await self.run(lambda conn: run_steps(conn, steps))
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -58,15 +70,3 @@ class SqliteWorker:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(self._schema)
         return conn
-
-
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        value = fn(conn)
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return value

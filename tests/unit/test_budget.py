@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -133,5 +134,51 @@ async def test_separate_processes_never_pass_the_limit(tmp_path: Path) -> None:
     ledger = SqliteLedger(path)
     try:
         assert (await ledger.usage(DAY))["openai"].tokens_used == 1000
+    finally:
+        await ledger.aclose()
+
+
+async def test_a_ledger_file_from_before_the_totals_table_keeps_its_spend(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:  # the schema and rows an earlier release wrote
+        conn.executescript(
+            "CREATE TABLE token_reservations (id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, "
+            "day TEXT NOT NULL, tokens INTEGER NOT NULL, settled INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);"
+        )
+        conn.executemany(
+            "INSERT INTO token_reservations (provider, day, tokens, settled, created_at) VALUES (?, ?, ?, 1, '')",
+            [("openai", DAY, 300), ("openai", DAY, 400), ("anthropic", DAY, 50), ("openai", "2026-11-24", 999)],
+        )
+    conn.close()
+    ledger = SqliteLedger(path)
+    try:
+        usage = await ledger.usage(DAY)
+        assert (usage["openai"].tokens_used, usage["openai"].requests) == (700, 2)
+        assert usage["anthropic"].tokens_used == 50
+        assert await ledger.reserve("openai", 301, day=DAY, limit=1000) is None
+        assert await ledger.reserve("openai", 300, day=DAY, limit=1000) is not None
+    finally:
+        await ledger.aclose()
+    reopened = SqliteLedger(path)  # opening again does not count the rows twice
+    try:
+        assert (await reopened.usage(DAY))["openai"].tokens_used == 1000
+    finally:
+        await reopened.aclose()
+
+
+async def test_totals_follow_reconcile_and_release_under_concurrency(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    try:
+        granted = [
+            r
+            for r in await asyncio.gather(*(ledger.reserve("openai", 10, day=DAY, limit=None) for _ in range(200)))
+            if r
+        ]
+        await asyncio.gather(*(ledger.reconcile(r, 3) if i % 2 else ledger.release(r) for i, r in enumerate(granted)))
+        usage = await ledger.usage(DAY)
+        assert (usage["openai"].tokens_used, usage["openai"].requests) == (300, 100)
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:  # the totals agree with the rows
+            assert conn.execute("SELECT SUM(tokens), COUNT(*) FROM token_reservations").fetchone() == (300, 100)
+        conn.close()
     finally:
         await ledger.aclose()
