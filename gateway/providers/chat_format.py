@@ -1,11 +1,13 @@
 """Reading OpenAI-style chat completions (OpenAI, xAI, Hugging Face) into a Completion.
 
 The OpenAI SDK's pydantic objects and huggingface_hub's dataclasses share the
-same attribute names, so one reader serves both.
+same attribute names, so one reader serves both; `read_completion_json` reads
+the same fields from the decoded JSON body (the OpenAI provider's raw answer).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.contracts import Completion, TokenLogprob, Usage
@@ -38,6 +40,31 @@ def read_completion(response: Any, provider: str, model: str) -> Completion:
         finish_reason=(getattr(choice, "finish_reason", None) or "stop") if choice is not None else "error",
         tokens=tuple(token_logprobs(getattr(choice, "logprobs", None))),
     )
+
+
+def read_completion_json(body: Mapping[str, Any], provider: str, model: str) -> Completion:
+    """The same Completion as `read_completion`, from the chat completion's JSON object."""
+    choices = body.get("choices") or []
+    choice = choices[0] if choices else None
+    text = ((choice.get("message") or {}).get("content") or "") if choice is not None else ""
+    usage = body.get("usage") or {}
+    return Completion(
+        text=text,
+        provider=provider,
+        model=body.get("model") or model,
+        usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+        finish_reason=(choice.get("finish_reason") or "stop") if choice is not None else "error",
+        tokens=tuple(_token_logprobs_json(choice.get("logprobs") if choice is not None else None)),
+    )
+
+
+def _token_logprobs_json(logprobs: Mapping[str, Any] | None) -> list[TokenLogprob]:
+    content = (logprobs or {}).get("content") or []
+    out = []
+    for item in content:
+        top = {alt["token"]: float(alt["logprob"]) for alt in (item.get("top_logprobs") or [])}
+        out.append(TokenLogprob(item["token"], float(item["logprob"]), top))
+    return out
 
 
 class ChunkReader:
