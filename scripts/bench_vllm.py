@@ -10,7 +10,7 @@ tokens/s, time to first token p50/p99, request latency p50/p99, and the ratio ga
 
 Part 2: the same prompts through the backends themselves, in this process: the in-process
 transformers backend (embedded SmolLM2, fp32, micro-batched) and the vLLM backend (vLLM CPU build,
-bf16), at the same levels; vLLM is stopped before transformers runs so they do not share the CPU.
+bf16), at the same levels, alternating in rounds like part 1 (each idles while the other runs).
 
 Figures are appended to docs/benchmarks.md under "## vLLM" (--no-write to only print).
 
@@ -233,41 +233,46 @@ def free_port() -> int:
 # -- the run ----------------------------------------------------------------------------------------
 
 
+async def alternate(sides: dict[str, Callable[[str], Awaitable[Sample]]], args: argparse.Namespace) -> list[Row]:
+    """Each level: `rounds` rounds with the two sides alternating (A B B A ...), samples merged per side."""
+    (a, first), (b, second) = sides.items()
+    await first(PROMPTS[0])  # warm-up: neither side pays first-request costs in the figures
+    await second(PROMPTS[0])
+    rows: list[Row] = []
+    for level in args.levels:
+        runs: dict[str, list[Row]] = {a: [], b: []}
+        for round_ in range(args.rounds):  # a slow drift of the shared machine hits both sides alike
+            order = [(a, first), (b, second)]
+            for side, one in order if round_ % 2 == 0 else order[::-1]:
+                runs[side].append(await run_level(side, level, args.requests, one))
+        for side, parts in runs.items():
+            row = Row(side, level, tuple(x for r in parts for x in r.samples), sum(r.wall_s for r in parts))
+            print(describe(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 async def part_gateway(args: argparse.Namespace, base_url: str, target: str) -> list[Row]:
     direct, close_direct = direct_caller(base_url, args.max_tokens)
     through, close_gateway = gateway_caller(target, args.max_tokens)
-    rows: list[Row] = []
     try:
-        await direct(PROMPTS[0])  # warm-up: both paths, so neither pays first-request costs
-        await through(PROMPTS[0])
-        for level in args.levels:
-            runs: dict[str, list[Row]] = {"direct": [], "gateway": []}
-            for round_ in range(args.rounds):  # A B B A ...: a slow drift of the shared machine hits both sides
-                order = [("direct", direct), ("gateway", through)]
-                for side, one in order if round_ % 2 == 0 else order[::-1]:
-                    runs[side].append(await run_level(side, level, args.requests, one))
-            for side, parts in runs.items():
-                row = Row(side, level, tuple(s for r in parts for s in r.samples), sum(r.wall_s for r in parts))
-                print(describe(row), flush=True)
-                rows.append(row)
+        return await alternate({"direct": direct, "gateway": through}, args)
     finally:
         await close_direct()
         await close_gateway()
-    return rows
 
 
-async def part_backend(name: str, backend: Any, args: argparse.Namespace) -> list[Row]:
-    one = backend_caller(backend, args.max_tokens)
-    rows = []
+async def part_backends(args: argparse.Namespace, vllm: Any, transformers: Any) -> list[Row]:
+    """The two backends in this process; each idles (no CPU) while the other runs."""
     try:
-        await one(PROMPTS[0])
-        for level in args.levels:
-            row = await run_level(name, level, args.requests * args.rounds, one)
-            print(describe(row), flush=True)
-            rows.append(row)
+        sides = {
+            "vllm": backend_caller(vllm, args.max_tokens),
+            "transformers": backend_caller(transformers, args.max_tokens),
+        }
+        return await alternate(sides, args)
     finally:
-        await backend.aclose()
-    return rows
+        await vllm.aclose()
+        await transformers.aclose()
 
 
 def describe(row: Row) -> str:
@@ -352,18 +357,19 @@ def main() -> None:
     backend_rows: list[Row] = []
     try:
         gateway_rows = asyncio.run(part_gateway(args, base_url, target))
+        gateway.terminate()
+        gateway.wait(30)
         if not args.skip_transformers:
             from local_models.vllm_backend import VllmBackend, VllmSettings
 
             vllm = VllmBackend(VllmSettings(base_url=base_url, model=SERVED_NAME, timeout_s=600))
-            backend_rows += asyncio.run(part_backend("vllm", vllm, args))
+            backend_rows = asyncio.run(part_backends(args, vllm, transformers_backend()))
     finally:
-        gateway.terminate()
-        gateway.wait(30)
+        if gateway.poll() is None:
+            gateway.terminate()
+            gateway.wait(30)
         if supervisor is not None:
             supervisor.stop()
-    if not args.skip_transformers:
-        backend_rows += asyncio.run(part_backend("transformers", transformers_backend(), args))
     text = markdown(args, gateway_rows, backend_rows, started, load_at_start)
     print(text)
     if not args.no_write:
