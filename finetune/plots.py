@@ -51,10 +51,11 @@ def risk_coverage_png(
     ax.axhline(
         1 - target_accuracy, color="grey", linestyle="--", linewidth=1, label=f"target risk {1 - target_accuracy:.2f}"
     )
-    ax.plot([chosen[0]], [chosen[1]], "ro", label="threshold from validation")
+    if chosen[0] > 0:  # nothing kept: there is no point to mark
+        ax.plot([chosen[0]], [chosen[1]], "ro", label="threshold from validation")
     ax.set(xlim=(0, 1), ylim=(0, None), xlabel="share kept locally (coverage)", ylabel="error rate of kept (risk)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -15,11 +15,11 @@ class TrainSettings:
     dropout: float = 0.0
     targets: tuple[str, ...] = ("all-linear",)  # or module names, e.g. ("q_proj", "v_proj")
     layers: tuple[int, ...] = ()  # decoder layers to adapt; empty = all
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 10
     weight_decay: float = 0.0
-    batch_size: int = 8
+    batch_size: int = 4
     max_steps: int = 2000
     max_seq_len: int = 256  # longer examples are left out of training (counted in the result)
     time_budget_s: float | None = None

@@ -129,4 +129,6 @@ def test_learning_rate_warms_up_then_decays_by_time_or_steps() -> None:
     assert learning_rate(s, 10, 0) == pytest.approx(1e-3, rel=1e-3)
     assert learning_rate(s, 20, 50) == pytest.approx(0.55e-3)  # half the time gone: half-way down the cosine
     assert learning_rate(s, 20, 100) == pytest.approx(1e-4)
-    assert learning_rate(TrainSettings(max_steps=100, warmup_steps=0), 100, 0) == pytest.approx(1e-4)
+    assert learning_rate(TrainSettings(learning_rate=1e-3, max_steps=100, warmup_steps=0), 100, 0) == pytest.approx(
+        1e-4
+    )
