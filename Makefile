@@ -68,5 +68,17 @@ test-gpu: $(INSTALLED) $(VLLM_GPU_VENV)/.installed  ## NVIDIA GPU box: gpu tests
 		tests/integration/test_vllm_gpu.py -k "vllm or gpu" $(ARGS)
 	VLLM_PYTHON=$(VLLM_GPU_VENV)/bin/python $(PY) scripts/bench_vllm.py --dtype auto --card "$$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 
+# -- fine-tuning (docs/finetune.md) --------------------------------------------------------------
+FINETUNE_BUDGET ?= 20m
+FINETUNE_JOBS ?= 1
+
+$(VENV)/.installed-finetune: $(INSTALLED) finetune/requirements.txt
+	$(PIP) install -r finetune/requirements.txt
+	touch $@
+
+.PHONY: finetune
+finetune: $(VENV)/.installed-finetune  ## LoRA adapters for every task within FINETUNE_BUDGET (20m); ARGS="--tasks trend"
+	FINETUNE_BUDGET=$(FINETUNE_BUDGET) FINETUNE_JOBS=$(FINETUNE_JOBS) $(PY) -m finetune $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
