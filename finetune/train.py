@@ -59,7 +59,10 @@ class AnswerLoss(torch.nn.Module):
 def lora_model(base: Any, settings: TrainSettings) -> Any:
     from peft import LoraConfig, get_peft_model
 
-    targets: str | list[str] = "all-linear" if settings.targets == ("all-linear",) else list(settings.targets)
+    targets: str | list[str] = list(settings.targets)
+    if settings.targets == ("all-linear",):
+        # peft accepts the "all-linear" shorthand only for every layer: name the modules when some are chosen
+        targets = _linear_module_names(base) if settings.layers else "all-linear"
     config = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
@@ -69,6 +72,18 @@ def lora_model(base: Any, settings: TrainSettings) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(base, config)
+
+
+def _linear_module_names(base: Any) -> list[str]:
+    """Names of the linear layers inside the decoder blocks (the output head excluded)."""
+    head = base.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in base.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head and "." in name
+        }
+    )
 
 
 def learning_rate(settings: TrainSettings, step: int, elapsed_s: float) -> float:

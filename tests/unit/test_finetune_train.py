@@ -160,3 +160,11 @@ def test_labels_the_scorer_could_not_tell_apart_are_refused(tokenizer: Any) -> N
     with pytest.raises(LabelTokenError, match=r"overbought|oversold"):
         ChatEncoder(tokenizer, TEMPLATE, ("overbought", "oversold", "neutral"))
     assert ChatEncoder(tokenizer, TEMPLATE, ("up", "down", "flat")).first_label_ids()
+
+
+def test_lora_on_chosen_layers_only(base_dir: Path) -> None:
+    model = lora_model(load_model(base_dir), TrainSettings(layers=(28, 29)))
+    adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapted == {"28", "29"}
+    kinds = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
