@@ -70,7 +70,7 @@ test-gpu: $(INSTALLED) $(VLLM_GPU_VENV)/.installed  ## NVIDIA GPU box: gpu tests
 
 # -- fine-tuning (docs/finetune.md) --------------------------------------------------------------
 FINETUNE_BUDGET ?= 20m
-FINETUNE_JOBS ?= 1
+FINETUNE_JOBS ?= 2  # one process per core, one torch thread each
 
 .PHONY: finetune
 finetune: $(INSTALLED)  ## (the finetune extra is part of the install) LoRA adapters for every task within FINETUNE_BUDGET (20m); ARGS="--tasks trend"
