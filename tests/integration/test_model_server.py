@@ -213,9 +213,9 @@ def test_cli_ask_prints_text_and_metadata(model_gateway: GatewayProcess) -> None
     assert done.stdout.strip()
     assert "tier=TIER_LOCAL provider=transformers" in done.stderr
     assert re.search(r"confidence=\d\.\d{3}", done.stderr)
+    command = [sys.executable, "-m", "gateway", "ask", "Say hi.", "--max-tokens", "4", "--stream", "--local-only"]
     streamed = subprocess.run(
-        [sys.executable, "-m", "gateway", "ask", "Say hi.", "--max-tokens", "4", "--stream", "--local-only", "--target"]
-        + [model_gateway.target],  # noqa: RUF005
+        [*command, "--target", model_gateway.target],
         cwd=ROOT,
         capture_output=True,
         text=True,
