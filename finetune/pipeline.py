@@ -24,7 +24,8 @@ def run(tasks: Sequence[str], options: RunOptions, budget_s: float | None, jobs:
     """Train, evaluate and publish every task; the budget covers the whole run (wall time)."""
     run_dir = options.artifacts / "runs" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    deadline = None if budget_s is None else time.time() + budget_s
+    # keep a little of the budget for starting worker processes and writing the summary
+    deadline = None if budget_s is None else time.time() + budget_s - min(30.0, 0.02 * budget_s)
     weights = {t: float(options.weights.get(t, 1.0)) for t in tasks}
     groups = partition(weights, jobs)
     if len(groups) == 1:

@@ -124,7 +124,8 @@ def run_task(task: str, options: RunOptions, budget_s: float | None, run_dir: Pa
     per_example = base_eval_s / max(1, sum(len(v) for v in base_scores.values()))
     train_budget = None
     if budget_s is not None:
-        eval_estimate = per_example * sum(len(splits[s]) for s in EVAL_SPLITS) + 10.0
+        # the adapter adds compute over the bare base, and plots and publishing take a few seconds
+        eval_estimate = 1.25 * per_example * sum(len(splits[s]) for s in EVAL_SPLITS) + 15.0
         train_budget = max(0.1 * budget_s, budget_s - (time.perf_counter() - started) - eval_estimate)
     settings = replace(options.settings, time_budget_s=train_budget)
     peft_model = lora_model(base.model, settings)

@@ -171,7 +171,7 @@ class _Loop:
             unit="s" if timed else "step",
             desc=f"train {position}" if position else "train",
             position=position,
-            disable=not (progress and self.accelerator.is_local_main_process),
+            disable=None if progress and self.accelerator.is_local_main_process else True,  # None: only on a terminal
             leave=False,
         )
         stopped_by = "done" if state.done else "steps"
