@@ -74,6 +74,7 @@ def test_launch_follows_the_config(tmp_path: Path) -> None:
             "local.vllm.dtype": "auto",
             "local.vllm.max_num_seqs": 16,
             "local.vllm.api_key_env": "MY_VLLM_KEY",
+            "adapters.dir": str(tmp_path / "adapters"),  # not the checkout's artifacts/adapters
         },
         env={"HOME": str(tmp_path)},
     )
