@@ -31,6 +31,7 @@ import httpx
 from gateway.contracts import AdapterRef, BackendCall, Completion, Delta, LocalLoad, StreamEvent, TokenLogprob, Usage
 from gateway.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError
 from local_models.http_errors import connect_error, status_error, timeout_error
+from local_models.streams import completion_of
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,7 @@ class OllamaBackend:
         return self._residency
 
     async def generate(self, call: BackendCall) -> Completion:
-        async with contextlib.aclosing(self.stream(call)) as events:
-            async for event in events:
-                if isinstance(event, Completion):
-                    return event
-        raise BackendError("ollama: the stream ended without a completion", retryable=True)
+        return await completion_of(self.stream(call), "ollama")
 
     async def stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
         self._ensure_poller()

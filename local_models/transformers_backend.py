@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from gateway.contracts import (
 )
 from gateway.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument
 from local_models.batcher import MicroBatcher
+from local_models.streams import completion_of
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,9 @@ class TransformersBackend:
         return LocalLoad(self._in_flight, self._settings.max_in_flight, self._batcher.estimated_wait_s())
 
     async def generate(self, call: BackendCall) -> Completion:
-        async for event in self.stream(call):
-            if isinstance(event, Completion):
-                return event
-        raise RuntimeError("the local stream ended without a completion")
+        return await completion_of(self.stream(call), self.name)
 
-    async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
+    async def stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
         if self._in_flight >= self._settings.max_in_flight:
             raise CapacityExceeded(f"local backend is at its in-flight limit ({self._settings.max_in_flight})")
         self._in_flight += 1

@@ -27,6 +27,7 @@ from gateway.contracts import AdapterRef, BackendCall, Completion, Delta, LocalL
 from gateway.errors import BackendError, CapacityExceeded, DeadlineExceeded
 from local_models.http_errors import connect_error, retry_after, status_error, timeout_error
 from local_models.openai_chat import ChunkAccumulator, chat_body, parse_sse_line
+from local_models.streams import completion_of
 from local_models.vllm_metrics import VllmSnapshot, parse_metrics, to_local_load
 
 log = logging.getLogger(__name__)
@@ -113,11 +114,7 @@ class VllmBackend:
         return self._snapshot
 
     async def generate(self, call: BackendCall) -> Completion:
-        async with contextlib.aclosing(self.stream(call)) as events:
-            async for event in events:
-                if isinstance(event, Completion):
-                    return event
-        raise BackendError("vllm: the stream ended without a completion", retryable=True)
+        return await completion_of(self.stream(call), "vllm")
 
     async def stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
         self._ensure_poller()
