@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from finetune.budget import parse_duration
-from finetune.data import BUILTIN_TASKS, BuildOptions
+from finetune.data import BUILTIN_TASKS, BuildOptions, DataError
 from finetune.options import DEFAULT_TASKS, RunOptions, UserData
 from finetune.settings import TrainSettings
 
@@ -131,6 +131,8 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
     budget_text = args.budget or env.get("FINETUNE_BUDGET") or "20m"
     budget = None if budget_text.lower() == "none" else parse_duration(budget_text)
     jobs = args.jobs or int(env.get("FINETUNE_JOBS", "1"))
+    if jobs > 1 and int(env.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--jobs {jobs} (or FINETUNE_JOBS) under accelerate launch: its processes share a task; use 1")
     options = RunOptions(
         artifacts=args.artifacts,
         cache_dir=args.cache_dir or _cache_dir(env),
@@ -161,18 +163,30 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     env = os.environ if env is None else env
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    tasks, options, budget, jobs = options_from(args, env)
-    if args.command == "fetch":
+    try:
+        tasks, options, budget, jobs = options_from(args, env)
+    except ValueError as exc:
+        cli.error(str(exc))  # exits 2 with the usage line
+    try:
+        return _command(args.command, tasks, options, budget, jobs)
+    except DataError as exc:
+        print(f"python -m finetune: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(command: str, tasks: list[str], options: RunOptions, budget: float | None, jobs: int) -> int:
+    if command == "fetch":
         from finetune.sources import ALL_FILES, DataStore
 
         store = DataStore(options.cache_dir)
         for item in ALL_FILES:
             print(f"{item.key}: {store.path(item)}")
         return 0
-    if args.command == "data":
+    if command == "data":
         from finetune.data import write_dataset
         from finetune.task_run import load_dataset
 
@@ -186,6 +200,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     from finetune.report import results_table
 
     outcomes = run(tasks, options, budget, jobs)
+    if not outcomes:
+        return 0  # a helper process under accelerate launch: the main process reports
     print(results_table([o.summary for o in outcomes]))
     for outcome in outcomes:
         print(f"{outcome.summary.evaluation.task}: {outcome.adapter_dir} (report {outcome.report_path})")

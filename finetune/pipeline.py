@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 def run(tasks: Sequence[str], options: RunOptions, budget_s: float | None, jobs: int = 1) -> list[TaskOutcome]:
     """Train, evaluate and publish every task; the budget covers the whole run (wall time)."""
     run_dir = options.artifacts / "runs" / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
     # keep a little of the budget for starting worker processes and writing the summary
     deadline = None if budget_s is None else time.time() + budget_s - min(30.0, 0.02 * budget_s)
     weights = {t: float(options.weights.get(t, 1.0)) for t in tasks}
@@ -35,9 +34,12 @@ def run(tasks: Sequence[str], options: RunOptions, budget_s: float | None, jobs:
         with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
             futures = [pool.submit(run_group, g, options, deadline, run_dir, i, True) for i, g in enumerate(groups)]
             outcomes = [o for f in futures for o in f.result()]
+    if not outcomes:
+        return []  # a helper process under accelerate launch: the main process reports
     order = {t: i for i, t in enumerate(tasks)}
     outcomes.sort(key=lambda o: order.get(o.summary.evaluation.task, 0))
     table = results_table([o.summary for o in outcomes])
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.md").write_text(
         f"# Fine-tune run {run_dir.name}\n\nBudget: {_budget_text(budget_s)}, {len(groups)} process(es), "
         f"{options.threads} torch thread(s) each.\n\n{table}"
@@ -59,14 +61,19 @@ def run_group(
 ) -> list[TaskOutcome]:
     import torch
 
+    from finetune.distributed import make_accelerator
+
     torch.set_num_threads(options.threads)
     if own_process:
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [worker {position}] %(message)s")
+    accelerator = make_accelerator()
     weights = {t: float(options.weights.get(t, 1.0)) for t in tasks}
     outcomes = []
     for i, task in enumerate(tasks):
         budget = None
         if deadline is not None:
             budget = max(1.0, share(deadline - time.time(), task, tasks[i:], weights))
-        outcomes.append(run_task(task, options, budget, run_dir, position))
+        outcome = run_task(task, options, budget, run_dir, accelerator, position)
+        if outcome is not None:
+            outcomes.append(outcome)
     return outcomes

@@ -62,7 +62,7 @@ def resolve_base(base_model: str, cache_dir: Path) -> Path:
     return Path(snapshot_download(base_model))
 
 
-def load_base(options: RunOptions) -> Base:
+def load_base(options: RunOptions, device: Any) -> Base:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -70,10 +70,8 @@ def load_base(options: RunOptions) -> Base:
 
     folder = resolve_base(options.base_model, options.cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
     return Base(folder, model_content_hash(folder), tokenizer, model.eval())
 
 
@@ -105,29 +103,39 @@ class _Scorer:
         )
 
 
-def run_task(task: str, options: RunOptions, budget_s: float | None, run_dir: Path, position: int = 0) -> TaskOutcome:
-    """One task within budget_s seconds of wall time (None: bounded by steps only)."""
+def run_task(
+    task: str, options: RunOptions, budget_s: float | None, run_dir: Path, accelerator: Any, position: int = 0
+) -> TaskOutcome | None:
+    """One task within budget_s seconds of wall time (None: bounded by steps only).
+
+    Under `accelerate launch` every process trains; the main process alone writes the data,
+    scores, publishes and returns the outcome (the others return None)."""
+    from finetune.distributed import from_main
     from finetune.train import lora_model, train
 
+    main = accelerator.is_main_process
     started = time.perf_counter()
     dataset = load_dataset(task, options)
-    write_dataset(dataset, run_dir / task / "data")
     splits = {name: dataset.split(name) for name in (TRAIN, *EVAL_SPLITS)}
-    log.info("%s: %s", task, {k: len(v) for k, v in splits.items()})
-    base = load_base(options)
+    base = load_base(options, accelerator.device)
     scorer = _Scorer(base, dataset, options)
-    eval_started = time.perf_counter()
-    base_scores = {
-        s: scorer(base.model, _spread(splits[s], options.base_max_examples)) for s in (VAL, TEST) if splits[s]
-    }
-    base_eval_s = time.perf_counter() - eval_started
-    per_example = base_eval_s / max(1, sum(len(v) for v in base_scores.values()))
-    train_budget = None
-    if budget_s is not None:
-        # the adapter adds compute over the bare base, and plots and publishing take a few seconds
-        eval_estimate = 1.25 * per_example * sum(len(splits[s]) for s in EVAL_SPLITS) + 15.0
-        train_budget = max(0.1 * budget_s, budget_s - (time.perf_counter() - started) - eval_estimate)
-    settings = replace(options.settings, time_budget_s=train_budget)
+    base_scores: dict[str, Any] = {}
+    base_eval_s, train_budget = 0.0, -1.0  # -1: bounded by steps only
+    if main:
+        write_dataset(dataset, run_dir / task / "data")
+        log.info("%s: %s", task, {k: len(v) for k, v in splits.items()})
+        eval_started = time.perf_counter()
+        base_scores = {
+            s: scorer(base.model, _spread(splits[s], options.base_max_examples)) for s in (VAL, TEST) if splits[s]
+        }
+        base_eval_s = time.perf_counter() - eval_started
+        per_example = base_eval_s / max(1, sum(len(v) for v in base_scores.values()))
+        if budget_s is not None:
+            # the adapter adds compute over the bare base, and plots and publishing take a few seconds
+            eval_estimate = 1.25 * per_example * sum(len(splits[s]) for s in EVAL_SPLITS) + 15.0
+            train_budget = max(0.1 * budget_s, budget_s - (time.perf_counter() - started) - eval_estimate)
+    [train_budget] = from_main(accelerator, [train_budget])
+    settings = replace(options.settings, time_budget_s=None if train_budget < 0 else train_budget)
     peft_model = lora_model(base.model, settings)
     checkpoint = options.artifacts / "checkpoints" / task
     pad_id = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id
@@ -141,7 +149,10 @@ def run_task(task: str, options: RunOptions, budget_s: float | None, run_dir: Pa
         progress=options.progress,
         resume=options.resume,
         position=position,
+        accelerator=accelerator,
     )
+    if not main:
+        return None
     eval_started = time.perf_counter()
     adapter_scores = {s: scorer(peft_model, splits[s]) for s in EVAL_SPLITS if splits[s]}
     from finetune.evaluate import evaluate

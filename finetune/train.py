@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from finetune.distributed import from_main, make_accelerator
 from finetune.examples import Example
 from finetune.forward import decoder_and_head, hidden_states, shared_prefix_length
 from finetune.settings import TrainResult, TrainSettings
@@ -109,13 +110,17 @@ def train(
     progress: bool = True,
     resume: bool = True,
     position: int = 0,
+    accelerator: Any = None,
 ) -> TrainResult:
-    """Train `model` (a peft LoRA model) in place. Checkpoints go to checkpoint_dir."""
+    """Train `model` (a peft LoRA model) in place. Checkpoints go to checkpoint_dir.
+
+    Under `accelerate launch` every process calls this with the same settings and data; pass the
+    run's Accelerator (default: a new one)."""
     encoded = [encoder.encode(ex) for ex in examples]
     usable = [e for e in encoded if len(e.prompt) + len(e.answer) <= settings.max_seq_len]
     if not usable:
         raise ValueError(f"no training example fits max_seq_len={settings.max_seq_len}")
-    loop = _Loop(model, usable, settings, checkpoint_dir, pad_id, resume)
+    loop = _Loop(model, usable, settings, checkpoint_dir, pad_id, resume, accelerator or make_accelerator())
     resumed_from = loop.state.step
     stopped_by = loop.run(progress, position)
     state = loop.state
@@ -138,11 +143,16 @@ class _Loop:
     """The optimisation loop and its checkpoints; one per train() call."""
 
     def __init__(
-        self, model: Any, usable: list[Encoded], settings: TrainSettings, folder: Path, pad_id: int, resume: bool
+        self,
+        model: Any,
+        usable: list[Encoded],
+        settings: TrainSettings,
+        folder: Path,
+        pad_id: int,
+        resume: bool,
+        accelerator: Any,
     ) -> None:
-        from accelerate import Accelerator  # type: ignore[import-untyped]
-
-        self.accelerator = Accelerator()
+        self.accelerator = accelerator
         self.settings = settings
         self.folder = folder
         self.usable = usable
@@ -176,20 +186,22 @@ class _Loop:
         )
         stopped_by = "done" if state.done else "steps"
         self.module.train()
-        last_save = time.perf_counter()
+        saved_at = state.elapsed
         step_s = 0.0
         try:
             while not state.done and state.step < settings.max_steps:
-                if _out_of_time(self.accelerator, settings, state.elapsed, step_s):
+                # one clock for every process: the same learning rate, the same stop, the same saves
+                state.elapsed, step_s = from_main(self.accelerator, [state.elapsed, step_s])
+                if _out_of_time(settings, state.elapsed, step_s):
                     stopped_by = "budget"
                     break
+                if state.elapsed - saved_at >= settings.checkpoint_every_s:
+                    self.save()
+                    saved_at = state.elapsed
                 seconds, lr = self.step()
                 step_s = seconds if step_s == 0 else 0.9 * step_s + 0.1 * seconds
                 bar.update(seconds if timed else 1)
                 bar.set_postfix(step=state.step, loss=f"{state.losses[-1]:.3f}", lr=f"{lr:.1e}", s_step=f"{step_s:.1f}")
-                if time.perf_counter() - last_save >= settings.checkpoint_every_s:
-                    self.save()
-                    last_save = time.perf_counter()
         except KeyboardInterrupt:
             self.save()
             log.warning("interrupted: checkpoint saved in %s at step %d; run again to resume", self.folder, state.step)
@@ -217,7 +229,7 @@ class _Loop:
         seconds = time.perf_counter() - started
         state.step += 1
         state.elapsed += seconds
-        state.losses.append(float(loss.detach()))
+        state.losses.append(float(self.accelerator.reduce(loss.detach(), reduction="mean")))  # the global batch's
         return seconds, lr
 
     def save(self) -> None:
@@ -229,13 +241,9 @@ def _tail(state: _State) -> float:
     return sum(tail) / len(tail) if tail else float("nan")
 
 
-def _out_of_time(accelerator: Any, settings: TrainSettings, elapsed: float, step_s: float) -> bool:
-    """Every process stops at the same step (they must, or the others would wait forever)."""
-    if not settings.time_budget_s:
-        return False
-    local = float(elapsed + step_s > settings.time_budget_s)
-    flag = torch.tensor([local], device=accelerator.device)
-    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+def _out_of_time(settings: TrainSettings, elapsed: float, step_s: float) -> bool:
+    """Whether another step would overrun the budget."""
+    return bool(settings.time_budget_s) and elapsed + step_s > (settings.time_budget_s or 0.0)
 
 
 class _Order:

@@ -3,6 +3,10 @@ checkpoint resume, and the pieces that make training cheap (shared-prefix forwar
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from finetune.__main__ import options_from, parser  # noqa: E402
+from finetune.distributed import make_accelerator  # noqa: E402
 from finetune.examples import TEST, Example, PromptTemplate  # noqa: E402
 from finetune.export import check_vllm_folder  # noqa: E402
 from finetune.task_run import run_task  # noqa: E402
@@ -55,7 +60,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Any:
     args = parser().parse_args(["--smoke", "--tasks", "trend", "--artifacts", str(artifacts), "--no-progress"])
     tasks, options, budget, _ = options_from(args, {"HOME": str(Path.home())})
     assert tasks == ["trend"] and budget is None
-    return run_task("trend", options, budget, artifacts / "runs" / "smoke"), options
+    return run_task("trend", options, budget, artifacts / "runs" / "smoke", make_accelerator()), options
 
 
 def test_smoke_run_learns_and_publishes_a_valid_card(smoke_run: Any, base_dir: Path) -> None:
@@ -168,3 +173,27 @@ def test_lora_on_chosen_layers_only(base_dir: Path) -> None:
     assert adapted == {"28", "29"}
     kinds = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if "lora_A" in name}
     assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_two_processes_under_accelerate_launch_train_one_adapter(base_dir: Path, tmp_path: Path) -> None:
+    """The multi-GPU path, run on CPU: `accelerate launch` starts two processes (gloo) that train
+    one adapter together, each on its half of every batch; the main process alone publishes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [Path(sys.executable).with_name("accelerate"), "launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--main_process_port", str(port)]
+    finetune = ["-m", "finetune", "--smoke", "--tasks", "trend", "--artifacts", str(tmp_path), "--no-progress"]
+    env = {**os.environ, "HOME": str(Path.home()), "OMP_NUM_THREADS": "1"}
+    command = [*map(str, launch), *finetune]
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    [folder] = (tmp_path / "adapters" / "trend").iterdir()
+    card = read_card(folder)
+    card.check_base(model_content_hash(base_dir))
+    assert card.training["processes"] == 2 and card.training["steps"] == 6
+    assert card.training["examples_seen"] == 2 * 6 * card.training["batch_size"]
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # one report, from the main process
+    assert not list((tmp_path / "checkpoints").iterdir())
+    assert done.stdout.count("trend: ") == 1

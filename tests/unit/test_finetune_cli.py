@@ -1,0 +1,38 @@
+"""`python -m finetune`: bad input ends with exit status 2 and a message naming what to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from finetune.__main__ import main
+
+
+def test_an_unreadable_budget_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--budget", "two hours"], env={})
+    assert exit_info.value.code == 2
+    assert "'two hours'" in capsys.readouterr().err
+
+
+def test_jobs_under_accelerate_launch_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--jobs", "2"], env={"WORLD_SIZE": "2"})
+    assert exit_info.value.code == 2
+    assert "--jobs 2" in capsys.readouterr().err
+
+
+def test_an_unknown_task_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["data", "--tasks", "candles", "--artifacts", str(tmp_path)], env={"HOME": str(tmp_path)})
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'candles'" in err and "trend" in err
+
+
+def test_a_user_file_without_labels_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "desk.jsonl"
+    data.write_text('{"prompt": "EURUSD breaks 1.10", "label": "up"}\n{"prompt": "no label here"}\n')
+    code = main(["data", "--data", str(data), "--artifacts", str(tmp_path)], env={"HOME": str(tmp_path)})
+    assert code == 2
+    assert "desk.jsonl:2: needs a non-empty 'label'" in capsys.readouterr().err
