@@ -92,8 +92,8 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
 
 def results_table(summaries: Sequence[TaskSummary]) -> str:
     lines = [
-        "| task | base acc | adapter acc | base AUROC | adapter AUROC | ECE before -> after | threshold | "
-        "kept locally on test (accuracy) | held-out symbol acc | train time |",
+        "| task | base acc (restricted to labels) | adapter acc | base AUROC | adapter AUROC | ECE before -> after | "
+        "threshold | kept locally on test (accuracy) | held-out acc (AUROC) | train time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
@@ -102,10 +102,12 @@ def results_table(summaries: Sequence[TaskSummary]) -> str:
         base = ev.base.get(TEST)
         heldout = ev.adapter.get("heldout")
         lines.append(
-            f"| {ev.task} | {_f(base.accuracy) if base else 'n/a'} | {_f(test.accuracy)} | "
+            f"| {ev.task} | {f'{_f(base.accuracy)} ({_f(base.label_accuracy)})' if base else 'n/a'} | "
+            f"{_f(test.accuracy)} | "
             f"{_f(base.auroc) if base else 'n/a'} | {_f(test.auroc)} | {_f(test.ece)} -> {_f(test.ece_calibrated)} | "
             f"{ev.calibration.threshold:.3f} | {_pct(test.kept)} ({_f(test.kept_accuracy)}) | "
-            f"{_f(heldout.accuracy) if heldout else 'n/a'} | {s.train.seconds / 60:.1f} min ({s.train.steps} steps) |"
+            f"{f'{_f(heldout.accuracy)} ({_f(heldout.auroc)})' if heldout else 'n/a'} | "
+            f"{s.train.seconds / 60:.1f} min ({s.train.steps} steps) |"
         )
     return "\n".join(lines) + "\n"
 

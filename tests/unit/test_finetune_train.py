@@ -20,6 +20,7 @@ from finetune.__main__ import options_from, parser  # noqa: E402
 from finetune.distributed import make_accelerator  # noqa: E402
 from finetune.examples import TEST, Example, PromptTemplate  # noqa: E402
 from finetune.export import check_vllm_folder  # noqa: E402
+from finetune.report import results_table  # noqa: E402
 from finetune.task_run import run_task  # noqa: E402
 from finetune.tokens import ChatEncoder, LabelTokenError  # noqa: E402
 from finetune.train import AnswerLoss, TrainSettings, lora_model, train  # noqa: E402
@@ -83,6 +84,9 @@ def test_smoke_run_learns_and_publishes_a_valid_card(smoke_run: Any, base_dir: P
     for name in ("report.md", "reliability.png", "risk_coverage.png", "evaluation.json"):
         assert (folder / name).stat().st_size > 0
     assert "| adapter | test |" in (folder / "report.md").read_text()
+    base = outcome.summary.evaluation.base[TEST]
+    row = results_table([outcome.summary]).splitlines()[2]
+    assert row.startswith(f"| trend | {base.accuracy:.3f} ({base.label_accuracy:.3f}) | ")
 
 
 async def test_the_published_adapter_serves_with_the_confidence_evaluation_measured(
