@@ -5,6 +5,7 @@ data, evaluates and publishes, and its clock decides the learning rate and the s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 
@@ -13,8 +14,11 @@ def make_accelerator() -> Any:
     launched processes train on CPU over gloo."""
     import torch
     from accelerate import Accelerator  # type: ignore[import-untyped]
+    from accelerate.utils import InitProcessGroupKwargs  # type: ignore[import-untyped]
 
-    return Accelerator(cpu=not torch.cuda.is_available())
+    # helpers wait at the next task's first collective while the main process evaluates and publishes
+    patience = InitProcessGroupKwargs(timeout=timedelta(hours=2))
+    return Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[patience])
 
 
 def from_main(accelerator: Any, values: list[float]) -> list[float]:
