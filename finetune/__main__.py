@@ -12,7 +12,7 @@ from pathlib import Path
 
 from finetune.budget import parse_duration
 from finetune.data import BUILTIN_TASKS, BuildOptions, DataError
-from finetune.options import DEFAULT_TASKS, RunOptions, UserData
+from finetune.options import DEFAULT_LEARNING_RATES, DEFAULT_TASKS, RunOptions, UserData
 from finetune.settings import TrainSettings
 
 SMOKE_CAPS = {"train": 64, "val": 32, "test": 32, "heldout": 16}
@@ -63,7 +63,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=0.0)
     g.add_argument("--targets", default="all-linear", help="'all-linear' or module names, e.g. q_proj,v_proj")
     g.add_argument("--layers", default="", help="decoder layer indices to adapt, e.g. 10-29 (default all)")
-    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (default 3e-3; volatility 1e-3), for every task"
+    )
     g.add_argument("--warmup-steps", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--max-steps", type=int, default=2000)
@@ -118,7 +120,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         dropout=args.dropout,
         targets=tuple(args.targets.split(",")),
         layers=_layers(args.layers),
-        learning_rate=args.lr,
+        learning_rate=TrainSettings().learning_rate if args.lr is None else args.lr,
         warmup_steps=args.warmup_steps,
         batch_size=args.batch_size,
         max_steps=args.max_steps,
@@ -149,6 +151,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         resume=not args.no_resume,
         ollama_from=args.ollama_from,
         user_data=user,
+        learning_rates=dict(DEFAULT_LEARNING_RATES) if args.lr is None else {},  # --lr: the same for every task
     )
     if args.smoke:
         options = replace(

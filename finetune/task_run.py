@@ -135,7 +135,7 @@ def run_task(
             eval_estimate = 1.25 * per_example * sum(len(splits[s]) for s in EVAL_SPLITS) + 15.0
             train_budget = max(0.1 * budget_s, budget_s - (time.perf_counter() - started) - eval_estimate)
     [train_budget] = from_main(accelerator, [train_budget])
-    settings = replace(options.settings, time_budget_s=None if train_budget < 0 else train_budget)
+    settings = replace(options.settings_for(task), time_budget_s=None if train_budget < 0 else train_budget)
     peft_model = lora_model(base.model, settings)
     checkpoint = options.artifacts / "checkpoints" / task
     pad_id = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.__main__ import main
+from finetune.__main__ import main, options_from, parser
 
 
 def test_an_unreadable_budget_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,3 +36,12 @@ def test_a_user_file_without_labels_names_the_line(tmp_path: Path, capsys: pytes
     code = main(["data", "--data", str(data), "--artifacts", str(tmp_path)], env={"HOME": str(tmp_path)})
     assert code == 2
     assert "desk.jsonl:2: needs a non-empty 'label'" in capsys.readouterr().err
+
+
+def test_volatility_trains_at_its_own_learning_rate_unless_lr_is_given() -> None:
+    args = parser().parse_args([])
+    _, options, _, _ = options_from(args, {})
+    assert options.settings_for("trend").learning_rate == 3e-3
+    assert options.settings_for("volatility").learning_rate == 1e-3
+    _, chosen, _, _ = options_from(parser().parse_args(["--lr", "5e-4"]), {})
+    assert {chosen.settings_for(t).learning_rate for t in ("trend", "volatility")} == {5e-4}
