@@ -64,7 +64,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--targets", default="all-linear", help="'all-linear' or module names, e.g. q_proj,v_proj")
     g.add_argument("--layers", default="", help="decoder layer indices to adapt, e.g. 10-29 (default all)")
     g.add_argument(
-        "--lr", type=float, default=None, help="peak learning rate (default 3e-3; volatility 1e-3), for every task"
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate for every task (default 3e-3; volatility and drawdown 1e-3)",
     )
     g.add_argument("--warmup-steps", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=4)

@@ -38,10 +38,10 @@ def test_a_user_file_without_labels_names_the_line(tmp_path: Path, capsys: pytes
     assert "desk.jsonl:2: needs a non-empty 'label'" in capsys.readouterr().err
 
 
-def test_volatility_trains_at_its_own_learning_rate_unless_lr_is_given() -> None:
+def test_volatility_and_drawdown_train_at_their_own_learning_rate_unless_lr_is_given() -> None:
     args = parser().parse_args([])
     _, options, _, _ = options_from(args, {})
     assert options.settings_for("trend").learning_rate == 3e-3
-    assert options.settings_for("volatility").learning_rate == 1e-3
+    assert options.settings_for("volatility").learning_rate == options.settings_for("drawdown").learning_rate == 1e-3
     _, chosen, _, _ = options_from(parser().parse_args(["--lr", "5e-4"]), {})
     assert {chosen.settings_for(t).learning_rate for t in ("trend", "volatility")} == {5e-4}
