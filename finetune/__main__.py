@@ -67,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
         "--lr",
         type=float,
         default=None,
-        help="peak learning rate for every task (default 3e-3; volatility and drawdown 1e-3)",
+        help=f"peak learning rate for every task (default {TrainSettings().learning_rate:g}; "
+        + ", ".join(f"{task} {lr:g}" for task, lr in DEFAULT_LEARNING_RATES.items())
+        + ")",
     )
     g.add_argument("--warmup-steps", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=4)

@@ -43,14 +43,13 @@ class RunOptions:
     ollama_from: str = ""  # Modelfile FROM; default: the base model folder
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     learning_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LEARNING_RATES))  # per task
+    user_data: UserData | None = None
 
     def settings_for(self, task: str) -> TrainSettings:
         """The training settings of one task: its own learning rate where it has one."""
         if task not in self.learning_rates:
             return self.settings
         return replace(self.settings, learning_rate=self.learning_rates[task])
-
-    user_data: UserData | None = None
 
     @property
     def adapters(self) -> Path:

@@ -243,7 +243,8 @@ def _tail(state: _State) -> float:
 
 def _out_of_time(settings: TrainSettings, elapsed: float, step_s: float) -> bool:
     """Whether another step would overrun the budget."""
-    return bool(settings.time_budget_s) and elapsed + step_s > (settings.time_budget_s or 0.0)
+    budget = settings.time_budget_s
+    return budget is not None and 0 < budget < elapsed + step_s
 
 
 class _Order:
