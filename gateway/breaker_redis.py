@@ -92,6 +92,16 @@ class RedisBreakerStore:
         self, provider: str, step: Callable[[BreakerRecord, float], tuple[BreakerRecord, T]], *, register: bool = False
     ) -> T:
         """Apply `step` atomically; `register`: list the provider for states() even when nothing changed."""
+        changed, value = await self._apply(provider, step)
+        if register and not changed:
+            # outside the pipeline: a second connection taken while it holds one could wait on the pool forever
+            await self._client.sadd(self._known, provider)
+        return value
+
+    async def _apply(
+        self, provider: str, step: Callable[[BreakerRecord, float], tuple[BreakerRecord, T]]
+    ) -> tuple[bool, T]:
+        """Whether `step` changed the record (and listed the provider), and its value."""
         from redis.exceptions import WatchError
 
         key = self._key(provider)
@@ -103,14 +113,12 @@ class RedisBreakerStore:
                     after, value = step(before, self._wall())
                     if after == before:
                         await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        if register:
-                            await self._client.sadd(self._known, provider)
-                        return value
+                        return False, value
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, encode_record(after))
                     pipe.sadd(self._known, provider)
                     await pipe.execute()
-                    return value
+                    return True, value
                 except WatchError:
                     continue
         raise RuntimeError(f"breaker state for {provider} kept changing under {MAX_TRIES} tries")

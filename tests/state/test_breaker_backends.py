@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from gateway.breaker import BreakerSettings, BreakerState
 from gateway.breaker_redis import RedisBreakerStore
 from gateway.breaker_sqlite import SqliteBreakerStore
 from gateway.breaker_state import BreakerStore, MemoryBreakerStore
+from gateway.redis_client import open_redis
 from tests.state.backends import Site, WallClock, site
 
 SETTINGS = BreakerSettings(failures=3, window_s=10.0, cooldown_s=30.0)
@@ -152,3 +155,17 @@ async def test_a_probe_lease_runs_out_if_its_holder_never_reports(make: Factory,
     assert await store.allow(P) is None
     clock.advance(1.0)
     assert await store.allow(P) is not None
+
+
+async def test_more_concurrent_reports_than_pooled_connections_all_complete(
+    redis_server: Any, redis_prefix: str
+) -> None:
+    """Each report holds one pooled connection at a time: none waits for a second while holding the first."""
+    client = open_redis(redis_server.url, max_connections=2, wait_s=2.0)
+    store = RedisBreakerStore(client, SETTINGS, prefix=redis_prefix)
+    try:
+        await asyncio.gather(*(store.record_success(P) for _ in range(50)))
+        assert await store.states() == {P: BreakerState.CLOSED}
+    finally:
+        await store.aclose()
+        await client.aclose()
