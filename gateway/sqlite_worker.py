@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,8 +66,26 @@ class SqliteWorker:
     def _open(self) -> sqlite3.Connection:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_s)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(self._schema)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            _retry_while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"), self._busy_timeout_s)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(self._schema)
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+
+def _retry_while_locked(statement: Callable[[], object], timeout_s: float) -> None:
+    """SQLite can refuse a journal-mode change with "database is locked" at once, without waiting
+    on busy_timeout, while another process opens the same new file: try again until timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)

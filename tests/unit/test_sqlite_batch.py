@@ -83,3 +83,17 @@ async def test_a_caller_cancelled_before_its_turn_writes_nothing(tmp_path: Path)
     finally:
         await worker.aclose()
     assert _values(tmp_path / "s.sqlite3") == [1, 3]
+
+
+async def test_processes_opening_one_new_file_at_once_all_get_in(tmp_path: Path) -> None:
+    """Switching a new file to WAL can be refused as "locked" without a wait while another
+    connection opens it; every opener retries instead of failing its first request."""
+    for round_ in range(60):
+        path = tmp_path / f"new-{round_}.sqlite3"
+        workers = [SqliteWorker(path, SCHEMA, name=f"opener-{i}") for i in range(8)]
+        try:
+            answers = await asyncio.gather(*(w.run(lambda c: c.execute("SELECT 1").fetchone()[0]) for w in workers))
+        finally:
+            for worker in workers:
+                await worker.aclose()
+        assert answers == [1] * 8
