@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from finetune.budget import parse_duration
-from finetune.data import BUILTIN_TASKS, BuildOptions, DataError
+from finetune.data.datasets import BUILTIN_TASKS, BuildOptions, DataError
 from finetune.options import DEFAULT_LEARNING_RATES, DEFAULT_TASKS, RunOptions, UserData
 from finetune.settings import TrainSettings
 
@@ -188,14 +188,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def _command(command: str, tasks: list[str], options: RunOptions, budget: float | None, jobs: int) -> int:
     if command == "fetch":
-        from finetune.sources import ALL_FILES, DataStore
+        from finetune.data.sources import ALL_FILES, DataStore
 
         store = DataStore(options.cache_dir)
         for item in ALL_FILES:
             print(f"{item.key}: {store.path(item)}")
         return 0
     if command == "data":
-        from finetune.data import write_dataset
+        from finetune.data.datasets import write_dataset
         from finetune.task_run import load_dataset
 
         for task in tasks:
@@ -205,7 +205,7 @@ def _command(command: str, tasks: list[str], options: RunOptions, budget: float 
             print(f"{task}: {folder} { ({k: v['count'] for k, v in dataset.card['splits'].items()}) }")
         return 0
     from finetune.pipeline import run
-    from finetune.report import results_table
+    from finetune.publish.report import results_table
 
     outcomes = run(tasks, options, budget, jobs)
     if not outcomes:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from finetune.data import BuildOptions
+from finetune.data.datasets import BuildOptions
 from finetune.settings import TrainSettings
 
 DEFAULT_TASKS = ("trend", "volatility", "drawdown", "mmlu")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from finetune.budget import partition, share
 from finetune.options import RunOptions
-from finetune.report import results_table
+from finetune.publish.report import results_table
 from finetune.task_run import TaskOutcome, run_task
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def run_group(
 ) -> list[TaskOutcome]:
     import torch
 
-    from finetune.distributed import make_accelerator
+    from finetune.train.distributed import make_accelerator
 
     torch.set_num_threads(options.threads)
     if own_process:

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from finetune.data import TaskDataset, build_task, load_jsonl_task, write_dataset
-from finetune.evaluate import Evaluation
+from finetune.data.datasets import TaskDataset, build_task, load_jsonl_task, write_dataset
+from finetune.data.sources import DataStore
+from finetune.evaluate.evaluation import Evaluation
 from finetune.examples import HELDOUT, TEST, TRAIN, VAL, Example
 from finetune.options import RunOptions
-from finetune.report import TaskSummary, task_report
+from finetune.publish.report import TaskSummary, task_report
 from finetune.settings import TrainResult, TrainSettings
-from finetune.sources import DataStore
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class _Scorer:
         self._options = options
 
     def __call__(self, model: Any, examples: list[Example]) -> Any:
-        from finetune.scoring import score_examples
+        from finetune.evaluate.scoring import score_examples
 
         return score_examples(
             model,
@@ -110,8 +110,8 @@ def run_task(
 
     Under `accelerate launch` every process trains; the main process alone writes the data,
     scores, publishes and returns the outcome (the others return None)."""
-    from finetune.distributed import from_main
-    from finetune.train import lora_model, train
+    from finetune.train.distributed import from_main
+    from finetune.train.lora import lora_model, train
 
     main = accelerator.is_main_process
     started = time.perf_counter()
@@ -155,7 +155,7 @@ def run_task(
         return None
     eval_started = time.perf_counter()
     adapter_scores = {s: scorer(peft_model, splits[s]) for s in EVAL_SPLITS if splits[s]}
-    from finetune.evaluate import evaluate
+    from finetune.evaluate.evaluation import evaluate
 
     def assess(plot_dir: Path) -> Evaluation:
         return evaluate(
@@ -197,8 +197,8 @@ def _publish(
     clocks: tuple[float, float, float],
 ) -> TaskOutcome:
     """Write the adapter folder under a dot-name, then rename it into place in one step."""
-    from finetune.card import build_card, new_version
-    from finetune.export import check_vllm_folder, discard, publish, staging_dir, write_modelfile
+    from finetune.publish.card import build_card, new_version
+    from finetune.publish.export import check_vllm_folder, discard, publish, staging_dir, write_modelfile
     from local_models.adapters import write_card
 
     started, eval_started, base_eval_s = clocks

@@ -63,9 +63,9 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from gateway.app.server import serve
     from gateway.config import ConfigError, load_config
-    from gateway.logs import setup_logging
-    from gateway.server import serve
+    from gateway.observe.logs import setup_logging
 
     overrides = {
         "server.host": args.host,

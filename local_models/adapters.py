@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.contracts import AdapterRef, ModelEntry, TaskSpec, Tier
+from gateway.core.contracts import AdapterRef, ModelEntry, TaskSpec, Tier
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class AdapterRegistry:
         if not self._directory.is_dir():
             return []
         paths = list(self._directory.glob(f"*/{CARD_FILE}")) + list(self._directory.glob(f"*/*/{CARD_FILE}"))
-        # folders whose name starts with "." are being written (see finetune.export): never read them
+        # folders whose name starts with "." are being written (see finetune.publish.export): never read them
         return sorted(
             p for p in paths if not any(part.startswith(".") for part in p.relative_to(self._directory).parts)
         )

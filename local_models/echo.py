@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from gateway.contracts import BackendCall, Completion, Delta, LocalLoad, StreamEvent, TokenLogprob, Usage
-from gateway.errors import CapacityExceeded
+from gateway.core.contracts import BackendCall, Completion, Delta, LocalLoad, StreamEvent, TokenLogprob, Usage
+from gateway.core.errors import CapacityExceeded
 
 
 class EchoBackend:

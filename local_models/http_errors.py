@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
+from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
 
 
 def status_error(backend: str, status: int, detail: str, *, retry_after_s: float | None = None) -> GatewayError:

@@ -28,8 +28,17 @@ from typing import Any
 
 import httpx
 
-from gateway.contracts import AdapterRef, BackendCall, Completion, Delta, LocalLoad, StreamEvent, TokenLogprob, Usage
-from gateway.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError
+from gateway.core.contracts import (
+    AdapterRef,
+    BackendCall,
+    Completion,
+    Delta,
+    LocalLoad,
+    StreamEvent,
+    TokenLogprob,
+    Usage,
+)
+from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError
 from local_models.http_errors import connect_error, status_error, timeout_error
 from local_models.streams import completion_of
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.contracts import BackendCall, Completion, TokenLogprob, Usage
+from gateway.core.contracts import BackendCall, Completion, TokenLogprob, Usage
 
 
 def chat_body(call: BackendCall, model: str, *, top_logprobs: int, stream: bool = True) -> dict[str, Any]:

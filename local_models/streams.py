@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 
-from gateway.contracts import Completion, StreamEvent
-from gateway.errors import BackendError
+from gateway.core.contracts import Completion, StreamEvent
+from gateway.core.errors import BackendError
 
 
 async def completion_of(events: AsyncGenerator[StreamEvent, None], backend: str) -> Completion:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.contracts import (
+from gateway.core.contracts import (
     AdapterRef,
     BackendCall,
     Completion,
@@ -29,7 +29,7 @@ from gateway.contracts import (
     TokenLogprob,
     Usage,
 )
-from gateway.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument
+from gateway.core.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument
 from local_models.batcher import MicroBatcher
 from local_models.streams import completion_of
 

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from gateway.contracts import AdapterRef, BackendCall, Completion, Delta, LocalLoad, StreamEvent
-from gateway.errors import BackendError, CapacityExceeded, DeadlineExceeded
+from gateway.core.contracts import AdapterRef, BackendCall, Completion, Delta, LocalLoad, StreamEvent
+from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded
 from local_models.http_errors import connect_error, retry_after, status_error, timeout_error
 from local_models.openai_chat import ChunkAccumulator, chat_body, parse_sse_line
 from local_models.streams import completion_of

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gateway.contracts import LocalLoad
+from gateway.core.contracts import LocalLoad
 
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"

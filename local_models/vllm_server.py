@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.contracts import AdapterRef
+from gateway.core.contracts import AdapterRef
 
 log = logging.getLogger(__name__)
 

@@ -191,13 +191,13 @@ def _part_one_in_process(tmp: Path, redis_url: str, calls: int) -> None:
 
 
 async def _in_process_hits(workdir: Path, redis_url: str, backend: str, front: int, calls: int) -> dict[str, float]:
-    from gateway import convert
+    from gateway.api import convert
+    from gateway.app.front import build_front
     from gateway.config import load_config
-    from gateway.front import build_front
-    from gateway.router import Router
-    from gateway.state import open_state
-    from gateway.tasks import ChainedTasks, ConfigTasks
-    from gateway.telemetry import Metrics
+    from gateway.observe.metrics import Metrics
+    from gateway.routing.router import Router
+    from gateway.routing.tasks import ChainedTasks, ConfigTasks
+    from gateway.state.open import open_state
     from gateway.v1 import gateway_pb2 as pb
     from local_models.echo import EchoBackend
 
@@ -249,9 +249,9 @@ def _part_two(tmp: Path, redis_url: str, requests: int) -> None:
 
 
 async def _ledgers(tmp: Path, redis_url: str, requests: int) -> list[tuple[str, dict[str, float]]]:
-    from gateway.budget_redis import RedisLedger
-    from gateway.budget_sqlite import SqliteLedger
-    from gateway.redis_client import open_redis
+    from gateway.state.budget.redis import RedisLedger
+    from gateway.state.budget.sqlite import SqliteLedger
+    from gateway.state.redis_client import open_redis
 
     rows = []
     sqlite = SqliteLedger(tmp / "bench-ledger.sqlite3")

@@ -110,7 +110,7 @@ def _arun(coro: Any) -> Any:
 
 def _run(rates: list[int], duration: float) -> None:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, pinning: {_pinning_note()}")
-    print(f"import gateway.server: {_import_ms():.0f} ms (median of 5, minus bare interpreter start)")
+    print(f"import gateway.app.server: {_import_ms():.0f} ms (median of 5, minus bare interpreter start)")
     with tempfile.TemporaryDirectory() as tmp:
         servers = {"gateway": _start_gateway(Path(tmp)), "bare grpc.aio": _start_bare()}
         try:
@@ -215,7 +215,7 @@ def _import_ms() -> float:
         return time.perf_counter() - started
 
     bare = statistics.median(run("pass") for _ in range(5))
-    full = statistics.median(run("import gateway.server") for _ in range(5))
+    full = statistics.median(run("import gateway.app.server") for _ in range(5))
     return (full - bare) * 1000
 
 
@@ -712,7 +712,7 @@ async def _closed_loop(url: str, duration: float, in_flight: int = 32) -> Stats:
 async def _bare_server(port: int) -> None:
     import grpc
 
-    from gateway.contracts import BackendCall, Message, Role
+    from gateway.core.contracts import BackendCall, Message, Role
     from gateway.v1 import gateway_pb2 as pb
     from gateway.v1 import gateway_pb2_grpc as pb_grpc
     from local_models.echo import EchoBackend

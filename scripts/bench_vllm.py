@@ -145,7 +145,7 @@ def gateway_caller(target: str, max_tokens: int) -> tuple[Callable[[str], Awaita
 
 
 def backend_caller(backend: Any, max_tokens: int) -> Callable[[str], Awaitable[Sample]]:
-    from gateway.contracts import BackendCall, Completion, Delta, Message, Role
+    from gateway.core.contracts import BackendCall, Completion, Delta, Message, Role
 
     async def one(prompt: str) -> Sample:
         call = BackendCall("bench", (Message(Role.USER, prompt),), max_tokens=max_tokens)

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
+    from gateway.app.local_http import vllm_launch
     from gateway.config import ConfigError, load_config
-    from gateway.local_build import vllm_launch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="gateway TOML file ([local.vllm] section)")

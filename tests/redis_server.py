@@ -86,7 +86,7 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 async def redis_client(redis_server: RedisServer) -> AsyncIterator[object]:
-    from gateway.redis_client import open_redis
+    from gateway.state.redis_client import open_redis
 
     client = open_redis(redis_server.url)
     yield client

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contracts import AdapterRef
+from gateway.core.contracts import AdapterRef
 from local_models.vllm_server import VllmLaunch, VllmSupervisor, find_vllm_python
 from tests.gateway_process import ROOT, free_port
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contracts import AdapterRef, Backend, BackendCall, LocalBackend, Message, Role
+from gateway.core.contracts import AdapterRef, Backend, BackendCall, LocalBackend, Message, Role
 from tests.fakes.base import FakeProviderServer, Fault
 from tests.fakes.ollama_server import BASE_MODEL, FakeOllama
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config
@@ -162,7 +162,7 @@ async def ollama_subject(name: str, *, logprobs: bool, adapter: AdapterRef) -> S
 
 
 async def provider_subject(kind_name: str) -> Subject:
-    from gateway.providers.registry import build_provider
+    from gateway.remote.providers.registry import build_provider
 
     kind = KINDS[kind_name]
     fake: FakeProviderServer = kind.fake()

@@ -10,9 +10,9 @@ from typing import cast
 
 import pytest
 
-from gateway import confidence
-from gateway.contracts import BackendCall, Completion, Delta, LocalBackend, StreamEvent
-from gateway.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
+from gateway.core import confidence
+from gateway.core.contracts import BackendCall, Completion, Delta, LocalBackend, StreamEvent
+from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
 from tests.contract.conftest import LONG, Subject, call
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 
 
 @dataclass

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.contracts import BackendCall, Delta, Message, Role
-from gateway.errors import BackendError
+from gateway.core.contracts import BackendCall, Delta, Message, Role
+from gateway.core.errors import BackendError
 from local_models.vllm_backend import VllmBackend, VllmSettings, lora_name
 from tests.gateway_process import free_port
 from tests.vllm_session import VllmTestServer, shared_vllm

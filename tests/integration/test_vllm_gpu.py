@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.contracts import BackendCall, Message, Role
+from gateway.core.contracts import BackendCall, Message, Role
 from local_models.vllm_backend import VllmBackend, VllmSettings
 from tests.vllm_session import VllmTestServer, shared_vllm
 

@@ -1,4 +1,4 @@
-"""Every breaker store passes the tests of gateway/breaker.py's CircuitBreaker, plus sharing and the probe lease."""
+"""Every breaker store (memory, SQLite, Redis) passes the same state-machine tests, plus sharing and the probe lease."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from gateway.breaker import BreakerSettings, BreakerState
-from gateway.breaker_redis import RedisBreakerStore
-from gateway.breaker_sqlite import SqliteBreakerStore
-from gateway.breaker_state import BreakerStore, MemoryBreakerStore
-from gateway.redis_client import open_redis
+from gateway.state.breaker.machine import BreakerSettings, BreakerState
+from gateway.state.breaker.memory import MemoryBreakerStore
+from gateway.state.breaker.redis import RedisBreakerStore
+from gateway.state.breaker.sqlite import SqliteBreakerStore
+from gateway.state.breaker.store import BreakerStore
+from gateway.state.redis_client import open_redis
 from tests.state.backends import Site, WallClock, site
 
 SETTINGS = BreakerSettings(failures=3, window_s=10.0, cooldown_s=30.0)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cache import Cache, CachedAnswer
-from gateway.cache_memory import MemoryCache
-from gateway.cache_redis import RedisCache
-from gateway.cache_sqlite import SqliteCache
-from gateway.cache_tiered import TieredCache
-from gateway.contracts import Usage
+from gateway.core.contracts import Usage
+from gateway.state.cache.memory import MemoryCache
+from gateway.state.cache.redis import RedisCache
+from gateway.state.cache.sqlite import SqliteCache
+from gateway.state.cache.store import Cache, CachedAnswer
+from gateway.state.cache.tiered import TieredCache
 from tests.state.backends import Site, WallClock, site
 
 MAX = 5

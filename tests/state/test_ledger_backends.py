@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from gateway.budget import TokenLedger
-from gateway.budget_redis import RedisLedger
-from gateway.redis_client import open_redis
+from gateway.state.budget.ledger import TokenLedger
+from gateway.state.budget.redis import RedisLedger
+from gateway.state.redis_client import open_redis
 from tests.redis_server import RedisServer
 from tests.unit import test_budget as suite
 
@@ -53,8 +53,8 @@ async def test_two_ledgers_sharing_one_redis_never_pass_the_limit(redis_server: 
 
 RESERVE_SCRIPT = """
 import asyncio, sys
-from gateway.budget_redis import RedisLedger
-from gateway.redis_client import open_redis
+from gateway.state.budget.redis import RedisLedger
+from gateway.state.redis_client import open_redis
 
 async def main():
     client = open_redis(sys.argv[1])

@@ -1,4 +1,4 @@
-"""Every requests-per-minute store passes the same tests as remote_state's LocalRateLimits."""
+"""Every requests-per-minute store passes the same tests as the in-process MemoryRateLimits."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ratelimit_redis import RedisRateLimitState
-from gateway.ratelimit_sqlite import SqliteRateLimitState
-from gateway.remote_state import LocalRateLimits, ProviderRateLimits
+from gateway.state.ratelimit.memory import MemoryRateLimits
+from gateway.state.ratelimit.redis import RedisRateLimitState
+from gateway.state.ratelimit.sqlite import SqliteRateLimitState
+from gateway.state.ratelimit.store import ProviderRateLimits
 from tests.state.backends import Site, WallClock, site
 
 P = "openai"
@@ -30,7 +31,7 @@ def clock() -> WallClock:
 @pytest.fixture
 async def make(where: Site, clock: WallClock) -> AsyncIterator[Factory]:
     made: list[SqliteRateLimitState | RedisRateLimitState] = []
-    memory = LocalRateLimits(clock)
+    memory = MemoryRateLimits(clock)
 
     def build() -> ProviderRateLimits:
         if where.backend == "memory":

@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from gateway.breaker import BreakerSettings
-from gateway.breaker_redis import RedisBreakerStore
-from gateway.budget_redis import RedisLedger
-from gateway.cache import CachePolicy
-from gateway.cache_redis import RedisCache
-from gateway.cached_router import CachedRouter
-from gateway.contracts import Tier
-from gateway.errors import Unavailable
-from gateway.ratelimit_redis import RedisRateLimitState
-from gateway.redis_client import open_redis
+from gateway.core.contracts import Tier
+from gateway.core.errors import Unavailable
+from gateway.routing.cache_policy import CachePolicy
+from gateway.routing.cached_router import CachedRouter
+from gateway.state.breaker.machine import BreakerSettings
+from gateway.state.breaker.redis import RedisBreakerStore
+from gateway.state.budget.redis import RedisLedger
+from gateway.state.cache.redis import RedisCache
+from gateway.state.ratelimit.redis import RedisRateLimitState
+from gateway.state.redis_client import open_redis
 from tests.gateway_process import free_port
 from tests.unit.test_cache import REQUEST, FakeRouter, Tasks
 

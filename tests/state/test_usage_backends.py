@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.usage_redis import RedisUsageStore
-from gateway.usage_sqlite import SqliteUsageStore
-from gateway.usage_store import UsageRecord, UsageStore
+from gateway.state.usage.redis import RedisUsageStore
+from gateway.state.usage.sqlite import SqliteUsageStore
+from gateway.state.usage.store import UsageRecord, UsageStore
 from tests.state.backends import BACKENDS, Site, site
 
 T0 = 1_795_000_000.0  # 2026-11-18T08:26:40Z

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.contracts import TaskCatalog, Tier
+from gateway.core.contracts import TaskCatalog, Tier
 from local_models.adapters import (
     AdapterCard,
     AdapterCardError,

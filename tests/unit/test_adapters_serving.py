@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contracts import AdapterRef, BackendCall, Message, Role
+from gateway.core.contracts import AdapterRef, BackendCall, Message, Role
 
 torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")

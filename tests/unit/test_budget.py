@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.budget import TokenLedger, next_reset, utc_day
-from gateway.budget_memory import MemoryLedger
-from gateway.budget_sqlite import SqliteLedger
+from gateway.state.budget.ledger import TokenLedger, next_reset, utc_day
+from gateway.state.budget.memory import MemoryLedger
+from gateway.state.budget.sqlite import SqliteLedger
 
 DAY = "2026-11-25"
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -108,7 +108,7 @@ def test_utc_day_and_reset_follow_utc_not_local_time() -> None:
 
 RESERVE_SCRIPT = """
 import asyncio, sys
-from gateway.budget_sqlite import SqliteLedger
+from gateway.state.budget.sqlite import SqliteLedger
 
 async def main():
     ledger = SqliteLedger(sys.argv[1])

@@ -7,10 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from gateway.cache import CachedAnswer, CachePolicy, cache_key
-from gateway.cache_memory import MemoryCache
-from gateway.cached_router import CachedRouter
-from gateway.contracts import (
+from gateway.core.contracts import (
     AdapterRef,
     Attempt,
     Delta,
@@ -25,7 +22,11 @@ from gateway.contracts import (
     Tier,
     Usage,
 )
-from gateway.errors import Unavailable
+from gateway.core.errors import Unavailable
+from gateway.routing.cache_policy import CachePolicy, cache_key
+from gateway.routing.cached_router import CachedRouter
+from gateway.state.cache.memory import MemoryCache
+from gateway.state.cache.store import CachedAnswer
 
 ADAPTER = AdapterRef("trend-lora", "3", "/adapters/trend/3")
 REQUEST = Request(request_id="r1", messages=(Message(Role.USER, "is AAPL trending up?"),), max_tokens=8, task="trend")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletion
 
-from gateway.providers.chat_format import read_completion, read_completion_json
+from gateway.remote.providers.chat_format import read_completion, read_completion_json
 
 FULL: dict[str, Any] = {
     "id": "chatcmpl-1",

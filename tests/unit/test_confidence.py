@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from gateway.confidence import choose_label, label_probabilities, quantile_confidence, score
-from gateway.contracts import TokenLogprob
+from gateway.core.confidence import choose_label, label_probabilities, quantile_confidence, score
+from gateway.core.contracts import TokenLogprob
 
 
 def tok(token: str, p: float, top: dict[str, float] | None = None) -> TokenLogprob:

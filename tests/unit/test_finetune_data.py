@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finetune import mmlu
-from finetune.data import BuildOptions, DataError, build_task, load_jsonl_task, load_prices, price_examples
-from finetune.examples import HELDOUT, SPLITS, TEST, TRAIN, VAL, Example, PromptTemplate
-from finetune.price_tasks import (
+from finetune.data import mmlu
+from finetune.data.datasets import BuildOptions, DataError, build_task, load_jsonl_task, load_prices, price_examples
+from finetune.data.price_tasks import (
     PRICE_TASKS,
     digit,
     drawdown_encode,
@@ -23,9 +22,10 @@ from finetune.price_tasks import (
     trend_label,
     volatility_label,
 )
-from finetune.prices import PriceSeries
-from finetune.sources import MMLU, DataStore
-from finetune.splits import DEFAULT_SPLITS, check_splits
+from finetune.data.prices import PriceSeries
+from finetune.data.sources import MMLU, DataStore
+from finetune.data.splits import DEFAULT_SPLITS, check_splits
+from finetune.examples import HELDOUT, SPLITS, TEST, TRAIN, VAL, Example, PromptTemplate
 
 EVERY_WINDOW = BuildOptions(eval_stride=1, max_examples={})
 

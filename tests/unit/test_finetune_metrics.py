@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from finetune import metrics
 from finetune.budget import parse_duration, partition, share
-from finetune.calibrate import fit_temperature, scaled
-from finetune.scoring import Scored
-from finetune.train import TrainSettings, learning_rate
-from gateway.confidence import label_probabilities
-from gateway.contracts import TokenLogprob
+from finetune.evaluate import metrics
+from finetune.evaluate.calibrate import fit_temperature, scaled
+from finetune.evaluate.scoring import Scored
+from finetune.train.lora import TrainSettings, learning_rate
+from gateway.core.confidence import label_probabilities
+from gateway.core.contracts import TokenLogprob
 
 GOLD = np.array([0, 1, 2, 1])
 PRED = np.array([0, 1, 1, -1])  # -1: the answer was not a label

@@ -17,15 +17,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from finetune.__main__ import options_from, parser  # noqa: E402
-from finetune.distributed import make_accelerator  # noqa: E402
 from finetune.examples import TEST, Example, PromptTemplate  # noqa: E402
-from finetune.export import check_vllm_folder  # noqa: E402
-from finetune.report import results_table  # noqa: E402
+from finetune.publish.export import check_vllm_folder  # noqa: E402
+from finetune.publish.report import results_table  # noqa: E402
 from finetune.task_run import run_task  # noqa: E402
 from finetune.tokens import ChatEncoder, LabelTokenError  # noqa: E402
-from finetune.train import AnswerLoss, TrainSettings, lora_model, train  # noqa: E402
-from gateway.confidence import score  # noqa: E402
-from gateway.contracts import BackendCall, Message, Role  # noqa: E402
+from finetune.train.distributed import make_accelerator  # noqa: E402
+from finetune.train.lora import AnswerLoss, TrainSettings, lora_model, train  # noqa: E402
+from gateway.core.confidence import score  # noqa: E402
+from gateway.core.contracts import BackendCall, Message, Role  # noqa: E402
 from local_models.adapters import AdapterRegistry, model_content_hash, read_card  # noqa: E402
 from local_models.model_store import ensure_embedded_model  # noqa: E402
 
@@ -94,7 +94,7 @@ async def test_the_published_adapter_serves_with_the_confidence_evaluation_measu
 ) -> None:
     from peft import PeftModel
 
-    from finetune.scoring import score_examples
+    from finetune.evaluate.scoring import score_examples
     from finetune.task_run import load_dataset
     from local_models.transformers_backend import TransformersBackend, TransformersSettings
 
@@ -136,7 +136,7 @@ def test_shared_prefix_forward_gives_the_same_loss(base_dir: Path, tokenizer: An
 def test_training_resumes_from_its_checkpoint(
     base_dir: Path, tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from finetune import train as train_module
+    from finetune.train import lora as train_module
 
     encoder = ChatEncoder(tokenizer, TEMPLATE, ("up", "down"))
     settings = TrainSettings(max_steps=4, batch_size=2, learning_rate=2e-3, warmup_steps=1, checkpoint_every_s=0)

@@ -10,17 +10,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway import http
-from gateway.breaker import BreakerState
-from gateway.budget_memory import MemoryLedger
-from gateway.cache_memory import MemoryCache
-from gateway.contracts import Escalation, Request, Result, Tier, Usage
-from gateway.dashboard import Dashboard
-from gateway.errors import Unavailable
-from gateway.metrics_refresh import MetricsRefresher
-from gateway.telemetry import Metrics
-from gateway.usage_report import UsageReporter
-from gateway.usage_sqlite import SqliteUsageStore
+from gateway.api import http
+from gateway.api.dashboard import Dashboard
+from gateway.core.contracts import Escalation, Request, Result, Tier, Usage
+from gateway.core.errors import Unavailable
+from gateway.observe.metrics import Metrics
+from gateway.observe.metrics_refresh import MetricsRefresher
+from gateway.observe.usage_report import UsageReporter
+from gateway.state.breaker.machine import BreakerState
+from gateway.state.budget.memory import MemoryLedger
+from gateway.state.cache.memory import MemoryCache
+from gateway.state.usage.sqlite import SqliteUsageStore
 from tests.unit.test_usage import REQUEST
 
 Client = TestClient[web.Request, web.Application]

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_importing_the_server_and_echo_backend_does_not_import_torch() -> None:
     code = (
-        "import sys, gateway.server, gateway.cli, local_models.echo\n"
+        "import sys, gateway.app.server, gateway.cli, local_models.echo\n"
         "heavy = [m for m in ('torch', 'transformers', 'openai', 'anthropic') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.local import build_local_backend
 from gateway.config import ConfigError, load_config
-from gateway.registry import build_local_backend
 
 
 async def test_vllm_backend_from_config(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contracts import AdapterRef, BackendCall, Message, Role
-from gateway.errors import BackendError
+from gateway.core.contracts import AdapterRef, BackendCall, Message, Role
+from gateway.core.errors import BackendError
 from local_models.ollama_backend import OllamaBackend, OllamaSettings, adapter_model_name, modelfile
 from tests.fakes.ollama_server import BASE_MODEL, FakeOllama
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.contracts import BackendCall, Message, Role
+from gateway.core.contracts import BackendCall, Message, Role
 from local_models.openai_chat import ChunkAccumulator, chat_body, parse_sse_line
 
 # Recorded from vLLM 0.32 (CPU build), trimmed.

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from gateway.capacity import check_capacity
 from gateway.config import RoutingConfig, RuleConfig
-from gateway.contracts import LocalLoad, Message, Priority, Privacy, Request, Role, TaskSpec
-from gateway.policy import match_rule, plan, should_escalate, threshold_for
+from gateway.core.contracts import LocalLoad, Message, Priority, Privacy, Request, Role, TaskSpec
+from gateway.routing.capacity import check_capacity
+from gateway.routing.policy import match_rule, plan, should_escalate, threshold_for
 
 PROVIDERS = ("openai", "anthropic", "google")
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.contracts import Backend, BackendCall, Completion, Delta, Message, Role
-from gateway.providers.errors import ProviderError
-from gateway.providers.registry import build_provider
+from gateway.core.contracts import Backend, BackendCall, Completion, Delta, Message, Role
+from gateway.remote.providers.errors import ProviderError
+from gateway.remote.providers.registry import build_provider
 from tests.fakes.base import FakeProviderServer, Fault
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config
 
@@ -141,7 +141,7 @@ async def test_stream_reset_mid_body_is_a_provider_error(setup: tuple[str, FakeP
 
 async def test_no_client_is_built_at_import_time() -> None:
     for module in ("openai", "anthropic", "google", "xai", "huggingface"):
-        loaded = importlib.import_module(f"gateway.providers.{module}")
+        loaded = importlib.import_module(f"gateway.remote.providers.{module}")
         assert not [v for v in vars(loaded).values() if type(v).__module__.split(".")[0] in {"openai", "anthropic"}]
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.budget_memory import MemoryLedger
+from gateway.app.remote import build_remote_tier
 from gateway.config import Config
-from gateway.remote_build import build_remote_tier, ledger_path
-from gateway.remote_types import RemoteUnavailable
+from gateway.remote.types import RemoteUnavailable
+from gateway.state.budget.memory import MemoryLedger
+from gateway.state.open import ledger_path
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config, running
 from tests.unit.test_remote_tier import CALL
 
@@ -27,7 +28,7 @@ def five_provider_config(urls: dict[str, str] | None = None, **top: object) -> C
 async def test_every_provider_is_built_in_escalation_order_with_one_line_each(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.remote_build")
+    caplog.set_level(logging.INFO, logger="gateway.app.remote")
     ledger = MemoryLedger()
     tier = build_remote_tier(five_provider_config(), TEST_KEYS, ledger)
     assert tier is not None
@@ -43,7 +44,7 @@ async def test_every_provider_is_built_in_escalation_order_with_one_line_each(
 
 
 async def test_a_provider_without_its_key_is_disabled_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.remote_build")
+    caplog.set_level(logging.INFO, logger="gateway.app.remote")
     env = {k: v for k, v in TEST_KEYS.items() if k != "XAI_API_KEY"}
     tier = build_remote_tier(five_provider_config(), env, MemoryLedger())
     assert tier is not None
@@ -58,7 +59,7 @@ async def test_a_provider_without_its_key_is_disabled_not_fatal(caplog: pytest.L
 
 
 async def test_unknown_kind_and_missing_keys_never_crash(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.remote_build")
+    caplog.set_level(logging.INFO, logger="gateway.app.remote")
     config = Config.model_validate({"providers": {"mistral": {"api_key_env": "MISTRAL_KEY"}, "openai": {}}})
     tier = build_remote_tier(config, {"MISTRAL_KEY": "m-secret"}, MemoryLedger())
     assert tier is not None
@@ -79,7 +80,7 @@ async def test_a_google_key_may_come_from_either_variable() -> None:
 
 
 def test_offline_or_nothing_configured_builds_no_tier(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.remote_build")
+    caplog.set_level(logging.INFO, logger="gateway.app.remote")
     assert build_remote_tier(five_provider_config(offline=True), TEST_KEYS, MemoryLedger()) is None
     assert "offline = true" in caplog.text
     assert build_remote_tier(Config(), TEST_KEYS, MemoryLedger()) is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.convert import provider_usage_to_proto
-from gateway.remote_types import ProviderUsageRow
+from gateway.api.convert import provider_usage_to_proto
+from gateway.remote.types import ProviderUsageRow
 
 
 def test_provider_usage_rows_become_proto_messages() -> None:

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from gateway.contracts import BackendCall, Message, Role
-from gateway.estimate import CharEstimator
-from gateway.latency import LatencyTracker
-from gateway.providers.errors import retry_after_s
-from gateway.ratelimit import RateLimiter
-from gateway.retry import RetryPolicy
+from gateway.core.contracts import BackendCall, Message, Role
+from gateway.remote.estimate import CharEstimator
+from gateway.remote.latency import LatencyTracker
+from gateway.remote.providers.errors import retry_after_s
+from gateway.remote.retry import RetryPolicy
+from gateway.state.ratelimit.memory import RateLimiter
 from tests.fakes.clock import FakeClock
 
 POLICY = RetryPolicy(base_delay_s=0.25, max_delay_s=8.0, max_retry_after_s=30.0)

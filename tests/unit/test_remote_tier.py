@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.breaker import BreakerSettings
-from gateway.budget import TokenLedger, utc_day
-from gateway.budget_memory import MemoryLedger
-from gateway.budget_sqlite import SqliteLedger
-from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.contracts import BackendCall, Delta, Message, Role, Tier
-from gateway.estimate import CharEstimator
-from gateway.providers.registry import build_provider
-from gateway.remote import RemoteTier
-from gateway.remote_state import LocalBreakers
-from gateway.remote_types import (
+from gateway.core.clock import SYSTEM_CLOCK, Clock
+from gateway.core.contracts import BackendCall, Delta, Message, Role, Tier
+from gateway.remote.estimate import CharEstimator
+from gateway.remote.providers.registry import build_provider
+from gateway.remote.tier import RemoteTier
+from gateway.remote.types import (
     ProviderSlot,
     RemoteDeadlineExceeded,
     RemoteExhausted,
@@ -28,6 +23,11 @@ from gateway.remote_types import (
     RemoteSettings,
     RemoteUnavailable,
 )
+from gateway.state.breaker.machine import BreakerSettings
+from gateway.state.breaker.memory import MemoryBreakerStore
+from gateway.state.budget.ledger import TokenLedger, utc_day
+from gateway.state.budget.memory import MemoryLedger
+from gateway.state.budget.sqlite import SqliteLedger
 from tests.fakes.base import NO_FAULT, FakeProviderServer, Fault
 from tests.fakes.clock import FakeClock
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config, running
@@ -345,7 +345,9 @@ async def test_breaker_state_can_be_shared_between_tiers(make: Make) -> None:
     """Two tiers on one breaker store stand in for two processes on a shared (SQLite/Redis) store."""
     first = await make(breaker=BreakerSettings(failures=1, window_s=60, cooldown_s=30))
     assert first.clock is not None
-    shared = LocalBreakers(BreakerSettings(failures=1, window_s=60, cooldown_s=30), first.clock.clock().monotonic)
+    shared = MemoryBreakerStore(
+        BreakerSettings(failures=1, window_s=60, cooldown_s=30), wall=first.clock.clock().monotonic
+    )
     slots = [
         ProviderSlot(build_provider(k, provider_config(k, first.fakes[k]), TEST_KEYS[KINDS[k].key_env])) for k in BOTH
     ]

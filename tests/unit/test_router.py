@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.config import RoutingConfig, RuleConfig
-from gateway.contracts import (
+from gateway.core.contracts import (
     Attempt,
     BackendCall,
     Completion,
@@ -26,9 +26,9 @@ from gateway.contracts import (
     TokenLogprob,
     Usage,
 )
-from gateway.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
-from gateway.router import Router
-from gateway.tasks import ChainedTasks, ConfigTasks
+from gateway.core.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
+from gateway.routing.router import Router
+from gateway.routing.tasks import ChainedTasks, ConfigTasks
 
 
 @dataclass

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sqlite_batch import run_steps
-from gateway.sqlite_worker import SqliteWorker
+from gateway.state.sqlite_batch import run_steps
+from gateway.state.sqlite_worker import SqliteWorker
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL);"
 

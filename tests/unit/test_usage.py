@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.budget_memory import MemoryLedger
-from gateway.contracts import Escalation, Message, Request, Result, Role, Tier, Usage
-from gateway.errors import ResourceExhausted
-from gateway.pricing import Price, PriceTable
-from gateway.recording_router import RecordingRouter
-from gateway.usage_convert import usage_to_proto
-from gateway.usage_recorder import UsageRecorder
-from gateway.usage_report import UsageReporter
-from gateway.usage_sqlite import SqliteUsageStore
-from gateway.usage_store import UsageRecord
+from gateway.api.usage_convert import usage_to_proto
+from gateway.core.contracts import Escalation, Message, Request, Result, Role, Tier, Usage
+from gateway.core.errors import ResourceExhausted
+from gateway.observe.pricing import Price, PriceTable
+from gateway.observe.usage_recorder import UsageRecorder
+from gateway.observe.usage_report import UsageReporter
+from gateway.routing.recording_router import RecordingRouter
+from gateway.state.budget.memory import MemoryLedger
+from gateway.state.usage.sqlite import SqliteUsageStore
+from gateway.state.usage.store import UsageRecord
 from tests.unit.test_cache import ADAPTER, FakeRouter, Tasks
 
 NOW = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)

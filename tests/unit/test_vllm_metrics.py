@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.capacity import check_capacity
-from gateway.contracts import LocalLoad
+from gateway.core.contracts import LocalLoad
+from gateway.routing.capacity import check_capacity
 from local_models.vllm_metrics import VllmSnapshot, parse_metrics, to_local_load
 
 # As vLLM 0.32 (CPU build) prints it, trimmed.

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.local_http import vllm_launch
 from gateway.config import load_config
-from gateway.contracts import AdapterRef
-from gateway.local_build import vllm_launch
+from gateway.core.contracts import AdapterRef
 from local_models.vllm_server import VllmLaunch, VllmSupervisor, find_vllm_python, wait_healthy
 from tests.gateway_process import free_port
 

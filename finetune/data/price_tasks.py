@@ -1,0 +1,199 @@
+"""Trading tasks whose labels are computed from real closes, each with its compact encoding.
+
+Every function takes `closes`, the closes an example uses (oldest first, history included),
+so a window can be checked by hand. Inputs use a coarse 0-9 integer scale written without
+separators: digits tokenise one per token, so a 20-bar window costs 20 tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from finetune.data.prices import Floats
+
+
+@dataclass(frozen=True)
+class PriceTask:
+    name: str
+    labels: tuple[str, ...]
+    system: str  # the system prompt (short: it is sent with every request)
+    span: int  # closes each example uses, history included
+    intervals: tuple[str, ...]  # which series it is built from ("1d", "1h")
+    encode: Callable[[Floats], str]
+    label: Callable[[Floats], str]
+    input_format: str  # the encoding in words, for clients that build prompts themselves
+    rule: str  # the labelling rule in words
+
+
+def digit(x: float) -> str:
+    """Round half up and clip to one digit 0-9."""
+    return str(min(9, max(0, math.floor(x + 0.5))))
+
+
+def scaled_levels(closes: Floats) -> str:
+    """Each close placed on 0 (window low) .. 9 (window high)."""
+    lo, hi = float(closes.min()), float(closes.max())
+    if hi <= lo:
+        return "0" * len(closes)
+    return "".join(digit(9 * (c - lo) / (hi - lo)) for c in closes)
+
+
+# -- trend ---------------------------------------------------------------------------
+
+TREND_SPAN = 20
+
+
+def trend_label(closes: Floats) -> str:
+    """up/down when the net move is at least half the window's high-low range, else flat."""
+    lo, hi = float(closes.min()), float(closes.max())
+    move = 0.0 if hi <= lo else (float(closes[-1]) - float(closes[0])) / (hi - lo)
+    if move >= 0.5:
+        return "up"
+    if move <= -0.5:
+        return "down"
+    return "flat"
+
+
+# -- volatility regime ---------------------------------------------------------------
+
+VOL_WINDOW = 20  # returns shown
+VOL_HISTORY = 120  # returns before them that define "usual"
+
+
+def _returns(closes: Floats) -> Floats:
+    return np.diff(np.log(closes))
+
+
+def _rms(x: Floats) -> float:
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def volatility_encode(closes: Floats) -> str:
+    """Each of the last 20 absolute returns in half units of the trailing 120-return RMS."""
+    returns = _returns(closes)
+    usual = _rms(returns[:-VOL_WINDOW]) or 1e-12
+    return "".join(digit(2 * abs(r) / usual) for r in returns[-VOL_WINDOW:])
+
+
+def volatility_ratio(closes: Floats) -> float:
+    returns = _returns(closes)
+    return _rms(returns[-VOL_WINDOW:]) / (_rms(returns[:-VOL_WINDOW]) or 1e-12)
+
+
+def volatility_label(closes: Floats) -> str:
+    """RMS of the last 20 returns over the RMS of the 120 before: low < 0.75 <= normal <= 1.25 < high."""
+    ratio = volatility_ratio(closes)
+    if ratio < 0.75:
+        return "low"
+    if ratio > 1.25:
+        return "high"
+    return "normal"
+
+
+# -- drawdown risk -------------------------------------------------------------------
+
+DRAWDOWN_SPAN = 20
+DRAWDOWN_STEP = 0.02  # one digit = 2% of the first close
+DRAWDOWN_ZERO = 4  # the digit of the first close
+
+
+def drawdown_encode(closes: Floats) -> str:
+    """Each close versus the first: 4 = unchanged, one step = 2%, clipped to 0 (-8%) .. 9 (+10%)."""
+    first = float(closes[0])
+    return "".join(digit((float(c) / first - 1) / DRAWDOWN_STEP + DRAWDOWN_ZERO) for c in closes)
+
+
+def max_drawdown(closes: Floats) -> float:
+    """Largest fall from a running high to a later close, as a fraction of that high."""
+    return float(np.max(1 - closes / np.maximum.accumulate(closes)))
+
+
+def drawdown_label(closes: Floats) -> str:
+    """small < 3% <= medium < 7% <= large (max drawdown of the 20 closes)."""
+    dd = max_drawdown(closes)
+    if dd < 0.03:
+        return "small"
+    if dd < 0.07:
+        return "medium"
+    return "large"
+
+
+# -- RSI zone ------------------------------------------------------------------------
+
+RSI_SPAN = 15  # 14 changes
+
+
+def rsi(closes: Floats) -> float:
+    """Cutler's RSI over the window: 100 * sum of gains / sum of absolute changes (50 when flat)."""
+    changes = np.diff(closes)
+    gains = float(changes[changes > 0].sum())
+    losses = float(-changes[changes < 0].sum())
+    return 50.0 if gains + losses == 0 else 100 * gains / (gains + losses)
+
+
+def rsi_label(closes: Floats) -> str:
+    """low (oversold) <= 30 < neutral < 70 <= high (overbought)."""
+    value = rsi(closes)
+    if value <= 30:
+        return "low"
+    if value >= 70:
+        return "high"
+    return "neutral"
+
+
+PRICE_TASKS: Mapping[str, PriceTask] = MappingProxyType(
+    {
+        "trend": PriceTask(
+            name="trend",
+            labels=("up", "down", "flat"),
+            system="20 closes, 0=low 9=high. Trend: up, down or flat?",
+            span=TREND_SPAN,
+            intervals=("1d", "1h"),
+            encode=scaled_levels,
+            label=trend_label,
+            input_format="20 consecutive closes, oldest first, each as one digit: round(9*(close-min)/(max-min))",
+            rule="net move (last-first close) over the high-low range of the 20 closes: "
+            ">=0.5 up, <=-0.5 down, else flat",
+        ),
+        "volatility": PriceTask(
+            name="volatility",
+            labels=("low", "normal", "high"),
+            system="Abs returns vs usual, 2=usual. Volatility: low, normal or high?",
+            span=VOL_HISTORY + VOL_WINDOW + 1,
+            intervals=("1d", "1h"),
+            encode=volatility_encode,
+            label=volatility_label,
+            input_format="the last 20 absolute log returns, each as one digit: "
+            "round(2*|r|/RMS of the 120 returns before)",
+            rule="RMS of the last 20 log returns / RMS of the 120 before: <0.75 low, >1.25 high, else normal",
+        ),
+        "drawdown": PriceTask(
+            name="drawdown",
+            labels=("small", "medium", "large"),
+            system="Closes vs first, 4=same, step 2%. Drawdown: small, medium or large?",
+            span=DRAWDOWN_SPAN,
+            intervals=("1d",),
+            encode=drawdown_encode,
+            label=drawdown_label,
+            input_format="20 daily closes, oldest first, each as one digit: clip(round((close/first-1)/0.02)+4, 0, 9)",
+            rule="max drawdown (fall from a running high to a later close) of the 20 closes: <3% small, <7% medium, "
+            "else large",
+        ),
+        "rsi": PriceTask(
+            name="rsi",
+            labels=("low", "neutral", "high"),
+            system="15 closes, 0=low 9=high. RSI zone: low, neutral or high?",
+            span=RSI_SPAN,
+            intervals=("1d", "1h"),
+            encode=scaled_levels,
+            label=rsi_label,
+            input_format="15 consecutive closes, oldest first, each as one digit: round(9*(close-min)/(max-min))",
+            rule="14-change RSI (sum of gains / sum of absolute changes * 100): <=30 low, >=70 high, else neutral",
+        ),
+    }
+)

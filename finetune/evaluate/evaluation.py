@@ -1,0 +1,207 @@
+"""Evaluation of scored splits: accuracy, macro-F1, confusion, AUROC of confidence vs
+correctness, ECE before and after temperature scaling, risk-coverage, and the escalation
+threshold chosen on validation for a target local accuracy, then measured on test.
+Baselines: the base model without adapter (calibrated the same way) and the majority class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune.evaluate import metrics
+from finetune.evaluate.calibrate import fit_temperature
+from finetune.evaluate.scoring import Scored
+from finetune.examples import TEST, VAL
+
+
+@dataclass(frozen=True, slots=True)
+class SplitReport:
+    n: int
+    accuracy: float
+    macro_f1: float
+    auroc: float  # confidence as a predictor of a correct answer
+    ece: float  # temperature 1
+    ece_calibrated: float  # with the fitted temperature
+    kept: float  # share answered locally at the threshold
+    kept_accuracy: float  # accuracy of those
+    not_a_label: float  # share of answers that were not one of the labels
+    label_accuracy: float  # accuracy of the most probable label (as if decoding were restricted to labels)
+    aurc: float  # area under the risk-coverage curve
+    confusion: tuple[tuple[int, ...], ...]  # rows true label, columns answer (+ "not a label")
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    temperature: float
+    threshold: float
+    target_accuracy: float
+    val_kept: float
+    val_kept_accuracy: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    task: str
+    labels: tuple[str, ...]
+    calibration: Calibration
+    adapter: Mapping[str, SplitReport]  # val, test, heldout
+    base_calibration: Calibration | None = None
+    base: Mapping[str, SplitReport] = field(default_factory=dict)
+    majority: SplitReport | None = None
+    majority_label: str = ""
+    plots: Mapping[str, str] = field(default_factory=dict)
+
+    def card_metrics(self) -> dict[str, float]:
+        """Flat figures for the adapter card and ListModels (test split unless named)."""
+        test = self.adapter[TEST]
+        out = {
+            "accuracy": test.accuracy,
+            "macro_f1": test.macro_f1,
+            "auroc": test.auroc,
+            "ece": test.ece,
+            "ece_calibrated": test.ece_calibrated,
+            "kept_share": test.kept,
+            "kept_accuracy": test.kept_accuracy,
+            "val_kept_share": self.calibration.val_kept,
+            "test_examples": float(test.n),
+        }
+        if "heldout" in self.adapter:
+            out["heldout_accuracy"] = self.adapter["heldout"].accuracy
+            out["heldout_auroc"] = self.adapter["heldout"].auroc
+        if TEST in self.base:
+            out["base_accuracy"] = self.base[TEST].accuracy
+            out["base_auroc"] = self.base[TEST].auroc
+        if self.majority is not None:
+            out["majority_accuracy"] = self.majority.accuracy
+        return {k: round(float(v), 4) for k, v in out.items() if not math.isnan(v)}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def calibrate(val: Scored, target_accuracy: float, min_kept: int) -> Calibration:
+    temperature = fit_temperature(val.label_probs(), val.gold)
+    choice = metrics.choose_threshold(val.confidence(temperature), val.correct, target_accuracy, min_kept)
+    return Calibration(temperature, round(choice.threshold, 6), target_accuracy, choice.coverage, choice.accuracy)
+
+
+def split_report(scored: Scored, calibration: Calibration) -> SplitReport:
+    raw = scored.confidence()
+    calibrated = scored.confidence(calibration.temperature)
+    correct = scored.correct
+    kept = metrics.selective(calibrated, correct, calibration.threshold)
+    k = len(scored.labels)
+    return SplitReport(
+        n=len(scored),
+        accuracy=metrics.accuracy(scored.gold, scored.pred),
+        macro_f1=metrics.macro_f1(scored.gold, scored.pred, k),
+        auroc=metrics.auroc(calibrated, correct),
+        ece=metrics.ece(raw, correct),
+        ece_calibrated=metrics.ece(calibrated, correct),
+        kept=kept.coverage,
+        kept_accuracy=kept.accuracy,
+        not_a_label=float(np.mean(scored.pred < 0)) if len(scored) else 0.0,
+        label_accuracy=metrics.accuracy(scored.gold, scored.label_probs().argmax(axis=1))
+        if len(scored)
+        else float("nan"),
+        aurc=metrics.risk_coverage(calibrated, correct).aurc(),
+        confusion=tuple(tuple(int(x) for x in row) for row in metrics.confusion(scored.gold, scored.pred, k)),
+    )
+
+
+def majority_report(train_labels: Sequence[str], test: Scored) -> tuple[str, SplitReport]:
+    """Always answer the most frequent training label, with its training share as confidence."""
+    counts = Counter(train_labels)
+    label, count = counts.most_common(1)[0]
+    share = count / len(train_labels)
+    index = test.labels.index(label)
+    pred = np.full(len(test), index, dtype=np.int64)
+    correct = pred == test.gold
+    conf = np.full(len(test), share)
+    k = len(test.labels)
+    acc = metrics.accuracy(test.gold, pred)
+    return label, SplitReport(
+        n=len(test),
+        accuracy=acc,
+        macro_f1=metrics.macro_f1(test.gold, pred, k),
+        auroc=0.5,
+        ece=metrics.ece(conf, correct),
+        ece_calibrated=metrics.ece(conf, correct),
+        kept=1.0 if acc >= 0.95 else 0.0,  # one confidence for all: keep all or none
+        kept_accuracy=acc if acc >= 0.95 else float("nan"),
+        not_a_label=0.0,
+        label_accuracy=acc,
+        aurc=1 - acc,
+        confusion=tuple(tuple(int(x) for x in row) for row in metrics.confusion(test.gold, pred, k)),
+    )
+
+
+def evaluate(
+    task: str,
+    adapter: Mapping[str, Scored],
+    base: Mapping[str, Scored],
+    train_labels: Sequence[str],
+    *,
+    target_accuracy: float = 0.95,
+    min_kept: int = 20,
+    plot_dir: Path | None = None,
+) -> Evaluation:
+    """Everything from scored splits; `adapter` needs val and test, `base` is optional."""
+    calibration = calibrate(adapter[VAL], target_accuracy, min_kept)
+    reports = {split: split_report(scored, calibration) for split, scored in adapter.items()}
+    base_calibration = calibrate(base[VAL], target_accuracy, min_kept) if VAL in base else None
+    base_reports = {split: split_report(s, base_calibration) for split, s in base.items()} if base_calibration else {}
+    majority_label, majority = majority_report(train_labels, adapter[TEST])
+    plots = _plots(task, adapter, base, calibration, base_calibration, plot_dir) if plot_dir else {}
+    return Evaluation(
+        task,
+        adapter[TEST].labels,
+        calibration,
+        reports,
+        base_calibration,
+        base_reports,
+        majority,
+        majority_label,
+        plots,
+    )
+
+
+def _plots(
+    task: str,
+    adapter: Mapping[str, Scored],
+    base: Mapping[str, Scored],
+    calibration: Calibration,
+    base_calibration: Calibration | None,
+    folder: Path,
+) -> dict[str, str]:
+    from finetune.evaluate.plots import reliability_png, risk_coverage_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    test = adapter[TEST]
+    curves = {
+        "adapter, T=1": metrics.reliability(test.confidence(), test.correct),
+        f"adapter, T={calibration.temperature:g}": metrics.reliability(
+            test.confidence(calibration.temperature), test.correct
+        ),
+    }
+    if TEST in base and base_calibration is not None:
+        curves["base model, T=1"] = metrics.reliability(base[TEST].confidence(), base[TEST].correct)
+    reliability = reliability_png(curves, folder / "reliability.png", f"{task}: reliability on test")
+    rc_curves = {"adapter": metrics.risk_coverage(test.confidence(calibration.temperature), test.correct)}
+    if TEST in base and base_calibration is not None:
+        rc_curves["base model"] = metrics.risk_coverage(
+            base[TEST].confidence(base_calibration.temperature), base[TEST].correct
+        )
+    chosen = metrics.selective(test.confidence(calibration.temperature), test.correct, calibration.threshold)
+    point = (chosen.coverage, 0.0 if chosen.accuracy != chosen.accuracy else 1 - chosen.accuracy)
+    rc = risk_coverage_png(
+        rc_curves, folder / "risk_coverage.png", f"{task}: risk-coverage on test", calibration.target_accuracy, point
+    )
+    return {"reliability": reliability.name, "risk_coverage": rc.name}

@@ -1,0 +1,65 @@
+"""The adapter card of a trained task, from its dataset card, training run and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from finetune.evaluate.evaluation import Evaluation
+from finetune.examples import PromptTemplate
+from finetune.settings import TrainResult, TrainSettings
+from local_models.adapters import AdapterCard, PromptSpec
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A sortable version: the UTC time, e.g. 20261126-023000."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+
+
+def build_card(
+    *,
+    name: str,
+    version: str,
+    task: str,
+    template: PromptTemplate,
+    dataset_card: Mapping[str, Any],
+    evaluation: Evaluation,
+    settings: TrainSettings,
+    result: TrainResult,
+    base_model: str,
+    base_sha256: str,
+    environment: Mapping[str, Any],
+    created_at: datetime | None = None,
+) -> AdapterCard:
+    data = {k: v for k, v in dataset_card.items() if k not in ("prompt", "labels", "task")}
+    training = {
+        **asdict(settings),
+        "steps": result.steps,
+        "examples_seen": result.examples_seen,
+        "seconds": round(result.seconds, 1),
+        "seconds_per_step": round(result.seconds_per_step, 3),
+        "stopped_by": result.stopped_by,
+        "final_loss": round(sum(result.losses[-20:]) / max(1, len(result.losses[-20:])), 4),
+        "trainable_params": result.trainable_params,
+        "skipped_long_examples": result.skipped_long,
+        **environment,
+    }
+    cal = evaluation.calibration
+    return AdapterCard(
+        name=name,
+        version=version,
+        task=task,
+        labels=evaluation.labels,
+        base_model=base_model,
+        base_model_sha256=base_sha256,
+        prompt=PromptSpec(template.system, template.user, str(dataset_card.get("input_format", ""))),
+        threshold=min(1.0, max(0.0, cal.threshold)),
+        calibration_temperature=cal.temperature,
+        target_accuracy=cal.target_accuracy,
+        metrics=evaluation.card_metrics(),
+        data=data,
+        training=training,
+        created_at=(created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+    )

@@ -1,0 +1,116 @@
+"""Markdown: one report per trained task, and the results table of a whole run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from finetune.evaluate.evaluation import Evaluation, SplitReport
+from finetune.examples import TEST
+from finetune.settings import TrainResult
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One row of the results table."""
+
+    task: str
+    version: str
+    evaluation: Evaluation
+    train: TrainResult
+    seconds_total: float
+    seconds_eval: float
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    ev, tr = summary.evaluation, summary.train
+    cal = ev.calibration
+    lines = [
+        f"# {ev.task} adapter {summary.version}",
+        "",
+        f"Labels: {', '.join(ev.labels)}. Rule: {dataset_card.get('rule', '')}.",
+        f"Input: {dataset_card.get('input_format', '')}. System prompt: `{dataset_card['prompt']['system']}`.",
+        "",
+        "## Training",
+        "",
+        f"- {tr.steps} steps ({tr.examples_seen} examples, {tr.seconds:.0f} s, {tr.seconds_per_step:.2f} s/step), "
+        f"stopped by {tr.stopped_by}; resumed from step {tr.resumed_from_step}",
+        f"- loss: first {_f(tr.losses[0] if tr.losses else float('nan'))}, "
+        f"mean of last 20 {_f(_mean(tr.losses[-20:]))}",
+        f"- LoRA r={settings.get('rank')} alpha={settings.get('alpha')} targets={settings.get('targets')} "
+        f"lr={settings.get('learning_rate')} batch={settings.get('batch_size')}; "
+        f"{tr.trainable_params:,} trainable parameters",
+        "",
+        "## Calibration (fitted on validation)",
+        "",
+        f"- temperature T = {cal.temperature:g}",
+        f"- threshold {cal.threshold:.4f} for target local accuracy {cal.target_accuracy:.2f}: keeps "
+        f"{_pct(cal.val_kept)} of validation at accuracy {_f(cal.val_kept_accuracy)}",
+        "",
+        "## Results",
+        "",
+        "| model | split | n | accuracy | macro-F1 | AUROC | ECE (T=1) | ECE (calibrated) | kept locally | "
+        "accuracy of kept | not a label | label-restricted accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows: list[tuple[str, str, SplitReport]] = [("adapter", s, r) for s, r in ev.adapter.items()]
+    rows += [("base model", s, r) for s, r in ev.base.items()]
+    if ev.majority is not None:
+        rows.append((f"majority ('{ev.majority_label}')", TEST, ev.majority))
+    for model, split, r in rows:
+        lines.append(
+            f"| {model} | {split} | {r.n} | {_f(r.accuracy)} | {_f(r.macro_f1)} | {_f(r.auroc)} | {_f(r.ece)} | "
+            f"{_f(r.ece_calibrated)} | {_pct(r.kept)} | {_f(r.kept_accuracy)} | {_pct(r.not_a_label)} | "
+            f"{_f(r.label_accuracy)} |"
+        )
+    test = ev.adapter[TEST]
+    lines += ["", "## Confusion on test (rows: true label; columns: answer)", ""]
+    lines.append("| | " + " | ".join(ev.labels) + " | not a label |")
+    lines.append("|---" * (len(ev.labels) + 2) + "|")
+    for label, row in zip(ev.labels, test.confusion, strict=True):
+        lines.append(f"| {label} | " + " | ".join(str(x) for x in row) + " |")
+    if ev.plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{name}]({path})" for name, path in ev.plots.items()]
+    lines += [
+        "",
+        f"Total time for this task: {summary.seconds_total:.0f} s (evaluation {summary.seconds_eval:.0f} s).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def results_table(summaries: Sequence[TaskSummary]) -> str:
+    lines = [
+        "| task | base acc (restricted to labels) | adapter acc | base AUROC | adapter AUROC | ECE before -> after | "
+        "threshold | kept locally on test (accuracy) | held-out acc (AUROC) | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        ev = s.evaluation
+        test = ev.adapter[TEST]
+        base = ev.base.get(TEST)
+        heldout = ev.adapter.get("heldout")
+        lines.append(
+            f"| {ev.task} | {f'{_f(base.accuracy)} ({_f(base.label_accuracy)})' if base else 'n/a'} | "
+            f"{_f(test.accuracy)} | "
+            f"{_f(base.auroc) if base else 'n/a'} | {_f(test.auroc)} | {_f(test.ece)} -> {_f(test.ece_calibrated)} | "
+            f"{ev.calibration.threshold:.3f} | {_pct(test.kept)} ({_f(test.kept_accuracy)}) | "
+            f"{f'{_f(heldout.accuracy)} ({_f(heldout.auroc)})' if heldout else 'n/a'} | "
+            f"{s.train.seconds / 60:.1f} min ({s.train.steps} steps) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")

@@ -1,0 +1,39 @@
+"""The HTTP side port: /healthz, /metrics, and the dashboard (/ and /api/usage) when given one."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gateway.api.dashboard import Dashboard
+from gateway.observe.metrics import Metrics
+
+
+async def _nothing() -> None:
+    return None
+
+
+def build_app(
+    metrics: Metrics,
+    serving: Callable[[], bool],
+    *,
+    before_scrape: Callable[[], Awaitable[None]] = _nothing,
+    dashboard: Dashboard | None = None,
+) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        if serving():
+            return web.json_response({"status": "serving"})
+        return web.json_response({"status": "draining"}, status=503)
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        await before_scrape()
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
+    if dashboard is not None:
+        app.router.add_routes(dashboard.routes())
+    return app

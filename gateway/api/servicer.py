@@ -1,0 +1,150 @@
+"""grpc.aio servicer: proto -> domain -> router -> proto. No routing decisions here.
+
+Every GatewayError maps to its gRPC status in `abort_with`, the one place
+errors become status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from gateway.api import convert
+from gateway.api.usage_convert import usage_to_proto
+from gateway.core.contracts import Request, Result
+from gateway.core.errors import GatewayError, InvalidArgument, Status, Unavailable
+from gateway.observe.counters import UsageCounters
+from gateway.observe.usage_report import UsageReport
+from gateway.routing.answerer import Answerer
+from gateway.v1 import gateway_pb2 as pb
+from gateway.v1 import gateway_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ProviderUsageSource = Callable[[], Awaitable[list[pb.ProviderUsage]]]
+UsageReportSource = Callable[[], Awaitable[UsageReport]]
+
+
+async def _no_providers() -> list[pb.ProviderUsage]:
+    return []
+
+
+class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
+    def __init__(
+        self,
+        router: Answerer,
+        counters: UsageCounters,
+        *,
+        default_max_tokens: int,
+        max_batch_items: int,
+        provider_usage: ProviderUsageSource = _no_providers,
+        usage_report: UsageReportSource | None = None,
+    ) -> None:
+        self._router = router
+        self._counters = counters
+        self._default_max_tokens = default_max_tokens
+        self._max_batch_items = max_batch_items
+        self._provider_usage = provider_usage
+        self._usage_report = usage_report
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:  # type: ignore[override]
+        domain = await self._convert(request, context)
+        result = await _guard(context, self._router.generate(domain))
+        return convert.response_to_proto(result)
+
+    async def GenerateStream(  # type: ignore[override]
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateChunk]:
+        domain = await self._convert(request, context)
+        stream = self._router.stream(domain)
+        while True:
+            event = await _guard(context, _next(stream))
+            if event is None:
+                return
+            if isinstance(event, Result):
+                yield pb.GenerateChunk(final=convert.response_to_proto(event))
+                return
+            yield pb.GenerateChunk(text=event.text)
+
+    async def GenerateBatch(  # type: ignore[override]
+        self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GenerateBatchResponse:
+        items = request.requests
+        if not items:
+            await abort_with(context, InvalidArgument("requests: at least one request is required"))
+        if len(items) > self._max_batch_items:
+            await abort_with(
+                context,
+                InvalidArgument(
+                    f"requests: {len(items)} items exceed the cap of {self._max_batch_items} "
+                    "(server.max_batch_items); split the batch"
+                ),
+            )
+        domain = [await self._convert(item, context, f"requests[{i}].") for i, item in enumerate(items)]
+        outcomes = await asyncio.gather(*(self._router.generate(d) for d in domain), return_exceptions=True)
+        failures = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+        if failures:
+            index, first = failures[0]
+            if not isinstance(first, GatewayError):
+                raise first
+            await abort_with(
+                context, type(first)(f"requests[{index}]: {first.message} ({len(failures)} of {len(items)} failed)")
+            )
+        return pb.GenerateBatchResponse(
+            responses=[convert.response_to_proto(o) for o in outcomes if isinstance(o, Result)]
+        )
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:  # type: ignore[override]
+        return convert.models_to_proto(self._router.models())
+
+    async def GetUsage(self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext) -> pb.GetUsageResponse:  # type: ignore[override]
+        if self._usage_report is not None:  # today's figures across every replica sharing the usage store
+            try:
+                report = await self._usage_report()
+            except Exception as exc:  # noqa: BLE001 - a state store outage is UNAVAILABLE, with its cause
+                await abort_with(context, Unavailable(f"usage store unreachable ({type(exc).__name__}: {exc})"))
+            return usage_to_proto(report)
+        snapshot = self._counters.snapshot()
+        return pb.GetUsageResponse(
+            providers=await self._provider_usage(),
+            requests_by_tier=snapshot.requests_by_tier,
+            escalations_by_reason=snapshot.escalations_by_reason,
+        )
+
+    async def _convert(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, field: str = ""
+    ) -> Request:
+        try:
+            return convert.request_from_proto(
+                request, default_max_tokens=self._default_max_tokens, timeout_s=context.time_remaining(), field=field
+            )
+        except InvalidArgument as exc:
+            await abort_with(context, exc)
+
+
+async def _next(stream: AsyncIterator[T]) -> T | None:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+
+
+async def _guard(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
+    """Await `work`; a GatewayError becomes the matching gRPC status with its message."""
+    try:
+        return await work
+    except GatewayError as exc:
+        await abort_with(context, exc)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: GatewayError) -> NoReturn:
+    code = grpc.StatusCode[error.status.value] if error.status is not Status.INTERNAL else grpc.StatusCode.INTERNAL
+    await context.abort(code, error.message)
+    raise AssertionError("unreachable: context.abort raises")

@@ -1,0 +1,143 @@
+"""Bootstrap: build the pieces from config, serve gRPC + HTTP, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.api import convert, http
+from gateway.api.servicer import InferenceGatewayServicer
+from gateway.app.front import build_front
+from gateway.app.local import build_local_backend, open_adapter_registry
+from gateway.app.remote import build_remote_tier
+from gateway.config import Config
+from gateway.core.contracts import LocalBackend
+from gateway.observe.counters import UsageCounters
+from gateway.observe.logs import RequestLog
+from gateway.observe.metrics import Metrics
+from gateway.routing.router import Router
+from gateway.routing.tasks import ChainedTasks, ConfigTasks
+from gateway.state.open import describe_state, open_state
+from gateway.v1 import gateway_pb2 as pb
+from gateway.v1 import gateway_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceGateway"].full_name
+
+
+def describe_mode(config: Config) -> str:
+    """The first log line: what this process will answer with."""
+    local: str = config.local.backend
+    if local == "transformers" and not config.local.transformers.model_dir:
+        local = "the embedded default SmolLM2-135M-Instruct on CPU (transformers)"
+    providers = [name for name, p in config.providers.items() if p.enabled]
+    if config.offline or not providers:
+        return f"serving {local}, local only ({'offline=true' if config.offline else 'no providers configured'})"
+    return f"serving {local}, escalating to {', '.join(providers)}"
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[str, str] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then drain in-flight calls and exit.
+
+    `env`: where provider API keys are read (default: the process environment).
+    """
+    log.info(describe_mode(config))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    local_box: list[LocalBackend] = []
+    metrics = Metrics(queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0)
+    local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
+    local_box.append(local)
+    state = open_state(config)
+    log.info(describe_state(config))
+    remote = await asyncio.to_thread(
+        build_remote_tier,
+        config,
+        os.environ if env is None else env,
+        state.ledger,
+        breakers=state.breakers,
+        rate_limits=state.rate_limits,
+    )
+
+    async def provider_usage() -> list[pb.ProviderUsage]:
+        return convert.provider_usage_to_proto(await remote.usage_today()) if remote is not None else []
+
+    counters = UsageCounters()
+    adapters = await asyncio.to_thread(open_adapter_registry, config, local.model)
+    watcher = loop.create_task(adapters.watch(config.adapters.watch_s)) if config.adapters.watch_s else None
+    tasks = ChainedTasks(adapters, ConfigTasks(config.tasks))
+    router = Router(local, tasks, config.routing, remote=remote, offline=config.offline)
+    front = build_front(config, router, tasks, state, metrics, result_observers=(counters.record, RequestLog().record))
+    front.start()
+    servicer = InferenceGatewayServicer(
+        front.answerer,
+        counters,
+        default_max_tokens=config.server.default_max_tokens,
+        max_batch_items=config.server.max_batch_items,
+        provider_usage=provider_usage,
+        usage_report=front.reporter.report,
+    )
+
+    server, health_servicer = await _start_grpc(config, servicer)
+    address = f"{config.server.host}:{config.server.port}"
+
+    draining = False
+    app = http.build_app(
+        metrics, serving=lambda: not draining, before_scrape=front.refresher, dashboard=front.dashboard
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.server.http_host, config.server.http_port).start()
+    log.info(
+        "listening",
+        extra={"grpc": address, "http": f"{config.server.http_host}:{config.server.http_port}", "model": local.model},
+    )
+
+    await stop.wait()
+    draining = True
+    log.info("draining", extra={"grace_s": config.server.drain_timeout_s})
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=config.server.drain_timeout_s)
+    await runner.cleanup()
+    if watcher is not None:
+        watcher.cancel()
+    await front.aclose()
+    await local.aclose()
+    if remote is not None:
+        await remote.aclose()
+    await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
+    log.info("stopped")
+
+
+async def _start_grpc(
+    config: Config, servicer: InferenceGatewayServicer
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """The gRPC server with the gateway, health and reflection services, listening and SERVING."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.server.max_request_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_InferenceGatewayServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{config.server.host}:{config.server.port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address}; is another process using it? pass --port")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer

@@ -1,0 +1,231 @@
+"""The shared domain types: what the gateway, local backends and providers exchange.
+
+Standard library only. Proto types stay at the gRPC edge (gateway/api/convert.py);
+backends and providers depend on this module and nothing above it.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class Role(enum.StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Priority(enum.Enum):
+    NORMAL = 0
+    URGENT = 1
+
+
+class Privacy(enum.Enum):
+    DEFAULT = 0
+    LOCAL_ONLY = 1
+
+
+class Tier(enum.StrEnum):
+    LOCAL = "local"
+    REMOTE = "remote"
+    CACHE = "cache"
+
+
+class Escalation(enum.StrEnum):
+    NONE = "none"
+    LOW_CONFIDENCE = "low_confidence"
+    LOCAL_CAPACITY = "local_capacity"
+    LOCAL_ERROR = "local_error"
+    RULE = "rule"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated generation request, as the router sees it."""
+
+    request_id: str
+    messages: tuple[Message, ...]
+    max_tokens: int
+    temperature: float = 0.0
+    task: str = ""
+    model: str = ""
+    priority: Priority = Priority.NORMAL
+    privacy: Privacy = Privacy.DEFAULT
+    min_confidence: float | None = None
+    bypass_cache: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    deadline: float | None = None  # time.monotonic() value; None = no deadline
+
+    def remaining_s(self, now: float | None = None) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - (time.monotonic() if now is None else now)
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterRef:
+    """Identity of a LoRA adapter: what a backend needs to select it."""
+
+    name: str
+    version: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What a task means for routing: its adapter, label set and escalation threshold."""
+
+    name: str
+    labels: tuple[str, ...] = ()
+    threshold: float | None = None  # None: the routing default
+    adapter: AdapterRef | None = None
+    calibration_temperature: float = 1.0  # temperature scaling fitted on the validation split
+    system_prompt: str = ""  # prepended when the request has no system message
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+class TaskCatalog(Protocol):
+    """Where tasks come from: config, adapter cards. Lookups are cheap and never block."""
+
+    def get(self, name: str) -> TaskSpec | None: ...
+
+    def all(self) -> list[TaskSpec]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendCall:
+    """What a local backend or provider is asked to do for one request."""
+
+    request_id: str
+    messages: tuple[Message, ...]
+    max_tokens: int
+    temperature: float = 0.0
+    adapter: AdapterRef | None = None
+    labels: tuple[str, ...] = ()  # label tasks: backends report these labels' first-token logprobs
+    model: str = ""  # provider model override; empty = the backend's default
+    deadline: float | None = None  # time.monotonic() value
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token, its log-probability and the alternatives the backend reported."""
+
+    token: str
+    logprob: float
+    top: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished answer from one backend or provider."""
+
+    text: str
+    provider: str
+    model: str
+    usage: Usage
+    finish_reason: str
+    tokens: tuple[TokenLogprob, ...] = ()  # empty when the backend reports no logprobs
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one backend or provider, as reported to the client."""
+
+    provider: str
+    model: str
+    outcome: str  # ok | error | skipped | cancelled | low_confidence ...
+    latency_ms: float
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A streamed piece of text; the stream ends with the full Completion."""
+
+    text: str
+
+
+StreamEvent = Delta | Completion
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The gateway's answer to one request: what was said, by whom, and how it was decided."""
+
+    request_id: str
+    text: str
+    tier: Tier
+    provider: str
+    model: str
+    confidence: float | None
+    escalation: Escalation
+    usage: Usage
+    attempts: tuple[Attempt, ...]
+    finish_reason: str
+    latency_ms: float
+    task: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """A model, adapter or provider that a client can name (ListModels)."""
+
+    name: str
+    tier: Tier
+    provider: str
+    task: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A local backend or a commercial provider: one narrow way to get a completion."""
+
+    name: str  # provider name reported to clients: transformers, vllm, openai, ...
+    model: str  # default model name
+
+    async def generate(self, call: BackendCall) -> Completion: ...
+
+    def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
+        """Yield Delta pieces as they are produced, then exactly one Completion."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LocalBackend(Backend, Protocol):
+    """A backend on this box: also reports its load and limits for the capacity policy."""
+
+    context_length: int
+
+    def load(self) -> LocalLoad: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalLoad:
+    """A snapshot of a local backend's load, for the capacity policy."""
+
+    in_flight: int  # requests accepted and not finished
+    max_in_flight: int
+    est_wait_s: float  # estimated queue wait before a new request starts

@@ -1,0 +1,140 @@
+"""One report, three readers: GetUsage, the dashboard's /api/usage and `python -m gateway usage`.
+
+Budgets come from the token ledger (exact, shared by replicas); everything else
+from the usage store's day summary. Both are read for the same UTC day.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.state.budget.ledger import TokenLedger, next_reset, utc_day
+from gateway.state.usage.store import DaySummary, UsageRecord, UsageStore
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderBudget:
+    provider: str
+    tokens_used: int
+    token_budget: int  # 0 = no limit
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    day: str
+    generated_at: float
+    resets_at: str  # ISO UTC: the next midnight, when every budget starts again
+    providers: tuple[ProviderBudget, ...]
+    summary: DaySummary
+    reference_provider: str
+    recent: tuple[UsageRecord, ...] = ()
+
+    def to_json(self, *, show_prompts: bool) -> dict[str, Any]:
+        s = self.summary
+        return {
+            "day": self.day,
+            "generated_at": self.generated_at,
+            "resets_at": self.resets_at,
+            "providers": [
+                {
+                    "provider": p.provider,
+                    "tokens_used": p.tokens_used,
+                    "token_budget": p.token_budget,
+                    "requests": p.requests,
+                }
+                for p in self.providers
+            ],
+            "requests": s.requests,
+            "requests_by_tier": dict(s.requests_by_tier),
+            "requests_by_provider": dict(s.requests_by_provider),
+            "escalations_by_reason": dict(s.escalations_by_reason),
+            "tokens_by_tier": dict(s.tokens_by_tier),
+            "latency_ms": {"count": s.latency.count, **s.latency.percentiles_ms, "max": s.latency.max_ms},
+            "cost_usd": s.cost_usd,
+            "reference_cost_usd": s.reference_cost_usd,
+            "saved_usd": s.saved_usd,
+            "reference_provider": self.reference_provider,
+            "recent": [_recent_row(r, show_prompts) for r in self.recent],
+        }
+
+
+class UsageReporter:
+    def __init__(
+        self,
+        ledger: TokenLedger,
+        store: UsageStore,
+        budgets: Mapping[str, int],
+        *,
+        reference_provider: str = "",
+        flush: Callable[[], Awaitable[None]] = _nothing,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._budgets = dict(budgets)
+        self._reference = reference_provider
+        self._flush = flush
+        self._wall = wall
+
+    async def report(self, *, recent: int = 0) -> UsageReport:
+        """Waits for this process's queued records first, so its own answers are always counted."""
+        await self._flush()
+        now = self._wall()
+        day = utc_day(now)
+        providers = await self.budgets(day)
+        summary = await self._store.summary(day)
+        rows = tuple(await self._store.recent(recent)) if recent > 0 else ()
+        return UsageReport(
+            day=day,
+            generated_at=time.time(),
+            resets_at=next_reset(now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            providers=providers,
+            summary=summary,
+            reference_provider=self._reference,
+            recent=rows,
+        )
+
+    async def budgets(self, day: str | None = None) -> tuple[ProviderBudget, ...]:
+        """Each configured provider's tokens and requests on `day` (default today, UTC) against its budget."""
+        day = day or utc_day(self._wall())
+        spend = await self._ledger.usage(day)
+        return tuple(
+            ProviderBudget(
+                name,
+                spend[name].tokens_used if name in spend else 0,
+                budget,
+                spend[name].requests if name in spend else 0,
+            )
+            for name, budget in self._budgets.items()
+        )
+
+
+def _recent_row(record: UsageRecord, show_prompts: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "time": datetime.fromtimestamp(record.ts, UTC).strftime("%H:%M:%S"),
+        "request_id": record.request_id,
+        "client_id": record.client_id,
+        "task": record.task,
+        "tier": record.tier,
+        "provider": record.provider,
+        "model": record.model,
+        "adapter": record.adapter,
+        "tokens_in": record.prompt_tokens,
+        "tokens_out": record.completion_tokens,
+        "latency_ms": record.latency_ms,
+        "confidence": record.confidence,
+        "escalation": record.escalation,
+        "cost_usd": record.cost_usd,
+    }
+    if show_prompts:
+        row["prompt"] = record.prompt
+    return row

@@ -1,0 +1,103 @@
+"""Anthropic messages over the official async SDK (`anthropic`).
+
+The system prompt travels apart from the messages. The Messages API reports no
+token logprobs, and this SDK version takes no sampling temperature, so
+`call.temperature` is not sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.config import ProviderConfig
+from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent, Usage
+from gateway.remote.providers.errors import map_error
+from gateway.remote.providers.messages import split_system
+
+DEFAULT_MODEL = "claude-haiku-4-5"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
+FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter"}
+
+
+class AnthropicProvider:
+    def __init__(self, name: str, config: ProviderConfig, api_key: str) -> None:
+        import anthropic
+
+        self.name = name
+        self.model = config.model or DEFAULT_MODEL
+        self.base_url = config.base_url or DEFAULT_BASE_URL
+        self._key_env = config.api_key_env or DEFAULT_KEY_ENV
+        self._secret = api_key
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=self.base_url,
+            timeout=config.timeout_s,
+            max_retries=0,  # the gateway owns retries
+        )
+        _ = self._client.messages  # import the SDK's lazy modules now, not inside the first deadline
+
+    def _params(self, call: BackendCall) -> dict[str, Any]:
+        system, rest = split_system(call.messages)
+        messages = [{"role": m.role.value, "content": m.content} for m in rest]
+        if not messages:  # a system-only request: send it as the user turn
+            messages, system = [{"role": "user", "content": system}], ""
+        params: dict[str, Any] = {
+            "model": call.model or self.model,
+            "max_tokens": call.max_tokens,
+            "messages": messages,
+        }
+        if system:
+            params["system"] = system
+        return params
+
+    async def generate(self, call: BackendCall) -> Completion:
+        try:
+            message = await self._client.messages.create(**self._params(call))
+            text = "".join(block.text for block in message.content if block.type == "text")
+            return Completion(
+                text=text,
+                provider=self.name,
+                model=message.model or call.model or self.model,
+                usage=_usage(message.usage),
+                finish_reason=FINISH.get(message.stop_reason or "", message.stop_reason or "stop"),
+            )
+        except Exception as exc:
+            raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
+
+    async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
+        parts: list[str] = []
+        model, prompt_tokens, completion_tokens, finish = call.model or self.model, 0, 0, "stop"
+        try:
+            events = await self._client.messages.create(**self._params(call), stream=True)
+            async with events:
+                async for event in events:
+                    if event.type == "message_start":
+                        model = event.message.model or model
+                        prompt_tokens = _usage(event.message.usage).prompt_tokens
+                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        parts.append(event.delta.text)
+                        yield Delta(event.delta.text)
+                    elif event.type == "message_delta":
+                        completion_tokens = event.usage.output_tokens
+                        if event.usage.input_tokens:
+                            prompt_tokens = _usage(event.usage).prompt_tokens
+                        reason = event.delta.stop_reason or ""
+                        finish = FINISH.get(reason, reason or "stop")
+        except Exception as exc:
+            raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
+        yield Completion("".join(parts), self.name, model, Usage(prompt_tokens, completion_tokens), finish)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _usage(usage: Any) -> Usage:
+    """Input counts cached prompt tokens too: they are tokens the provider processed."""
+    prompt = (
+        (getattr(usage, "input_tokens", 0) or 0)
+        + (getattr(usage, "cache_creation_input_tokens", 0) or 0)
+        + (getattr(usage, "cache_read_input_tokens", 0) or 0)
+    )
+    return Usage(int(prompt), int(getattr(usage, "output_tokens", 0) or 0))

@@ -1,0 +1,86 @@
+"""OpenAI chat completions over the official async SDK (`openai`), with token logprobs.
+
+A plain answer is read from the SDK's raw response (`with_raw_response`): the
+same call, the same errors, but the body is read straight from its JSON rather
+than built into the SDK's response models first, which costs more CPU than
+the rest of the gateway's work on a forwarded request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.config import ProviderConfig
+from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent
+from gateway.remote.providers.chat_format import ChunkReader, read_completion_json
+from gateway.remote.providers.errors import map_error
+from gateway.remote.providers.messages import chat_dicts
+
+
+class OpenAIProvider:
+    """Also the base for OpenAI-compatible APIs (xAI): they differ only in these defaults."""
+
+    default_model = "gpt-4o-mini"
+    default_base_url = "https://api.openai.com/v1"
+    default_key_env = "OPENAI_API_KEY"
+    default_top_logprobs = 5
+    max_tokens_field = "max_completion_tokens"
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: str) -> None:
+        import openai
+
+        self.name = name
+        self.model = config.model or self.default_model
+        self.base_url = config.base_url or self.default_base_url
+        self._key_env = config.api_key_env or self.default_key_env
+        self._secret = api_key
+        self._top_logprobs = self.default_top_logprobs if config.top_logprobs is None else config.top_logprobs
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=self.base_url,
+            timeout=config.timeout_s,
+            max_retries=0,  # the gateway owns retries
+            # The SDK's aiohttp transport (its `aiohttp` extra): the same requests, errors and timeouts as its
+            # default httpx transport, for less CPU per call.
+            http_client=openai.DefaultAioHttpClient(timeout=config.timeout_s),
+        )
+        # Bound once (this also imports the SDK's lazy modules now, not inside the first deadline).
+        self._create = self._client.chat.completions.create
+        self._create_raw = self._client.chat.completions.with_raw_response.create
+
+    def _params(self, call: BackendCall) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": call.model or self.model,
+            "messages": chat_dicts(call.messages),
+            self.max_tokens_field: call.max_tokens,
+            "temperature": call.temperature,
+        }
+        if self._top_logprobs > 0:
+            params["logprobs"] = True
+            params["top_logprobs"] = self._top_logprobs
+        return params
+
+    async def generate(self, call: BackendCall) -> Completion:
+        try:
+            response = await self._create_raw(**self._params(call))
+            return read_completion_json(json.loads(response.http_response.content), self.name, call.model or self.model)
+        except Exception as exc:
+            raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
+
+    async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
+        reader = ChunkReader(self.name, call.model or self.model)
+        try:
+            chunks = await self._create(**self._params(call), stream=True, stream_options={"include_usage": True})
+            async with chunks:
+                async for chunk in chunks:
+                    text = reader.add(chunk)
+                    if text:
+                        yield Delta(text)
+        except Exception as exc:
+            raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
+        yield reader.completion()
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,435 @@
+"""The remote tier: one escalated call through the provider chain.
+
+For each provider in the order the policy computed (reordered by observed
+latency when urgent), the tier skips it when its circuit is open, its
+requests-per-minute window is full or its daily token budget cannot cover the
+estimate; otherwise it reserves the estimate, calls, and reconciles the
+reservation to the usage the provider reports. Retryable failures are retried
+on the same provider (jittered backoff, Retry-After honoured) before falling
+back to the next one. Nothing runs past the deadline. Every try and skip is
+recorded as an Attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from gateway.core.clock import SYSTEM_CLOCK, Clock
+from gateway.core.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
+from gateway.core.errors import BackendError, GatewayError
+from gateway.remote.estimate import CharEstimator
+from gateway.remote.latency import LatencyTracker
+from gateway.remote.providers.errors import ProviderError, map_error
+from gateway.remote.types import (
+    DisabledProvider,
+    ProviderSlot,
+    ProviderUsageRow,
+    RemoteDeadlineExceeded,
+    RemoteExhausted,
+    RemoteResult,
+    RemoteSettings,
+    RemoteUnavailable,
+)
+from gateway.state.breaker.machine import BreakerState, Permit
+from gateway.state.breaker.memory import MemoryBreakerStore
+from gateway.state.breaker.store import ProviderBreakers
+from gateway.state.budget.ledger import Reservation, TokenLedger, next_reset, utc_day
+from gateway.state.ratelimit.memory import MemoryRateLimits
+from gateway.state.ratelimit.store import ProviderRateLimits
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+StreamStart = tuple[StreamEvent, AsyncIterator[StreamEvent]]
+
+
+@dataclass
+class _Trace:
+    """What happened to one call, provider by provider (local to the call)."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # errors, open circuits, missing keys
+    spent: list[str] = field(default_factory=list)  # budgets that cannot cover the estimate
+    limited: list[str] = field(default_factory=list)  # requests-per-minute windows that are full
+
+    def add(self, provider: str, model: str, outcome: str, latency_ms: float, error: str = "") -> None:
+        self.attempts.append(Attempt(provider, model, outcome, round(latency_ms, 3), error))
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """One try in flight: its reserved tokens, its breaker permit, when it started."""
+
+    reservation: Reservation
+    permit: Permit
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Won(Generic[T]):
+    value: T
+    ticket: _Ticket
+
+
+class _DeadlineHit(Exception):
+    pass
+
+
+class RemoteTier:
+    def __init__(
+        self,
+        slots: Sequence[ProviderSlot],
+        ledger: TokenLedger,
+        *,
+        disabled: Sequence[DisabledProvider] = (),
+        estimator: Callable[[BackendCall], int] | None = None,
+        settings: RemoteSettings | None = None,
+        breakers: ProviderBreakers | None = None,
+        rate_limits: ProviderRateLimits | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._slots = {slot.name: slot for slot in slots}
+        self._disabled = {d.name: d for d in disabled}
+        self._ledger = ledger
+        settings = settings or RemoteSettings()
+        self._estimate = estimator or CharEstimator()
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._breakers = breakers or MemoryBreakerStore(settings.breaker, wall=clock.monotonic)
+        self._rate_limits = rate_limits or MemoryRateLimits(clock.monotonic)
+        self._latency = LatencyTracker(settings.latency_alpha)
+
+    # -- what the router and servicer ask --------------------------------------------------------
+
+    def providers(self) -> tuple[str, ...]:
+        """Enabled providers, in the order they were configured."""
+        return tuple(self._slots)
+
+    def models(self) -> list[ModelEntry]:
+        entries = []
+        for slot in self._slots.values():
+            metrics = {
+                "daily_token_budget": float(slot.daily_token_budget),
+                "requests_per_minute": float(slot.requests_per_minute),
+                "price_in_per_mtok": slot.price_in_per_mtok,
+                "price_out_per_mtok": slot.price_out_per_mtok,
+            }
+            entries.append(ModelEntry(f"{slot.name}/{slot.backend.model}", Tier.REMOTE, slot.name, metrics=metrics))
+        return entries
+
+    async def usage_today(self) -> list[ProviderUsageRow]:
+        now = self._clock.wall()
+        used = await self._ledger.usage(utc_day(now))
+        budgets = [(s.name, s.daily_token_budget) for s in self._slots.values()]
+        budgets += [(d.name, d.daily_token_budget) for d in self._disabled.values()]
+        rows = []
+        for name, budget in budgets:
+            spend = used.get(name)
+            tokens, requests = (spend.tokens_used, spend.requests) if spend else (0, 0)
+            remaining = max(budget - tokens, 0) if budget else None
+            rows.append(ProviderUsageRow(name, tokens, budget, requests, remaining, next_reset(now)))
+        return rows
+
+    async def aclose(self) -> None:
+        """Close the providers' clients. The ledger belongs to whoever built it."""
+        for slot in self._slots.values():
+            try:
+                await slot.backend.aclose()
+            except Exception as exc:  # noqa: BLE001 - closing one client must not stop closing the others
+                log.warning("closing provider failed", extra={"provider": slot.name, "error": repr(exc)})
+
+    # -- the chain ---------------------------------------------------------------------------------
+
+    async def complete(
+        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+    ) -> RemoteResult:
+        deadline = call.deadline if deadline is None else deadline
+        trace = _Trace()
+        estimate = self._estimate(call)
+        day = utc_day(self._clock.wall())
+        for slot in await self._candidates(order, urgent, estimate, day, trace):
+            won = await self._attempt(slot, call, estimate, day, deadline, trace, _generate)
+            if won is not None:
+                await self._succeeded(slot, won.ticket, won.value, estimate, trace)
+                return RemoteResult(won.value, tuple(trace.attempts))
+        raise await self._no_answer(trace, estimate, day)
+
+    async def stream(
+        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+    ) -> AsyncIterator[Delta | RemoteResult]:
+        """The same chain, streaming: Delta pieces, then one RemoteResult.
+
+        Falling back is possible only before the first piece is sent; a provider
+        failing after that ends the stream with RemoteUnavailable.
+        """
+        deadline = call.deadline if deadline is None else deadline
+        trace = _Trace()
+        estimate = self._estimate(call)
+        day = utc_day(self._clock.wall())
+        for slot in await self._candidates(order, urgent, estimate, day, trace):
+            won = await self._attempt(slot, call, estimate, day, deadline, trace, _open_stream)
+            if won is None:
+                continue
+            event, events = won.value
+            model = call.model or slot.backend.model
+            try:
+                while not isinstance(event, Completion):
+                    yield event
+                    event = await _next_event(events, deadline, self._clock)
+            except _DeadlineHit:
+                await self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="timeout")
+                raise RemoteDeadlineExceeded(
+                    f"deadline reached while {slot.name} was streaming; raise the deadline", tuple(trace.attempts)
+                ) from None
+            except Exception as exc:
+                error = _as_provider_error(slot.name, exc)
+                await self._failed(slot, won.ticket, error, model, trace)
+                raise RemoteUnavailable(
+                    f"{slot.name} failed mid-stream after sending text: {error.message}", tuple(trace.attempts)
+                ) from exc
+            except BaseException:  # the consumer went away (cancelled, or closed the stream)
+                await asyncio.shield(self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="cancelled"))
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    await events.aclose()  # type: ignore[attr-defined]
+            await self._succeeded(slot, won.ticket, event, estimate, trace)
+            yield RemoteResult(event, tuple(trace.attempts))
+            return
+        raise await self._no_answer(trace, estimate, day)
+
+    # -- steps --------------------------------------------------------------------------------------
+
+    async def _candidates(
+        self, order: tuple[str, ...], urgent: bool, estimate: int, day: str, trace: _Trace
+    ) -> list[ProviderSlot]:
+        names = list(dict.fromkeys(order))
+        for name in names:
+            if name not in self._slots:
+                reason = self._disabled[name].reason if name in self._disabled else "not configured"
+                trace.add(name, "", "skipped", 0.0, reason)
+                trace.failed.append(f"{name}: {reason}")
+        slots = [self._slots[name] for name in names if name in self._slots]
+        if urgent and len(slots) > 1:
+            used = await self._ledger.usage(day)
+            states = {slot.name: await self._breakers.state(slot.name) for slot in slots}
+
+            def rank(slot: ProviderSlot) -> tuple[bool, float]:
+                spend = used.get(slot.name)
+                budget_ok = not slot.daily_token_budget or (
+                    (spend.tokens_used if spend else 0) + estimate <= slot.daily_token_budget
+                )
+                healthy = states[slot.name] is BreakerState.CLOSED
+                latency = self._latency.get(slot.name)
+                return (not (healthy and budget_ok), math.inf if latency is None else latency)
+
+            slots.sort(key=rank)  # stable: ties keep the policy's order
+        return slots
+
+    async def _attempt(
+        self,
+        slot: ProviderSlot,
+        call: BackendCall,
+        estimate: int,
+        day: str,
+        deadline: float | None,
+        trace: _Trace,
+        start: Callable[[ProviderSlot, BackendCall], Awaitable[T]],
+    ) -> _Won[T] | None:
+        """Try one provider, with retries; None when it was skipped or gave up (recorded in `trace`)."""
+        name, model = slot.name, call.model or slot.backend.model
+        breakers = self._breakers
+        permit = await breakers.allow(name)
+        if permit is None:
+            reason = await breakers.describe(name)
+            trace.add(name, model, "skipped", 0.0, reason)
+            trace.failed.append(f"{name}: {reason}")
+            return None
+        for retry_index in range(slot.max_retries + 1):
+            remaining = self._remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                await breakers.release(name, permit)
+                raise RemoteDeadlineExceeded(self._deadline_message(name), tuple(trace.attempts))
+            reservation = await self._reserve(slot, model, estimate, day, trace)
+            if reservation is None:
+                await breakers.release(name, permit)
+                return None
+            ticket = _Ticket(reservation, permit, self._clock.monotonic())
+            try:
+                value = await _within(start(slot, call), remaining)
+            except _DeadlineHit:
+                await self._failed(slot, ticket, _abandoned(), model, trace, outcome="timeout")
+                raise RemoteDeadlineExceeded(self._deadline_message(name), tuple(trace.attempts)) from None
+            except asyncio.CancelledError:
+                await asyncio.shield(self._failed(slot, ticket, _abandoned(), model, trace, outcome="cancelled"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - any provider failure is recorded, then retried or skipped
+                error = _as_provider_error(name, exc)
+                await self._failed(slot, ticket, error, model, trace)
+                delay = self._settings.retry.plan(
+                    retry_index,
+                    retries_left=slot.max_retries - retry_index,
+                    retryable=error.retryable,
+                    retry_after_s=error.retry_after_s,
+                    remaining_s=self._remaining(deadline),
+                    rng=self._rng,
+                )
+                if error.retry_after_s is not None and error.retry_after_s > self._settings.retry.max_retry_after_s:
+                    await breakers.block_for(name, error.retry_after_s)
+                next_permit = await breakers.allow(name) if delay is not None else None
+                if delay is None or next_permit is None:
+                    return None  # not retryable, out of retries or time, or the circuit opened: next provider
+                permit = next_permit
+                await self._sleep(delay)
+                continue
+            return _Won(value, ticket)
+        return None
+
+    async def _reserve(
+        self, slot: ProviderSlot, model: str, estimate: int, day: str, trace: _Trace
+    ) -> Reservation | None:
+        """Reserve the estimate, then count the request against the per-minute window (or give it back)."""
+        name = slot.name
+        budget = slot.daily_token_budget or None
+        reservation = await self._ledger.reserve(name, estimate, day=day, limit=budget)
+        if reservation is None:
+            spend = (await self._ledger.usage(day)).get(name)
+            used = spend.tokens_used if spend else 0
+            reason = f"daily token budget spent: {used} of {budget} used, this request needs ~{estimate}"
+            trace.add(name, model, "skipped", 0.0, reason)
+            trace.spent.append(f"{name} ({used}/{budget} tokens)")
+            return None
+        per_minute = slot.requests_per_minute
+        if not await self._rate_limits.try_acquire(name, per_minute):
+            await self._ledger.release(reservation)
+            free_in = await self._rate_limits.free_in_s(name, per_minute)
+            reason = f"rate limited: {per_minute} requests/min (room again in {free_in:.0f} s)"
+            trace.add(name, model, "skipped", 0.0, reason)
+            trace.limited.append(f"{name} {reason}")
+            return None
+        return reservation
+
+    async def _succeeded(
+        self, slot: ProviderSlot, ticket: _Ticket, completion: Completion, estimate: int, trace: _Trace
+    ) -> None:
+        latency_ms = (self._clock.monotonic() - ticket.started) * 1000
+        reported = completion.usage.total
+        await self._ledger.reconcile(ticket.reservation, reported if reported > 0 else estimate)
+        await self._breakers.record_success(slot.name)
+        self._latency.observe(slot.name, latency_ms)
+        trace.add(slot.name, completion.model, "ok", latency_ms)
+
+    async def _failed(
+        self,
+        slot: ProviderSlot,
+        ticket: _Ticket,
+        error: ProviderError,
+        model: str,
+        trace: _Trace,
+        outcome: str = "error",
+    ) -> None:
+        """Settle a try that did not answer: keep the estimate if the model may have run, else give it back."""
+        latency_ms = (self._clock.monotonic() - ticket.started) * 1000
+        if error.maybe_billed:
+            await self._ledger.reconcile(ticket.reservation, ticket.reservation.tokens)
+        else:
+            await self._ledger.release(ticket.reservation)
+        if outcome != "error":
+            await self._breakers.release(slot.name, ticket.permit)  # our deadline or caller, not its health
+        elif error.counts_against_health:
+            await self._breakers.record_failure(slot.name)
+        else:
+            await self._breakers.record_success(slot.name)  # it answered; the request was at fault
+        trace.add(slot.name, model, outcome, latency_ms, error.message)
+        if outcome == "error":
+            trace.failed.append(error.message)
+            log.info(
+                "provider attempt failed",
+                extra={"provider": slot.name, "model": model, "error": error.message, "retryable": error.retryable},
+            )
+
+    async def _no_answer(self, trace: _Trace, estimate: int, day: str) -> GatewayError:
+        attempts = tuple(trace.attempts)
+        if trace.failed or not (trace.spent or trace.limited):
+            notes = dict.fromkeys(trace.failed + [f"{s} out of budget" for s in trace.spent] + trace.limited)
+            detail = "; ".join(notes) if notes else "no remote provider is enabled"
+            return RemoteUnavailable(f"no remote provider could answer: {detail}", attempts)
+        resets_at = next_reset(self._clock.wall())
+        parts = []
+        if trace.spent:
+            parts.append(f"daily token budgets spent: {', '.join(trace.spent)}; this request needs ~{estimate} tokens")
+        if trace.limited:
+            parts.append("; ".join(trace.limited))
+        message = (
+            f"remote providers exhausted: {'; '.join(parts)}. "
+            f"Budgets reset at {resets_at.strftime('%Y-%m-%dT%H:%M:%SZ')} (UTC midnight)"
+        )
+        return RemoteExhausted(message, attempts, resets_at)
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        return None if deadline is None else deadline - self._clock.monotonic()
+
+    @staticmethod
+    def _deadline_message(provider: str) -> str:
+        return f"deadline reached before {provider} answered; raise the request's deadline"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+async def _generate(slot: ProviderSlot, call: BackendCall) -> Completion:
+    return await slot.backend.generate(call)
+
+
+async def _open_stream(slot: ProviderSlot, call: BackendCall) -> StreamStart:
+    """Open the provider's stream and wait for its first event (before it, falling back is still possible)."""
+    events = aiter(slot.backend.stream(call))
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise ProviderError(f"{slot.name}: stream ended without an answer", retryable=True, maybe_billed=True) from None
+    return first, events
+
+
+async def _within(awaitable: Awaitable[T], remaining: float | None) -> T:
+    """Await within the deadline; _DeadlineHit (not TimeoutError, which providers may raise) when it passes."""
+    scope = asyncio.timeout(remaining)
+    try:
+        async with scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise _DeadlineHit from None
+        raise
+
+
+async def _next_event(events: AsyncIterator[StreamEvent], deadline: float | None, clock: Clock) -> StreamEvent:
+    remaining = None if deadline is None else deadline - clock.monotonic()
+    if remaining is not None and remaining <= 0:
+        raise _DeadlineHit
+    try:
+        return await _within(anext(events), remaining)
+    except StopAsyncIteration:
+        raise ProviderError("stream ended without a final completion", retryable=False, maybe_billed=True) from None
+
+
+def _as_provider_error(provider: str, exc: Exception) -> ProviderError:
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, BackendError):
+        return ProviderError(exc.message, retryable=exc.retryable, retry_after_s=exc.retry_after_s, maybe_billed=True)
+    return map_error(provider, exc)
+
+
+def _abandoned() -> ProviderError:
+    return ProviderError("abandoned: the deadline passed or the caller went away", retryable=False, maybe_billed=True)

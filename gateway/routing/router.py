@@ -1,0 +1,324 @@
+"""The local-first loop: local attempt -> confidence -> escalation to the remote tier.
+
+The router resolves the task, asks the policy for a plan, checks local
+capacity, runs the local backend, scores its answer, and escalates when the
+plan and the score say so. It returns a `Result` with every attempt recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.config import RoutingConfig
+from gateway.core import confidence
+from gateway.core.contracts import (
+    Attempt,
+    BackendCall,
+    Completion,
+    Delta,
+    Escalation,
+    LocalBackend,
+    Message,
+    ModelEntry,
+    Privacy,
+    Request,
+    Result,
+    Role,
+    TaskCatalog,
+    TaskSpec,
+    Tier,
+)
+from gateway.core.errors import (
+    CapacityExceeded,
+    DeadlineExceeded,
+    GatewayError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from gateway.routing import policy
+from gateway.routing.capacity import CapacityDecision, check_capacity
+
+log = logging.getLogger(__name__)
+
+
+class RemoteResult(Protocol):
+    @property
+    def completion(self) -> Completion: ...
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]: ...
+
+
+class RemoteTier(Protocol):
+    """The commercial providers behind one call (gateway/remote/tier.py)."""
+
+    def providers(self) -> tuple[str, ...]: ...
+
+    def models(self) -> list[ModelEntry]: ...
+
+    async def complete(
+        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+    ) -> RemoteResult: ...
+
+    def stream(
+        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+    ) -> AsyncIterator[Delta | RemoteResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _LocalOutcome:
+    completion: Completion | None
+    confidence: float | None
+    escalation: Escalation
+    attempt: Attempt | None
+
+
+class Router:
+    def __init__(
+        self,
+        local: LocalBackend,
+        tasks: TaskCatalog,
+        routing: RoutingConfig,
+        *,
+        remote: RemoteTier | None = None,
+        offline: bool = False,
+        observers: Sequence[Callable[[Result], None]] = (),
+    ) -> None:
+        self._local = local
+        self._tasks = tasks
+        self._routing = routing
+        self._remote = remote
+        self._offline = offline
+        self._observers = observers
+
+    # -- public --------------------------------------------------------------------
+
+    async def generate(self, request: Request) -> Result:
+        started = time.perf_counter()
+        task, the_plan, call = self._prepare(request)
+        attempts: list[Attempt] = []
+        outcome = _LocalOutcome(None, None, Escalation.RULE if the_plan.rule_escalation else Escalation.NONE, None)
+        if the_plan.try_local:
+            outcome = await self._run_local(request, call, task, the_plan)
+            if outcome.attempt is not None:
+                attempts.append(outcome.attempt)
+        pinned_remote = not the_plan.try_local and not the_plan.rule_escalation
+        if (
+            the_plan.remote_allowed
+            and self._remote is not None
+            and (outcome.escalation is not Escalation.NONE or pinned_remote)
+        ):
+            try:
+                remote = await self._remote.complete(
+                    call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
+                )
+            except (ResourceExhausted, Unavailable, DeadlineExceeded) as exc:
+                if outcome.completion is None:
+                    raise
+                attempts.extend(getattr(exc, "attempts", ()))
+                log.info(
+                    "remote tier could not serve; answering locally",
+                    extra={"request_id": request.request_id, "reason": exc.message},
+                )
+            else:
+                attempts.extend(remote.attempts)
+                return self._finish(
+                    request, started, remote.completion, Tier.REMOTE, outcome.confidence, outcome.escalation, attempts
+                )
+        if outcome.completion is not None:
+            escalation = outcome.escalation if the_plan.remote_allowed else Escalation.NONE
+            return self._finish(
+                request, started, outcome.completion, Tier.LOCAL, outcome.confidence, escalation, attempts
+            )
+        raise self._no_tier_error(outcome, the_plan.remote_allowed)
+
+    async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
+        """Local tokens stream live; a request that goes remote before any token streams from the provider.
+
+        Once local text has been sent it cannot be taken back, so a streamed local
+        answer is not escalated on confidence: the final chunk carries the
+        confidence for the client to act on.
+        """
+        started = time.perf_counter()
+        task, the_plan, call = self._prepare(request)
+        escalation = Escalation.RULE if the_plan.rule_escalation else Escalation.NONE
+        attempts: list[Attempt] = []
+        if the_plan.try_local:
+            capacity = check_capacity(self._local.load(), request.remaining_s())
+            if capacity.ok:
+                local_started = time.perf_counter()
+                try:
+                    async for event in self._local.stream(call):
+                        if isinstance(event, Delta):
+                            yield event
+                            continue
+                        score = self._score(event, task)
+                        attempt = Attempt(self._local.name, event.model, "ok", _ms(local_started))
+                        yield self._finish(request, started, event, Tier.LOCAL, score, Escalation.NONE, [attempt])
+                    return
+                except CapacityExceeded as exc:
+                    capacity = CapacityDecision(False, exc.message)
+            attempts.append(Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason))
+            escalation = Escalation.LOCAL_CAPACITY
+        if not the_plan.remote_allowed or self._remote is None:
+            raise self._no_tier_error(_LocalOutcome(None, None, escalation, attempts[-1] if attempts else None), False)
+        async for remote_event in self._remote.stream(
+            call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
+        ):
+            if isinstance(remote_event, Delta):
+                yield remote_event
+            else:
+                attempts.extend(remote_event.attempts)
+                yield self._finish(request, started, remote_event.completion, Tier.REMOTE, None, escalation, attempts)
+
+    def models(self) -> list[ModelEntry]:
+        """Everything a client can name in `model`: the local model, its adapters, the providers."""
+        entries = [ModelEntry(self._local.model, Tier.LOCAL, self._local.name)]
+        for spec in self._tasks.all():
+            if spec.adapter is not None:
+                metrics = dict(spec.metrics)
+                if spec.threshold is not None:
+                    metrics.setdefault("threshold", spec.threshold)
+                entries.append(ModelEntry(spec.adapter.name, Tier.LOCAL, self._local.name, spec.name, metrics))
+        if self._remote is not None:
+            entries.extend(self._remote.models())
+        return entries
+
+    # -- steps ---------------------------------------------------------------------
+
+    def _prepare(self, request: Request) -> tuple[TaskSpec, policy.Plan, BackendCall]:
+        task = self._tasks.get(request.task)
+        if task is None:
+            known = sorted(spec.name for spec in self._tasks.all())
+            raise InvalidArgument(
+                f"task: unknown task '{request.task}'; known tasks: {', '.join(known) or '(none configured)'}, "
+                "or leave it empty for general requests"
+            )
+        providers = self._remote.providers() if self._remote is not None else ()
+        self._check_model_pin(request, providers)
+        the_plan = policy.plan(request, task, self._routing, offline=self._offline, providers=providers)
+        if the_plan.try_local and request.max_tokens > self._local.context_length:
+            raise InvalidArgument(
+                f"max_tokens: {request.max_tokens} exceeds the local model's context of "
+                f"{self._local.context_length} tokens; lower it"
+            )
+        messages = request.messages
+        if task.system_prompt and messages[0].role is not Role.SYSTEM:
+            messages = (Message(Role.SYSTEM, task.system_prompt), *messages)
+        pinned = request.model.partition("/")[2] if "/" in request.model else ""
+        call = BackendCall(
+            request_id=request.request_id,
+            messages=messages,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            adapter=task.adapter,
+            labels=task.labels,
+            model=pinned,
+            deadline=request.deadline,
+        )
+        return task, the_plan, call
+
+    def _check_model_pin(self, request: Request, providers: tuple[str, ...]) -> None:
+        if not request.model:
+            return
+        local_names = {self._local.model} | {spec.adapter.name for spec in self._tasks.all() if spec.adapter}
+        if "/" in request.model:
+            provider = request.model.partition("/")[0]
+            if provider not in providers:
+                raise InvalidArgument(
+                    f"model: provider '{provider}' is not enabled; enabled providers: "
+                    f"{', '.join(providers) or '(none: local only)'}"
+                )
+            if request.privacy is Privacy.LOCAL_ONLY or self._offline:
+                raise InvalidArgument(f"model: '{request.model}' is remote but the request is local-only; drop the pin")
+            return
+        if request.model not in local_names:
+            known = sorted(local_names) + [f"{p}/<model>" for p in providers]
+            raise InvalidArgument(f"model: unknown model '{request.model}'; known: {', '.join(known)}")
+
+    async def _run_local(
+        self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan
+    ) -> _LocalOutcome:
+        capacity = check_capacity(self._local.load(), request.remaining_s())
+        if not capacity.ok:
+            attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason)
+            return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
+        started = time.perf_counter()
+        try:
+            completion = await self._local.generate(call)
+        except CapacityExceeded as exc:
+            attempt = Attempt(self._local.name, self._local.model, "skipped", _ms(started), exc.message)
+            return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
+        except (InvalidArgument, DeadlineExceeded):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any local failure is a reason to escalate, never a crash
+            log.warning("local backend failed", extra={"request_id": request.request_id, "error": repr(exc)})
+            attempt = Attempt(self._local.name, self._local.model, "error", _ms(started), _describe(exc))
+            return _LocalOutcome(None, None, Escalation.LOCAL_ERROR, attempt)
+        score = self._score(completion, task)
+        low = policy.should_escalate(score, the_plan.threshold)
+        attempt = Attempt(self._local.name, completion.model, "low_confidence" if low else "ok", _ms(started))
+        return _LocalOutcome(completion, score, Escalation.LOW_CONFIDENCE if low else Escalation.NONE, attempt)
+
+    def _score(self, completion: Completion, task: TaskSpec) -> float | None:
+        return confidence.score(
+            completion.text,
+            completion.tokens,
+            task.labels,
+            quantile=self._routing.confidence_quantile,
+            temperature=task.calibration_temperature,
+        ).confidence
+
+    def _finish(
+        self,
+        request: Request,
+        started: float,
+        completion: Completion,
+        tier: Tier,
+        local_confidence: float | None,
+        escalation: Escalation,
+        attempts: list[Attempt],
+    ) -> Result:
+        result = Result(
+            request_id=request.request_id,
+            text=completion.text,
+            tier=tier,
+            provider=completion.provider,
+            model=completion.model,
+            confidence=local_confidence,
+            escalation=escalation,
+            usage=completion.usage,
+            attempts=tuple(attempts),
+            finish_reason=completion.finish_reason,
+            latency_ms=_ms(started),
+            task=request.task,
+        )
+        for observe in self._observers:
+            observe(result)
+        return result
+
+    def _no_tier_error(self, outcome: _LocalOutcome, remote_allowed: bool) -> GatewayError:
+        reason = outcome.attempt.error if outcome.attempt else ""
+        where = (
+            "no remote provider is enabled"
+            if remote_allowed or self._remote is None
+            else "the request may not leave the box"
+        )
+        if outcome.escalation is Escalation.LOCAL_CAPACITY:
+            return ResourceExhausted(
+                f"local tier has no capacity ({reason}) and {where}; retry later or raise the deadline"
+            )
+        return Unavailable(f"local tier failed ({reason}) and {where}")
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _describe(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,91 @@
+"""One SQLite connection owned by one thread: every statement runs there, never on the event loop.
+
+Shared by the SQLite stores (cache, usage records, breaker and rate-limit
+state, the token ledger). The file is opened in WAL mode on first use, so
+several gateway processes on one box can share it. Transactions submitted
+while the thread is busy commit together (gateway/state/sqlite_batch.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from gateway.state.sqlite_batch import Outcome, Step, TransactionQueue, run_steps
+
+T = TypeVar("T")
+
+
+class SqliteWorker:
+    def __init__(self, path: Path | str, schema: str, *, name: str, busy_timeout_s: float = 10.0) -> None:
+        self._path = str(path)
+        self._schema = schema
+        self._busy_timeout_s = busy_timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+        self._transactions = TransactionQueue(self._run_steps)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` atomically across processes sharing the file; its result once its transaction has committed.
+
+        `fn` may share one BEGIN IMMEDIATE ... COMMIT with other queued calls, inside its own savepoint:
+        if it raises, only its own writes are rolled back.
+        """
+        return await self._transactions.submit(fn)
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._transactions.wait_idle()
+            await loop.run_in_executor(self._executor, self._close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    async def _run_steps(self, steps: list[Step]) -> list[Outcome]:
+        return await self.run(lambda conn: run_steps(conn, steps))
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self._open()
+        return fn(self._conn)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _open(self) -> sqlite3.Connection:
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_s)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            _retry_while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"), self._busy_timeout_s)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(self._schema)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+def _retry_while_locked(statement: Callable[[], object], timeout_s: float) -> None:
+    """SQLite can refuse a journal-mode change with "database is locked" at once, without waiting
+    on busy_timeout, while another process opens the same new file: try again until timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)

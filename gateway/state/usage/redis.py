@@ -1,0 +1,125 @@
+"""Usage records on Redis, shared by every gateway replica.
+
+Layout (under the configured prefix):
+  usage:records        sorted set, score = time, member = the record as JSON (recent requests, retention)
+  usage:day:<day>      hash of counters: requests, tier:<t>, provider:<p>, escalation:<r>, tokens:<t>, cost, ref
+  usage:latency:<day>  sorted set, score = latency in ms (exact percentiles by rank)
+Day keys expire after the retention period; records older than it are trimmed by `purge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from gateway.state.redis_client import key_join
+from gateway.state.usage.store import (
+    PERCENTILES,
+    DaySummary,
+    LatencySummary,
+    UsageRecord,
+    percentile_name,
+    rank_index,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+DAY_S = 86_400
+FIELDS_PER_RECORD = 11
+
+# ARGV: prefix, day_ttl_s, then per record: day, ts, json, tier, provider, escalation, tokens, cost, ref,
+# latency_ms, latency member. Day keys are computed here (one Redis, not Cluster: see gateway/state/cache/redis.py).
+_ADD = """
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local days = {}
+for i = 3, #ARGV, FIELDS do
+  local day = ARGV[i]
+  local counters = prefix .. 'usage:day:' .. day
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  redis.call('HINCRBY', counters, 'requests', 1)
+  redis.call('HINCRBY', counters, 'tier:' .. ARGV[i + 3], 1)
+  redis.call('HINCRBY', counters, 'provider:' .. ARGV[i + 4], 1)
+  if ARGV[i + 5] ~= 'none' then redis.call('HINCRBY', counters, 'escalation:' .. ARGV[i + 5], 1) end
+  redis.call('HINCRBY', counters, 'tokens:' .. ARGV[i + 3], ARGV[i + 6])
+  redis.call('HINCRBYFLOAT', counters, 'cost', ARGV[i + 7])
+  redis.call('HINCRBYFLOAT', counters, 'ref', ARGV[i + 8])
+  redis.call('ZADD', prefix .. 'usage:latency:' .. day, ARGV[i + 9], ARGV[i + 10])
+  days[day] = true
+end
+for day, _ in pairs(days) do
+  redis.call('EXPIRE', prefix .. 'usage:day:' .. day, ttl)
+  redis.call('EXPIRE', prefix .. 'usage:latency:' .. day, ttl)
+end
+return 1
+""".replace("FIELDS", str(FIELDS_PER_RECORD))
+
+
+class RedisUsageStore:
+    def __init__(self, client: Redis, *, prefix: str, retention_days: int) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._records = key_join(prefix, "usage", "records")
+        self._day_ttl_s = (retention_days + 1) * DAY_S
+        self._add = client.register_script(_ADD)
+
+    async def add(self, records: Sequence[UsageRecord]) -> None:
+        """One script call per batch: the client sends one command and reads one reply."""
+        if not records:
+            return
+        args: list[str | int | float] = [self._prefix, self._day_ttl_s]
+        for r in records:
+            args += [r.day, r.ts, r.to_json(), r.tier, r.provider, r.escalation]
+            args += [r.prompt_tokens + r.completion_tokens, r.cost_usd, r.reference_cost_usd, r.latency_ms]
+            args.append(f"{r.ts!r}:{r.request_id}")
+        await self._add(keys=[self._records], args=args)
+
+    async def summary(self, day: str) -> DaySummary:
+        latency_key = self._latency_key(day)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hgetall(self._day_key(day))
+        pipe.zcard(latency_key)
+        pipe.zrange(latency_key, -1, -1, withscores=True)
+        raw, count, top = await pipe.execute()
+        counters = {k.decode(): v.decode() for k, v in raw.items()}
+        count = int(count)
+        percentiles = {}
+        if count:
+            ranks = [rank_index(count, p) for p in PERCENTILES]
+            pipe = self._client.pipeline(transaction=False)
+            for index in ranks:
+                pipe.zrange(latency_key, index, index, withscores=True)
+            for p, found in zip(PERCENTILES, await pipe.execute(), strict=True):
+                percentiles[percentile_name(p)] = float(found[0][1])
+
+        def group(kind: str) -> dict[str, int]:
+            head = kind + ":"
+            return {k[len(head) :]: int(v) for k, v in counters.items() if k.startswith(head) and int(v)}
+
+        return DaySummary(
+            day=day,
+            requests=int(counters.get("requests", 0)),
+            requests_by_tier=group("tier"),
+            requests_by_provider=group("provider"),
+            escalations_by_reason=group("escalation"),
+            tokens_by_tier=group("tokens"),
+            latency=LatencySummary(count, percentiles, float(top[0][1]) if top else 0.0),
+            cost_usd=float(counters.get("cost", 0.0)),
+            reference_cost_usd=float(counters.get("ref", 0.0)),
+        )
+
+    async def recent(self, limit: int) -> list[UsageRecord]:
+        raw = await self._client.zrevrange(self._records, 0, limit - 1)
+        return [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
+
+    async def purge(self, before_ts: float) -> None:
+        await self._client.zremrangebyscore(self._records, "-inf", f"({before_ts!r}")
+
+    async def aclose(self) -> None:
+        return None  # the client belongs to whoever opened it
+
+    def _day_key(self, day: str) -> str:
+        return key_join(self._prefix, "usage", "day", day)
+
+    def _latency_key(self, day: str) -> str:
+        return key_join(self._prefix, "usage", "latency", day)
