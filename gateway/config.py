@@ -164,7 +164,6 @@ class ProviderConfig(_Strict):
 class BudgetConfig(_Strict):
     """Where the per-provider daily token ledger lives and how requests are estimated before a call."""
 
-    ledger: Literal["sqlite"] = "sqlite"
     path: str = Field("", description="SQLite file; empty = <state_dir>/ledger.sqlite3")
     chars_per_token: float = Field(3.0, gt=0, description="prompt estimate: characters per token (conservative)")
 

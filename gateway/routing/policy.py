@@ -1,8 +1,12 @@
-"""Escalation policy: data (the rule table from config) and two small predicates.
+"""Escalation policy: the one owner of where a request may go, and of whether a local answer stands.
 
 `plan()` decides, before anything runs, which tiers a request may use and in
-what order; `should_escalate()` decides, after the local answer, whether its
-confidence is enough. Both return frozen values and touch nothing else.
+what order: local-only (privacy, `offline`, a rule's `local_only`), a pinned
+local or remote model, a rule that escalates straight away, the provider order.
+A request whose pin contradicts those rules is refused here with the reason.
+`should_escalate()` decides, after the local answer, whether its confidence is
+enough. Both return frozen values and touch nothing else; the router executes
+the plan without re-deriving any of it.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from dataclasses import dataclass
 
 from gateway.config import RoutingConfig, RuleConfig
 from gateway.core.contracts import Priority, Privacy, Request, TaskSpec
+from gateway.core.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     try_local: bool  # attempt the local tier first
     remote_allowed: bool  # may leave the box at all
-    order: tuple[str, ...]  # providers to try, in order
+    order: tuple[str, ...]  # providers to try, in order (empty when remote is not allowed)
     rule_escalation: bool  # a rule sends the request straight to the remote tier
+    pinned_remote: bool  # the request names `provider/model`: straight to that provider
+    remote_model: str  # the model asked of the provider ("" = the provider's configured model)
     urgent: bool  # reorder providers by observed latency
     threshold: float  # minimum local confidence
 
@@ -51,11 +58,17 @@ def plan(
     *,
     offline: bool,
     providers: tuple[str, ...],
+    local_models: frozenset[str],
 ) -> Plan:
-    """Which tiers this request may use. `providers`: the enabled remote providers."""
+    """Which tiers this request may use.
+
+    `providers`: the enabled remote providers, in no particular order.
+    `local_models`: what a client may pin locally (the served model and its adapters).
+    Raises InvalidArgument for a pin that names nothing known or that the rules forbid.
+    """
     rule = match_rule(routing.rules, request)
-    local_only = offline or request.privacy is Privacy.LOCAL_ONLY or bool(rule and rule.local_only)
-    pinned_provider, _, _ = request.model.partition("/") if "/" in request.model else ("", "", "")
+    local_only = _local_only_reason(request, rule, offline=offline)
+    pinned_provider, remote_model = _check_pin(request.model, providers, local_models, local_only)
     if pinned_provider:
         order: tuple[str, ...] = (pinned_provider,)
     else:
@@ -63,11 +76,14 @@ def plan(
         rest = tuple(p for p in routing.escalation_order if p in providers and p not in preferred)
         order = preferred + rest + tuple(p for p in providers if p not in preferred + rest)
     remote_allowed = not local_only and bool(order)
+    rule_escalation = remote_allowed and rule is not None and rule.escalate and not pinned_provider
     return Plan(
-        try_local=not pinned_provider and not (remote_allowed and rule is not None and rule.escalate),
+        try_local=not pinned_provider and not rule_escalation,
         remote_allowed=remote_allowed,
         order=order if remote_allowed else (),
-        rule_escalation=remote_allowed and rule is not None and rule.escalate and not pinned_provider,
+        rule_escalation=rule_escalation,
+        pinned_remote=bool(pinned_provider),
+        remote_model=remote_model,
         urgent=request.priority is Priority.URGENT and routing.urgent == "fastest",
         threshold=threshold_for(request, task, routing),
     )
@@ -76,3 +92,39 @@ def plan(
 def should_escalate(confidence: float | None, threshold: float) -> bool:
     """Low confidence escalates; an answer without logprobs cannot be judged, so it stands."""
     return confidence is not None and confidence < threshold
+
+
+def _local_only_reason(request: Request, rule: RuleConfig | None, *, offline: bool) -> str:
+    """Why this request may not leave the box ("" when it may)."""
+    if offline:
+        return "offline = true"
+    if request.privacy is Privacy.LOCAL_ONLY:
+        return "privacy = PRIVACY_LOCAL_ONLY"
+    if rule is not None and rule.local_only:
+        return "a routing rule with local_only = true matches it"
+    return ""
+
+
+def _check_pin(
+    model: str, providers: tuple[str, ...], local_models: frozenset[str], local_only: str
+) -> tuple[str, str]:
+    """(pinned provider, model at that provider) for `provider/model`; ("", "") for a local pin or none."""
+    if not model:
+        return "", ""
+    if "/" not in model:
+        if model not in local_models:
+            known = sorted(local_models) + [f"{p}/<model>" for p in providers]
+            raise InvalidArgument(f"model: unknown model '{model}'; known: {', '.join(known)}")
+        return "", ""
+    provider, _, remote_model = model.partition("/")
+    if provider not in providers:
+        raise InvalidArgument(
+            f"model: provider '{provider}' is not enabled; enabled providers: "
+            f"{', '.join(providers) or '(none: local only)'}"
+        )
+    if local_only:
+        raise InvalidArgument(
+            f"model: '{model}' is remote but the request is local-only ({local_only}); "
+            "drop the pin or pin a local model"
+        )
+    return provider, remote_model

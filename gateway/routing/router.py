@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +24,6 @@ from gateway.core.contracts import (
     LocalBackend,
     Message,
     ModelEntry,
-    Privacy,
     Request,
     Result,
     Role,
@@ -87,14 +86,12 @@ class Router:
         *,
         remote: RemoteTier | None = None,
         offline: bool = False,
-        observers: Sequence[Callable[[Result], None]] = (),
     ) -> None:
         self._local = local
         self._tasks = tasks
         self._routing = routing
         self._remote = remote
         self._offline = offline
-        self._observers = observers
 
     # -- public --------------------------------------------------------------------
 
@@ -107,11 +104,10 @@ class Router:
             outcome = await self._run_local(request, call, task, the_plan)
             if outcome.attempt is not None:
                 attempts.append(outcome.attempt)
-        pinned_remote = not the_plan.try_local and not the_plan.rule_escalation
         if (
             the_plan.remote_allowed
             and self._remote is not None
-            and (outcome.escalation is not Escalation.NONE or pinned_remote)
+            and (outcome.escalation is not Escalation.NONE or the_plan.pinned_remote)
         ):
             try:
                 remote = await self._remote.complete(
@@ -200,8 +196,10 @@ class Router:
                 "or leave it empty for general requests"
             )
         providers = self._remote.providers() if self._remote is not None else ()
-        self._check_model_pin(request, providers)
-        the_plan = policy.plan(request, task, self._routing, offline=self._offline, providers=providers)
+        local_models = frozenset({self._local.model} | {s.adapter.name for s in self._tasks.all() if s.adapter})
+        the_plan = policy.plan(
+            request, task, self._routing, offline=self._offline, providers=providers, local_models=local_models
+        )
         if the_plan.try_local and request.max_tokens > self._local.context_length:
             raise InvalidArgument(
                 f"max_tokens: {request.max_tokens} exceeds the local model's context of "
@@ -210,7 +208,6 @@ class Router:
         messages = request.messages
         if task.system_prompt and messages[0].role is not Role.SYSTEM:
             messages = (Message(Role.SYSTEM, task.system_prompt), *messages)
-        pinned = request.model.partition("/")[2] if "/" in request.model else ""
         call = BackendCall(
             request_id=request.request_id,
             messages=messages,
@@ -218,28 +215,10 @@ class Router:
             temperature=request.temperature,
             adapter=task.adapter,
             labels=task.labels,
-            model=pinned,
+            model=the_plan.remote_model,
             deadline=request.deadline,
         )
         return task, the_plan, call
-
-    def _check_model_pin(self, request: Request, providers: tuple[str, ...]) -> None:
-        if not request.model:
-            return
-        local_names = {self._local.model} | {spec.adapter.name for spec in self._tasks.all() if spec.adapter}
-        if "/" in request.model:
-            provider = request.model.partition("/")[0]
-            if provider not in providers:
-                raise InvalidArgument(
-                    f"model: provider '{provider}' is not enabled; enabled providers: "
-                    f"{', '.join(providers) or '(none: local only)'}"
-                )
-            if request.privacy is Privacy.LOCAL_ONLY or self._offline:
-                raise InvalidArgument(f"model: '{request.model}' is remote but the request is local-only; drop the pin")
-            return
-        if request.model not in local_names:
-            known = sorted(local_names) + [f"{p}/<model>" for p in providers]
-            raise InvalidArgument(f"model: unknown model '{request.model}'; known: {', '.join(known)}")
 
     async def _run_local(
         self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan
@@ -284,7 +263,7 @@ class Router:
         escalation: Escalation,
         attempts: list[Attempt],
     ) -> Result:
-        result = Result(
+        return Result(
             request_id=request.request_id,
             text=completion.text,
             tier=tier,
@@ -298,9 +277,6 @@ class Router:
             latency_ms=_ms(started),
             task=request.task,
         )
-        for observe in self._observers:
-            observe(result)
-        return result
 
     def _no_tier_error(self, outcome: _LocalOutcome, remote_allowed: bool) -> GatewayError:
         reason = outcome.attempt.error if outcome.attempt else ""

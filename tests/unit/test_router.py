@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.config import RoutingConfig, RuleConfig
+from gateway.config import RoutingConfig, RuleConfig, TaskConfig
 from gateway.core.contracts import (
     Attempt,
     BackendCall,
@@ -27,6 +27,7 @@ from gateway.core.contracts import (
     Usage,
 )
 from gateway.core.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
+from gateway.routing.recording_router import RecordingRouter
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
 
@@ -96,14 +97,15 @@ class ScriptedRemote:
 TASKS = ConfigTasks({})
 
 
-def router(
-    local: ScriptedLocal, remote: ScriptedRemote | None = None, **routing: object
-) -> tuple[Router, list[Result]]:
-    seen: list[Result] = []
-    from gateway.config import TaskConfig
-
+def router(local: ScriptedLocal, remote: ScriptedRemote | None = None, **routing: object) -> Router:
     tasks = ChainedTasks(ConfigTasks({"trend": TaskConfig(labels=("up", "down"), min_confidence=0.7)}))
-    return Router(local, tasks, RoutingConfig(**routing), remote=remote, observers=(seen.append,)), seen  # type: ignore[arg-type]
+    return Router(local, tasks, RoutingConfig(**routing), remote=remote)  # type: ignore[arg-type]
+
+
+def recorded(inner: Router) -> tuple[RecordingRouter, list[Result]]:
+    """The router as production serves it: wrapped in the recorder that feeds usage, metrics and logs."""
+    seen: list[Result] = []
+    return RecordingRouter(inner, on_answer=[lambda _request, result: seen.append(result)]), seen
 
 
 def req(**fields: object) -> Request:
@@ -111,7 +113,7 @@ def req(**fields: object) -> Request:
 
 
 async def test_confident_local_answer_stays_local() -> None:
-    r, seen = router(ScriptedLocal(prob=0.9), ScriptedRemote())
+    r, seen = recorded(router(ScriptedLocal(prob=0.9), ScriptedRemote()))
     result = await r.generate(req(task="trend"))
     assert (result.tier, result.provider, result.escalation) == (Tier.LOCAL, "scripted", Escalation.NONE)
     assert result.confidence == pytest.approx(0.9)
@@ -120,7 +122,7 @@ async def test_confident_local_answer_stays_local() -> None:
 
 async def test_low_confidence_escalates_and_keeps_the_local_confidence() -> None:
     remote = ScriptedRemote()
-    r, _ = router(ScriptedLocal(prob=0.6), remote)
+    r = router(ScriptedLocal(prob=0.6), remote)
     result = await r.generate(req(task="trend"))
     assert (result.tier, result.provider, result.text) == (
         Tier.REMOTE,
@@ -134,13 +136,13 @@ async def test_low_confidence_escalates_and_keeps_the_local_confidence() -> None
 
 async def test_local_only_never_calls_remote_and_returns_the_local_answer() -> None:
     remote = ScriptedRemote()
-    r, _ = router(ScriptedLocal(prob=0.6), remote)
+    r = router(ScriptedLocal(prob=0.6), remote)
     result = await r.generate(req(task="trend", privacy=Privacy.LOCAL_ONLY))
     assert result.tier is Tier.LOCAL and result.escalation is Escalation.NONE and remote.orders == []
 
 
 async def test_remote_exhausted_falls_back_to_the_local_answer() -> None:
-    r, _ = router(ScriptedLocal(prob=0.6), ScriptedRemote(error=ResourceExhausted("all budgets spent")))
+    r = router(ScriptedLocal(prob=0.6), ScriptedRemote(error=ResourceExhausted("all budgets spent")))
     result = await r.generate(req(task="trend"))
     assert result.tier is Tier.LOCAL and result.escalation is Escalation.LOW_CONFIDENCE
 
@@ -148,7 +150,7 @@ async def test_remote_exhausted_falls_back_to_the_local_answer() -> None:
 async def test_remote_deadline_falls_back_to_the_local_answer_keeping_remote_attempts() -> None:
     error = DeadlineExceeded("deadline reached")
     error.attempts = (Attempt("anthropic", "big", "timeout", 50.0, "timed out"),)  # type: ignore[attr-defined]
-    r, _ = router(ScriptedLocal(prob=0.6), ScriptedRemote(error=error))
+    r = router(ScriptedLocal(prob=0.6), ScriptedRemote(error=error))
     result = await r.generate(req(task="trend"))
     assert result.tier is Tier.LOCAL and result.text == "up"
     assert [(a.provider, a.outcome) for a in result.attempts] == [
@@ -158,7 +160,7 @@ async def test_remote_deadline_falls_back_to_the_local_answer_keeping_remote_att
 
 
 async def test_stream_goes_remote_before_the_first_token_when_local_is_full() -> None:
-    r, _ = router(ScriptedLocal(load_value=LocalLoad(8, 8, 0.0)), ScriptedRemote())
+    r = router(ScriptedLocal(load_value=LocalLoad(8, 8, 0.0)), ScriptedRemote())
     events = [e async for e in r.stream(req())]
     assert [e.text for e in events if isinstance(e, Delta)] == ["do", "wn"]
     final = events[-1]
@@ -169,24 +171,24 @@ async def test_stream_goes_remote_before_the_first_token_when_local_is_full() ->
 
 async def test_local_capacity_escalates_without_calling_local() -> None:
     local = ScriptedLocal(load_value=LocalLoad(8, 8, 0.0))
-    r, _ = router(local, ScriptedRemote())
+    r = router(local, ScriptedRemote())
     result = await r.generate(req())
     assert result.escalation is Escalation.LOCAL_CAPACITY and result.tier is Tier.REMOTE and local.calls == []
     assert result.attempts[0].outcome == "skipped"
 
 
 async def test_local_capacity_without_remote_is_resource_exhausted() -> None:
-    r, _ = router(ScriptedLocal(error=CapacityExceeded("full")))
+    r = router(ScriptedLocal(error=CapacityExceeded("full")))
     with pytest.raises(ResourceExhausted, match="no capacity"):
         await r.generate(req())
 
 
 async def test_local_error_escalates_or_is_unavailable() -> None:
-    r, _ = router(ScriptedLocal(error=RuntimeError("boom")), ScriptedRemote())
+    r = router(ScriptedLocal(error=RuntimeError("boom")), ScriptedRemote())
     result = await r.generate(req())
     assert result.escalation is Escalation.LOCAL_ERROR and result.tier is Tier.REMOTE
     assert "RuntimeError: boom" in result.attempts[0].error
-    alone, _ = router(ScriptedLocal(error=RuntimeError("boom")))
+    alone = router(ScriptedLocal(error=RuntimeError("boom")))
     with pytest.raises(Unavailable):
         await alone.generate(req())
 
@@ -194,7 +196,7 @@ async def test_local_error_escalates_or_is_unavailable() -> None:
 async def test_rule_escalation_and_preferred_provider() -> None:
     local = ScriptedLocal()
     remote = ScriptedRemote()
-    r, _ = router(local, remote, rules=(RuleConfig(match_task="trend", prefer=("anthropic",), escalate=True),))
+    r = router(local, remote, rules=(RuleConfig(match_task="trend", prefer=("anthropic",), escalate=True),))
     result = await r.generate(req(task="trend"))
     assert result.escalation is Escalation.RULE and local.calls == []
     assert remote.orders == [("anthropic", "openai")]
@@ -202,7 +204,7 @@ async def test_rule_escalation_and_preferred_provider() -> None:
 
 async def test_pinned_provider_and_unknown_names() -> None:
     remote = ScriptedRemote()
-    r, _ = router(ScriptedLocal(), remote)
+    r = router(ScriptedLocal(), remote)
     result = await r.generate(req(model="anthropic/claude"))
     assert result.tier is Tier.REMOTE and result.escalation is Escalation.NONE and remote.orders == [("anthropic",)]
     with pytest.raises(InvalidArgument, match="provider 'xai' is not enabled"):
@@ -211,8 +213,27 @@ async def test_pinned_provider_and_unknown_names() -> None:
         await r.generate(req(model="openai/x", privacy=Privacy.LOCAL_ONLY))
     with pytest.raises(InvalidArgument, match="known tasks: trend"):
         await r.generate(req(task="nope"))
+    with pytest.raises(InvalidArgument, match="unknown model 'nope'; known: tiny"):
+        await r.generate(req(model="nope"))
     with pytest.raises(InvalidArgument, match="exceeds the local model's context"):
         await r.generate(Request("r", (Message(Role.USER, "x"),), 101))
+
+
+async def test_a_local_only_rule_refuses_a_remote_pin_like_a_local_only_request() -> None:
+    """A pin that the rules forbid is the client's mistake: INVALID_ARGUMENT, before any tier runs."""
+    local, remote = ScriptedLocal(), ScriptedRemote()
+    rules = (RuleConfig(match_tag={"desk": "private"}, local_only=True),)
+    r = router(local, remote, rules=rules)
+    by_rule = req(model="openai/gpt-4o-mini", tags={"desk": "private"})
+    by_privacy = req(model="openai/gpt-4o-mini", privacy=Privacy.LOCAL_ONLY)
+    for request in (by_rule, by_privacy):
+        with pytest.raises(
+            InvalidArgument, match=r"model: 'openai/gpt-4o-mini' is remote but the request is local-only"
+        ):
+            await r.generate(request)
+        with pytest.raises(InvalidArgument, match="is remote but the request is local-only"):
+            [e async for e in r.stream(request)]
+    assert local.calls == [] and remote.orders == []
 
 
 async def test_task_system_prompt_and_labels_reach_the_backend() -> None:
@@ -228,7 +249,7 @@ async def test_task_system_prompt_and_labels_reach_the_backend() -> None:
 
 
 async def test_stream_yields_deltas_then_one_result() -> None:
-    r, seen = router(ScriptedLocal(prob=0.9))
+    r, seen = recorded(router(ScriptedLocal(prob=0.9)))
     events = [e async for e in r.stream(req(task="trend"))]
     assert [type(e).__name__ for e in events] == ["Delta", "Result"]
     assert seen == [events[-1]]
