@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,13 +38,28 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_log(self, needle: str, timeout_s: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in self.log_text().splitlines():
-                if needle in line:
-                    return line
-            time.sleep(0.1)
-        raise AssertionError(f"{needle!r} not logged within {timeout_s}s:\n{self.log_text()[-3000:]}")
+        def logged() -> str | None:
+            return next((line for line in self.log_text().splitlines() if needle in line), None)
+
+        try:
+            return wait_until(logged, timeout_s=timeout_s, what=f"{needle!r} in the log", interval_s=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_text()[-3000:]}") from None
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample from the HTTP side port's /metrics."""
+        body = urllib.request.urlopen(f"{self.http_url}/metrics", timeout=5).read().decode()
+        match = re.search(rf"^{re.escape(name)} (\S+)$", body, re.MULTILINE)
+        assert match, f"{name} not in /metrics"
+        return float(match.group(1))
+
+    def healthz(self) -> int:
+        """The HTTP status of /healthz: 200 while serving, 503 once draining."""
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
 
     def stop(self, timeout_s: float = 60.0) -> int:
         if self.process.poll() is None:
@@ -71,18 +90,20 @@ def start_gateway(
 
 
 def _wait_serving(gateway: GatewayProcess, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
     with grpc.insecure_channel(gateway.target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
+
+        def serving() -> bool:
             if gateway.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {gateway.process.returncode}:\n{gateway.log_text()[-3000:]}")
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
             except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    gateway.stop()
-    raise RuntimeError(f"gateway not serving after {timeout_s}s:\n{gateway.log_text()[-3000:]}")
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        try:
+            wait_until(serving, timeout_s=timeout_s, what="gRPC health SERVING", interval_s=0.2)
+        except AssertionError:
+            gateway.stop()
+            raise RuntimeError(f"gateway not serving after {timeout_s}s:\n{gateway.log_text()[-3000:]}") from None

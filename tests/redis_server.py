@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_process import free_port
+from tests.waiting import wait_until
 
 INSTALL_HINT = "apt-get install -y redis-server"
 
@@ -40,21 +41,20 @@ def _require_binary() -> str:
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log: Path, timeout_s: float = 10.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def answers_ping() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"redis-server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
+                return sock.recv(16).startswith(b"+PONG")
         except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"redis-server not answering on port {port} after {timeout_s}s:\n{log.read_text()[-2000:]}")
+            return False
+
+    try:
+        wait_until(answers_ping, timeout_s=timeout_s, what=f"redis-server to answer PING on port {port}")
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}:\n{log.read_text()[-2000:]}") from None
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.fakes.base import FakeProviderServer
 from tests.fakes.providers import TEST_KEYS, base_url, running
 from tests.gateway_process import start_gateway
+from tests.waiting import wait_until_async
 
 peft = pytest.importorskip("peft")
 SYSTEM = "Answer with one word: yes or no."
@@ -87,12 +88,14 @@ daily_token_budget = 15000
             assert escalated.HasField("confidence") and escalated.confidence < 1.0
 
             await asyncio.to_thread(write_adapter, base_dir, adapters, "v2", 0.0, 0)  # a new version, always local
-            for _ in range(100):
+
+            async def new_version_listed() -> bool:
                 listed = {m.name: m for m in (await stub.ListModels(pb.ListModelsRequest(), timeout=10)).models}
-                if listed["yesno-lora"].metrics["threshold"] == 0.0:
-                    break
-                await asyncio.sleep(0.2)
-            assert listed["yesno-lora"].metrics["threshold"] == 0.0
+                return bool(listed["yesno-lora"].metrics["threshold"] == 0.0)
+
+            await wait_until_async(
+                new_version_listed, timeout_s=30, what="the watcher to serve the new version", interval_s=0.2
+            )
 
             kept = await stub.Generate(question, timeout=120)
             assert (kept.tier, kept.provider, kept.model) == (pb.TIER_LOCAL, "transformers", "yesno-lora")

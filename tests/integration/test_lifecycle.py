@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,11 +12,17 @@ import pytest
 
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
-from tests.gateway_process import start_gateway
+from tests.gateway_process import GatewayProcess, start_gateway
+from tests.waiting import wait_until
 
 
 def ask(content: str = "hello trading desk", **fields: object) -> pb.GenerateRequest:
     return pb.GenerateRequest(messages=[pb.ChatMessage(role="user", content=content)], **fields)  # type: ignore[arg-type]
+
+
+def wait_in_flight(gateway: GatewayProcess) -> None:
+    """Until the echo backend holds a call (the in-flight gauge on /metrics)."""
+    wait_until(lambda: gateway.metric("gateway_local_in_flight") >= 1, timeout_s=30, what="a call in flight")
 
 
 def test_sigterm_drains_in_flight_calls_then_exits(tmp_path: Path) -> None:
@@ -25,11 +30,12 @@ def test_sigterm_drains_in_flight_calls_then_exits(tmp_path: Path) -> None:
     with grpc.insecure_channel(gateway.target) as channel, ThreadPoolExecutor(2) as pool:
         stub = pb_grpc.InferenceGatewayStub(channel)
         in_flight = pool.submit(stub.Generate, ask("still answered"), timeout=30)
-        time.sleep(0.4)
+        wait_in_flight(gateway)
         gateway.process.send_signal(signal.SIGTERM)
+        # /healthz says 503 from the moment the gateway drains, which is when it stops taking gRPC calls.
+        wait_until(lambda: gateway.healthz() == 503, timeout_s=30, what="/healthz to say draining")
         assert in_flight.result().text == "still answered"
         with pytest.raises(grpc.RpcError) as err:
-            time.sleep(0.2)
             stub.Generate(ask(), timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert gateway.process.wait(30) == 0
@@ -51,7 +57,7 @@ def test_local_capacity_without_remote_is_resource_exhausted(tmp_path: Path) -> 
         with grpc.insecure_channel(gateway.target) as channel, ThreadPoolExecutor(2) as pool:
             stub = pb_grpc.InferenceGatewayStub(channel)
             first = pool.submit(stub.Generate, ask("first"), timeout=30)
-            time.sleep(0.3)
+            wait_in_flight(gateway)
             with pytest.raises(grpc.RpcError) as err:
                 stub.Generate(ask("second"), timeout=30)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

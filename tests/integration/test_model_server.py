@@ -17,17 +17,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.gateway_process import ROOT, GatewayProcess
+from tests.waiting import wait_until
 
 
 def ask(content: str, **fields: object) -> pb.GenerateRequest:
     return pb.GenerateRequest(messages=[pb.ChatMessage(role="user", content=content)], **fields)  # type: ignore[arg-type]
-
-
-def metric(gateway: GatewayProcess, name: str) -> float:
-    body = urllib.request.urlopen(f"{gateway.http_url}/metrics", timeout=5).read().decode()
-    match = re.search(rf"^{re.escape(name)} (\S+)$", body, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 def test_generate_answers_locally_with_confidence(stub: pb_grpc.InferenceGatewayStub) -> None:
@@ -84,18 +78,18 @@ def test_stream_delivers_text_before_the_final_chunk(stub: pb_grpc.InferenceGate
 def test_batch_keeps_request_order_and_decodes_together(
     stub: pb_grpc.InferenceGatewayStub, model_gateway: GatewayProcess
 ) -> None:
-    batches_before = metric(model_gateway, "gateway_local_batch_size_count")
+    batches_before = model_gateway.metric("gateway_local_batch_size_count")
     requests = [ask(f"Say the number {n}.", request_id=f"b{n}", max_tokens=6) for n in range(4)]
     response = stub.GenerateBatch(pb.GenerateBatchRequest(requests=requests), timeout=300)
     assert [r.request_id for r in response.responses] == ["b0", "b1", "b2", "b3"]
     assert all(r.tier == pb.TIER_LOCAL and r.text for r in response.responses)
-    # The batch metric is recorded just after the batch's answers go out: give it a moment.
-    batches = 0.0
-    for _ in range(50):
-        batches = metric(model_gateway, "gateway_local_batch_size_count") - batches_before
-        if batches:
-            break
-        time.sleep(0.1)
+    # The batch metric is recorded just after the batch's answers go out: wait for it to move.
+    batches = wait_until(
+        lambda: model_gateway.metric("gateway_local_batch_size_count") - batches_before,
+        timeout_s=30,
+        what="the batch size metric to count the batch",
+        interval_s=0.1,
+    )
     assert 1 <= batches < 4  # four requests, fewer micro-batches
 
 

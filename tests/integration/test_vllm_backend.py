@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -13,8 +12,10 @@ import pytest
 from gateway.core.contracts import BackendCall, Delta, Message, Role
 from gateway.core.errors import BackendError
 from local_models.vllm_backend import VllmBackend, VllmSettings, lora_name
+from local_models.vllm_metrics import VllmSnapshot
 from tests.gateway_process import free_port
 from tests.vllm_session import VllmTestServer, shared_vllm
+from tests.waiting import wait_until_async
 
 MESSAGES = (Message(Role.USER, "Is the trend up or down? Answer in one word."),)
 
@@ -64,17 +65,22 @@ async def test_vllm_metrics_feed_the_load_while_a_request_runs(backend: VllmBack
                 if seen_running:
                     break
     assert seen_running >= 1
-    await asyncio.sleep(0.5)  # the background poller has read /metrics by now
-    snapshot = backend.snapshot
-    assert snapshot is not None and snapshot.healthy and time.monotonic() - snapshot.at < 2
+    read_after = time.monotonic()
+
+    def reading_since() -> VllmSnapshot | None:
+        snapshot = backend.snapshot
+        return snapshot if snapshot is not None and snapshot.at >= read_after else None
+
+    snapshot = await wait_until_async(reading_since, timeout_s=10, what="the background poller to read /metrics")
+    assert snapshot.healthy and time.monotonic() - snapshot.at < 2
 
 
 async def test_vllm_down_is_reported_by_the_poller_and_fails_fast() -> None:
     backend = VllmBackend(VllmSettings(base_url=f"http://127.0.0.1:{free_port()}", model="m", metrics_poll_s=0.2))
     try:
         backend.load()  # starts the poller
-        await asyncio.sleep(0.5)
-        assert backend.snapshot is not None and not backend.snapshot.healthy
+        snapshot = await wait_until_async(lambda: backend.snapshot, timeout_s=10, what="the poller's first reading")
+        assert not snapshot.healthy
         started = time.monotonic()
         with pytest.raises(BackendError, match="not healthy") as caught:
             await backend.generate(BackendCall("r", MESSAGES, max_tokens=2))

@@ -4,7 +4,6 @@ adapter -> confidence -> escalation decision -> response, with a provider stand-
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from tests.fakes.base import FakeProviderServer
 from tests.fakes.providers import TEST_KEYS, base_url, running
 from tests.gateway_process import GatewayProcess, start_gateway
 from tests.vllm_session import VllmTestServer, shared_vllm
+from tests.waiting import wait_until_async
 
 SYSTEM = "Answer with one word: up or down."
 QUESTION = "Closes rose ten days in a row. Is the trend up or down?"
@@ -83,13 +83,11 @@ async def running_requests(server: VllmTestServer) -> int:
     )
 
 
-async def settle(server: VllmTestServer, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await running_requests(server) == 0:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+async def settle(server: VllmTestServer, what: str, timeout_s: float = 5.0) -> None:
+    async def idle() -> bool:
+        return await running_requests(server) == 0
+
+    await wait_until_async(idle, timeout_s=timeout_s, what=what, interval_s=0.1)
 
 
 async def test_vllm_answer_confidence_and_escalation_over_grpc(
@@ -134,7 +132,7 @@ async def test_cancelled_and_expired_grpc_calls_abort_the_vllm_request(
         privacy=pb.PRIVACY_LOCAL_ONLY,
     )
     try:
-        assert await settle(vllm_server)
+        await settle(vllm_server, "vLLM to have no request running")
         async with grpc.aio.insecure_channel(gateway.target) as channel:
             stub = pb_grpc.InferenceGatewayStub(channel)
             call = stub.GenerateStream(long, timeout=120)
@@ -143,12 +141,12 @@ async def test_cancelled_and_expired_grpc_calls_abort_the_vllm_request(
                     break
             assert await running_requests(vllm_server) == 1
             call.cancel()
-            assert await settle(vllm_server), "vLLM kept generating after the gRPC call was cancelled"
+            await settle(vllm_server, "vLLM to stop generating after the gRPC call was cancelled")
 
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.Generate(long, timeout=2.0)
             assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert await settle(vllm_server), "vLLM kept generating after the deadline passed"
+            await settle(vllm_server, "vLLM to stop generating after the deadline passed")
     finally:
         await asyncio.to_thread(gateway.stop)
 

@@ -4,6 +4,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from local_models.batcher import MicroBatcher
+from tests.waiting import wait_until_async
 
 
 @dataclass(eq=False)
@@ -24,8 +25,7 @@ async def test_jobs_arriving_together_share_a_batch_grouped_by_key() -> None:
     batcher.start()
     for key in ["a", "b", "a", "a", "a"]:
         batcher.submit(Job(key))
-    while sum(map(len, batches)) < 5:
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: sum(map(len, batches)) == 5, timeout_s=10, what="all five jobs to run")
     await batcher.aclose()
     assert batches == [["a", "a", "a"], ["b"], ["a"]]
 
@@ -42,8 +42,7 @@ async def test_cancelled_jobs_are_dropped_and_failures_reach_every_job() -> None
     gone, live = Job("x", cancelled=True), Job("x")
     batcher.submit(gone)
     batcher.submit(live)
-    while not live.errors:
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: live.errors, timeout_s=10, what="the live job to get the batch's failure")
     await batcher.aclose()
     assert isinstance(gone.errors[0], asyncio.CancelledError)
     assert isinstance(live.errors[0], ValueError)

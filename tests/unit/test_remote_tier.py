@@ -31,6 +31,7 @@ from gateway.state.budget.sqlite import SqliteLedger
 from tests.fakes.base import NO_FAULT, FakeProviderServer, Fault
 from tests.fakes.clock import FakeClock
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config, running
+from tests.waiting import wait_until_async
 
 CALL = BackendCall(
     request_id="r1",
@@ -289,9 +290,7 @@ async def test_caller_cancelling_keeps_the_estimate_and_frees_the_provider(make:
     h = await make(fake_clock=False)
     h.fakes["openai"].fail(Fault(delay_s=5.0))
     task = asyncio.create_task(h.tier.complete(CALL, order=BOTH, deadline=None))
-    async with asyncio.timeout(30):
-        while h.fakes["openai"].requests == 0:
-            await asyncio.sleep(0.01)
+    await wait_until_async(lambda: h.fakes["openai"].requests, timeout_s=30, what="the call to reach the provider")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from gateway.config import load_config
 from gateway.core.contracts import AdapterRef
 from local_models.vllm_server import VllmLaunch, VllmSupervisor, find_vllm_python, wait_healthy
 from tests.gateway_process import free_port
+from tests.waiting import wait_until
 
 # Stands in for `python -m vllm.entrypoints.openai.api_server`: answers /health on --port.
 STUB = """
@@ -111,21 +112,28 @@ def test_supervisor_restarts_a_server_that_dies(tmp_path: Path, stub_launch: tup
     supervisor = VllmSupervisor(
         launch, log_path=tmp_path / "vllm.log", startup_timeout_s=30, restart_backoff_s=0.1, env=env
     )
+    threads_before = set(threading.enumerate())
     supervisor.start()
+    (watcher,) = [t for t in threading.enumerate() if t not in threads_before and t.name == "vllm-supervisor"]
     try:
         first = supervisor.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (supervisor.restarts < 1 or supervisor.pid in (None, first)):
-            time.sleep(0.1)
+        wait_until(
+            lambda: supervisor.restarts >= 1 and supervisor.pid not in (None, first),
+            timeout_s=30,
+            what="the supervisor to start the server again",
+            interval_s=0.1,
+        )
         assert supervisor.restarts == 1 and supervisor.pid not in (None, first)
         wait_healthy(launch.base_url, 30)
     finally:
         supervisor.stop()
     assert supervisor.pid is None
-    time.sleep(0.5)
-    assert supervisor.restarts == 1  # stop() is final: no restart after it
+    # stop() is final: the thread that restarts the server ends, and it restarted nothing more.
+    watcher.join(30)
+    assert not watcher.is_alive()
+    assert supervisor.restarts == 1
 
 
 def test_a_server_that_never_gets_healthy_fails_the_start_with_its_log(tmp_path: Path) -> None:
