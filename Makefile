@@ -29,7 +29,8 @@ test-slow: $(INSTALLED)
 proto: $(INSTALLED)  ## regenerate gateway/v1 from proto/
 	$(PY) scripts/gen_proto.py
 
-lint: $(INSTALLED)
+lint: $(INSTALLED)  ## ruff, mypy, and the layer contracts (import-linter; docs/architecture.md)
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy gateway local_models finetune scripts
