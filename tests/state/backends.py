@@ -1,14 +1,10 @@
-"""Build each state store on each backend, for the suites that every backend must pass."""
+"""The types the state suites' fixtures (tests/state/conftest.py) hand to their tests."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
-
-BACKENDS = ["sqlite", "redis"]
 
 
 @dataclass
@@ -26,17 +22,9 @@ class WallClock:
 
 @dataclass(frozen=True)
 class Site:
-    """Where one backend keeps its state: a SQLite folder or a Redis client and key prefix."""
+    """Where one backend keeps its state: a folder (memory, SQLite) or a Redis client and key prefix."""
 
     backend: str
     path: Path
     redis: Any = None
     prefix: str = ""
-
-
-def site(request: pytest.FixtureRequest, tmp_path: Path, backend: str | None = None) -> Site:
-    """The Site for `backend` (default: the fixture's param); Redis fixtures are only pulled in for redis."""
-    backend = backend or request.param
-    if backend == "redis":
-        return Site(backend, tmp_path, request.getfixturevalue("redis_client"), request.getfixturevalue("redis_prefix"))
-    return Site(backend, tmp_path)

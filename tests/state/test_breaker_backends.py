@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,21 +14,11 @@ from gateway.state.breaker.redis import RedisBreakerStore
 from gateway.state.breaker.sqlite import SqliteBreakerStore
 from gateway.state.breaker.store import BreakerStore
 from gateway.state.redis_client import open_redis
-from tests.state.backends import Site, WallClock, site
+from tests.state.backends import Site, WallClock
 
 SETTINGS = BreakerSettings(failures=3, window_s=10.0, cooldown_s=30.0)
 P = "openai"
 Factory = Callable[..., BreakerStore]
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
-    return site(request, tmp_path) if request.param != "memory" else Site("memory", tmp_path)
-
-
-@pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
@@ -13,33 +12,23 @@ from gateway.state.cache.redis import RedisCache
 from gateway.state.cache.sqlite import SqliteCache
 from gateway.state.cache.store import Cache, CachedAnswer
 from gateway.state.cache.tiered import TieredCache
-from tests.state.backends import Site, WallClock, site
+from tests.state.backends import Site, WallClock
 
 MAX = 5
 TTL = 60.0
 Factory = Callable[[], Cache]
+# tiered: an in-process front tier over SQLite
+pytestmark = pytest.mark.parametrize("where", ["sqlite", "redis", "memory", "tiered"], indirect=True)
 
 
 def answer(text: str = "up", confidence: float | None = 0.9) -> CachedAnswer:
     return CachedAnswer(text, "openai", "gpt-test", "remote", Usage(12, 3), "stop", confidence, 1_795_000_000.0)
 
 
-@pytest.fixture(params=["sqlite", "redis", "memory", "tiered"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
-    """tiered: an in-process front tier over SQLite."""
-    return site(request, tmp_path, {"tiered": "sqlite"}.get(request.param, request.param))
-
-
 @pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
-
-
-@pytest.fixture
-async def make(request: pytest.FixtureRequest, where: Site, clock: WallClock) -> AsyncIterator[Factory]:
+async def make(where: Site, clock: WallClock) -> AsyncIterator[Factory]:
     """A factory: each call is another process's view of the same cache (memory: the same instance)."""
     made: list[Cache] = []
-    tiered = request.node.callspec.params["where"] == "tiered"  # type: ignore[attr-defined]
     memory = MemoryCache(max_entries=MAX, now=clock)
 
     def build() -> Cache:
@@ -50,7 +39,7 @@ async def make(request: pytest.FixtureRequest, where: Site, clock: WallClock) ->
             cache = RedisCache(where.redis, prefix=where.prefix, max_entries=MAX, now=clock)
         else:
             cache = SqliteCache(where.path / "cache.sqlite3", max_entries=MAX, now=clock)
-        if tiered:
+        if where.backend == "tiered":
             cache = TieredCache(MemoryCache(max_entries=2, now=clock), cache, ttl_s=TTL, now=clock)
         made.append(cache)
         return cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
@@ -12,20 +11,10 @@ from gateway.state.ratelimit.memory import MemoryRateLimits
 from gateway.state.ratelimit.redis import RedisRateLimitState
 from gateway.state.ratelimit.sqlite import SqliteRateLimitState
 from gateway.state.ratelimit.store import ProviderRateLimits
-from tests.state.backends import Site, WallClock, site
+from tests.state.backends import Site, WallClock
 
 P = "openai"
 Factory = Callable[[], ProviderRateLimits]
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
-    return site(request, tmp_path) if request.param != "memory" else Site("memory", tmp_path)
-
-
-@pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
 
 
 @pytest.fixture

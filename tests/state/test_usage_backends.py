@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from gateway.state.usage.redis import RedisUsageStore
 from gateway.state.usage.sqlite import SqliteUsageStore
 from gateway.state.usage.store import UsageRecord, UsageStore
-from tests.state.backends import BACKENDS, Site, site
+from tests.state.backends import Site
 
 T0 = 1_795_000_000.0  # 2026-11-18T08:26:40Z
 DAY = "2026-11-18"
+pytestmark = pytest.mark.parametrize("where", ["sqlite", "redis"], indirect=True)
 BASE = UsageRecord(
     ts=T0,
     request_id="r",
@@ -32,11 +32,6 @@ BASE = UsageRecord(
     cost_usd=0.0,
     reference_cost_usd=0.001,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
-    return site(request, tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,32 @@
+"""Fixtures the state suites share: where each backend keeps its state, and a clock the tests move.
+
+A test that takes `where` runs once per backend: memory, SQLite and Redis. A
+suite with other backends names them once, for all its tests:
+
+    pytestmark = pytest.mark.parametrize("where", ["sqlite", "redis"], indirect=True)
+
+Every name but "redis" gets a Site on the test's tmp_path; "redis" pulls in the
+Redis fixtures (tests/redis_server.py), so only the Redis cases need, or skip
+without, redis-server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.state.backends import Site, WallClock
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
+    backend: str = request.param
+    if backend == "redis":
+        return Site(backend, tmp_path, request.getfixturevalue("redis_client"), request.getfixturevalue("redis_prefix"))
+    return Site(backend, tmp_path)
+
+
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
