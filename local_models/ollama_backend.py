@@ -38,7 +38,8 @@ from gateway.core.contracts import (
     TokenLogprob,
     Usage,
 )
-from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError
+from gateway.core.errors import BackendError, CapacityExceeded, GatewayError
+from local_models.http_backend import HttpBackendRuntime, budget, ewma
 from local_models.http_errors import connect_error, status_error, timeout_error
 from local_models.streams import completion_of
 
@@ -104,11 +105,9 @@ class OllamaBackend:
         self._settings = settings
         self.model = settings.model
         self.context_length = settings.context_length
-        self._in_flight = 0
-        self._avg_request_s = 0.0
         self._avg_load_s = 0.0
         self._residency: Residency | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._runtime = HttpBackendRuntime("ollama", settings.max_in_flight, self._poll, settings.ps_poll_s)
         self._models: set[str] = set()  # adapter models known to exist on the server
         self._locks: dict[str, asyncio.Lock] = {}
         self.logprobs_missing = False  # the fallback is in use: answers carry no logprobs
@@ -116,14 +115,15 @@ class OllamaBackend:
     # -- LocalBackend ---------------------------------------------------------------------
 
     def load(self) -> LocalLoad:
-        self._ensure_poller()
+        runtime = self._runtime
+        runtime.start_poller()
         s = self._settings
-        waiting = max(0, self._in_flight - s.parallel + 1)
-        est = waiting / s.parallel * self._avg_request_s
+        waiting = max(0, runtime.in_flight - s.parallel + 1)
+        est = waiting / s.parallel * runtime.avg_request_s
         residency = self._residency
         if residency is not None and not residency.error and not _resident(self.model, residency.models):
             est += self._avg_load_s  # the next call loads the model first
-        return LocalLoad(self._in_flight, s.max_in_flight, est)
+        return LocalLoad(runtime.in_flight, s.max_in_flight, est)
 
     @property
     def residency(self) -> Residency | None:
@@ -132,29 +132,11 @@ class OllamaBackend:
     async def generate(self, call: BackendCall) -> Completion:
         return await completion_of(self.stream(call), "ollama")
 
-    async def stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
-        self._ensure_poller()
-        if self._in_flight >= self._settings.max_in_flight:
-            raise CapacityExceeded(f"ollama backend is at its in-flight limit ({self._settings.max_in_flight})")
-        if call.deadline is not None and time.monotonic() >= call.deadline:
-            raise DeadlineExceeded("the request's deadline passed before ollama could start it")
-        self._in_flight += 1
-        started = time.monotonic()
-        try:
-            async with contextlib.aclosing(self._stream(call)) as events:  # closed at once when the caller goes
-                async for event in events:
-                    if isinstance(event, Completion):  # before the yield: a caller may stop reading after it
-                        self._avg_request_s = _ewma(self._avg_request_s, time.monotonic() - started)
-                    yield event
-        finally:
-            self._in_flight -= 1
+    def stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
+        return self._runtime.stream(call, self._stream)
 
     async def aclose(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await self._runtime.aclose()
         close = getattr(self._client, "close", None)
         if close is not None:
             await close()
@@ -199,8 +181,7 @@ class OllamaBackend:
         import ollama
 
         s = self._settings
-        budget_s = s.timeout_s if call.deadline is None else min(s.timeout_s, call.deadline - time.monotonic())
-        deadline = asyncio.get_running_loop().time() + budget_s
+        budget_s, deadline = budget(call, s.timeout_s)
         produced = False
         for attempt in (1, 2):
             model = self.model
@@ -273,7 +254,7 @@ class OllamaBackend:
             self.logprobs_missing = True
         load_s = (last.load_duration or 0) / 1e9
         if load_s > 0.05:  # a cold load, not the few milliseconds a resident model reports
-            self._avg_load_s = _ewma(self._avg_load_s, load_s)
+            self._avg_load_s = ewma(self._avg_load_s, load_s)
         return Completion(
             text=text,
             provider=self.name,
@@ -285,19 +266,8 @@ class OllamaBackend:
 
     # -- background: /api/ps -----------------------------------------------------------------
 
-    def _ensure_poller(self) -> None:
-        if self._poller is not None and not self._poller.done():
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._poller = asyncio.create_task(self._poll(), name="ollama-ps-poller")
-
     async def _poll(self) -> None:
-        while True:
-            self._residency = await self.read_residency()
-            await asyncio.sleep(self._settings.ps_poll_s)
+        self._residency = await self.read_residency()
 
     async def read_residency(self) -> Residency:
         """One reading of /api/ps."""
@@ -331,7 +301,3 @@ def _same_model(wanted: str, listed: str) -> bool:
 
 def _resident(model: str, models: frozenset[str]) -> bool:
     return any(_same_model(model, listed) for listed in models)
-
-
-def _ewma(average: float, sample: float) -> float:
-    return sample if average == 0 else 0.8 * average + 0.2 * sample

@@ -24,9 +24,10 @@ from typing import Any, Protocol
 import httpx
 
 from gateway.core.contracts import AdapterRef, BackendCall, Completion, Delta, LocalLoad, StreamEvent
-from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded
+from gateway.core.errors import BackendError
+from gateway.core.openai_wire import ChunkAccumulator, chat_body, parse_sse_line
+from local_models.http_backend import HttpBackendRuntime, budget
 from local_models.http_errors import connect_error, retry_after, status_error, timeout_error
-from local_models.openai_chat import ChunkAccumulator, chat_body, parse_sse_line
 from local_models.streams import completion_of
 from local_models.vllm_metrics import VllmSnapshot, parse_metrics, to_local_load
 
@@ -86,23 +87,23 @@ class VllmBackend:
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
             transport=transport,
         )
-        self._in_flight = 0
-        self._avg_request_s = 0.0
         self._snapshot: VllmSnapshot | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._runtime = HttpBackendRuntime(
+            "vllm", settings.max_in_flight, self._poll, settings.metrics_poll_s, check=self._check_health
+        )
         self._served: set[str] | None = None  # model names vLLM serves (base + adapters); None: not read yet
         self._adapter_locks: dict[str, asyncio.Lock] = {}
 
     # -- LocalBackend ---------------------------------------------------------------------
 
     def load(self) -> LocalLoad:
-        self._ensure_poller()
+        self._runtime.start_poller()
         now = time.monotonic()
         return to_local_load(
             self._snapshot,
-            own_in_flight=self._in_flight,
+            own_in_flight=self._runtime.in_flight,
             max_in_flight=self._settings.max_in_flight,
-            avg_request_s=self._avg_request_s,
+            avg_request_s=self._runtime.avg_request_s,
             kv_cache_full=self._settings.kv_cache_full,
             now=now,
             stale_after_s=max(5 * self._settings.metrics_poll_s, 5.0),
@@ -116,26 +117,11 @@ class VllmBackend:
     async def generate(self, call: BackendCall) -> Completion:
         return await completion_of(self.stream(call), "vllm")
 
-    async def stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
-        self._ensure_poller()
-        self._admit(call)
-        self._in_flight += 1
-        started = time.monotonic()
-        try:
-            async with contextlib.aclosing(self._stream(call)) as events:  # closed at once when the caller goes
-                async for event in events:
-                    if isinstance(event, Completion):  # before the yield: a caller may stop reading after it
-                        self._observe(time.monotonic() - started)
-                    yield event
-        finally:
-            self._in_flight -= 1
+    def stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
+        return self._runtime.stream(call, self._stream)
 
     async def aclose(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await self._runtime.aclose()
         await self._client.aclose()
         if self._supervisor is not None:
             await asyncio.to_thread(self._supervisor.stop)
@@ -184,28 +170,21 @@ class VllmBackend:
 
     # -- the request path -------------------------------------------------------------------
 
-    def _admit(self, call: BackendCall) -> None:
-        if self._in_flight >= self._settings.max_in_flight:
-            raise CapacityExceeded(f"vllm backend is at its in-flight limit ({self._settings.max_in_flight})")
-        if call.deadline is not None and time.monotonic() >= call.deadline:
-            raise DeadlineExceeded("the request's deadline passed before vllm could start it")
+    def _check_health(self) -> None:
+        """Admission after the in-flight limit and the deadline: refuse while the latest reading is unhealthy."""
         snap = self._snapshot
         if snap is not None and not snap.healthy and time.monotonic() - snap.at < 3 * self._settings.metrics_poll_s:
             raise BackendError(f"vllm at {self._settings.base_url} is not healthy: {snap.error}", retryable=True)
 
     async def _stream(self, call: BackendCall) -> AsyncGenerator[StreamEvent, None]:
-        loop = asyncio.get_running_loop()
-        budget_s = self._settings.timeout_s
-        if call.deadline is not None:
-            budget_s = min(budget_s, call.deadline - time.monotonic())
-        deadline = loop.time() + budget_s
+        budget_s, deadline = budget(call, self._settings.timeout_s)
         response: httpx.Response | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._open(call)
             model = call.adapter.name if call.adapter is not None else self.model
             async with contextlib.aclosing(
-                self._read(response, ChunkAccumulator(self.name, model), deadline)
+                self._read(response, ChunkAccumulator(self.name, model, keep_model=True), deadline)
             ) as events:
                 async for event in events:
                     yield event
@@ -268,35 +247,20 @@ class VllmBackend:
             raise status_error("vllm", response.status_code, _error_text(response.text))
         return response
 
-    def _observe(self, seconds: float) -> None:
-        self._avg_request_s = seconds if self._avg_request_s == 0 else 0.8 * self._avg_request_s + 0.2 * seconds
-
     # -- background: /health and /metrics -----------------------------------------------------
 
-    def _ensure_poller(self) -> None:
-        if self._poller is not None and not self._poller.done():
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop yet: start on first use from one
-        self._poller = asyncio.create_task(self._poll(), name="vllm-metrics-poller")
-
     async def _poll(self) -> None:
-        while True:
-            previous = self._snapshot
-            reading = await self.read_state()
-            if reading is None:  # too busy to answer: keep the last reading (it goes stale after 5 polls)
-                await asyncio.sleep(self._settings.metrics_poll_s)
-                continue
-            self._snapshot = reading
-            if reading.healthy and (previous is None or not previous.healthy):
-                self._served = None  # (re)started: it may have lost adapters loaded at run time
-                if previous is not None:
-                    log.warning("vllm at %s is healthy again", self._settings.base_url)
-            elif not reading.healthy and (previous is None or previous.healthy):
-                log.warning("vllm at %s is not healthy: %s", self._settings.base_url, reading.error)
-            await asyncio.sleep(self._settings.metrics_poll_s)
+        previous = self._snapshot
+        reading = await self.read_state()
+        if reading is None:  # too busy to answer: keep the last reading (it goes stale after 5 polls)
+            return
+        self._snapshot = reading
+        if reading.healthy and (previous is None or not previous.healthy):
+            self._served = None  # (re)started: it may have lost adapters loaded at run time
+            if previous is not None:
+                log.warning("vllm at %s is healthy again", self._settings.base_url)
+        elif not reading.healthy and (previous is None or previous.healthy):
+            log.warning("vllm at %s is not healthy: %s", self._settings.base_url, reading.error)
 
     async def read_state(self) -> VllmSnapshot | None:
         """One reading of /health and /metrics; None when vLLM was too busy to answer in time.

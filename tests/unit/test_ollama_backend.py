@@ -93,7 +93,7 @@ async def test_load_counts_in_flight_and_the_queue(fake: FakeOllama) -> None:
     ollama = backend(fake, max_in_flight=3, parallel=1)
     try:
         assert ollama.load().in_flight == 0
-        ollama._in_flight, ollama._avg_request_s = 3, 2.0  # three accepted, one decoding at a time
+        ollama._runtime.in_flight, ollama._runtime.avg_request_s = 3, 2.0  # three accepted, one decoding at a time
         load = ollama.load()
     finally:
         await ollama.aclose()

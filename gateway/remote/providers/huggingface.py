@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent
-from gateway.remote.providers.chat_format import ChunkReader, read_completion
+from gateway.core.openai_wire import ChunkAccumulator, read_completion
 from gateway.remote.providers.errors import map_error
 from gateway.remote.providers.messages import chat_dicts
 
@@ -53,7 +53,7 @@ class HuggingFaceProvider:
             raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
 
     async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
-        reader = ChunkReader(self.name, call.model or self.model)
+        reader = ChunkAccumulator(self.name, call.model or self.model)
         try:
             params = {**self._params(call), "stream": True, "stream_options": {"include_usage": True}}
             chunks = await self._client.chat_completion(**params)

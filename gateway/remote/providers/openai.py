@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent
-from gateway.remote.providers.chat_format import ChunkReader, read_completion_json
+from gateway.core.openai_wire import ChunkAccumulator, read_completion
 from gateway.remote.providers.errors import map_error
 from gateway.remote.providers.messages import chat_dicts
 
@@ -65,12 +65,12 @@ class OpenAIProvider:
     async def generate(self, call: BackendCall) -> Completion:
         try:
             response = await self._create_raw(**self._params(call))
-            return read_completion_json(json.loads(response.http_response.content), self.name, call.model or self.model)
+            return read_completion(json.loads(response.http_response.content), self.name, call.model or self.model)
         except Exception as exc:
             raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
 
     async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
-        reader = ChunkReader(self.name, call.model or self.model)
+        reader = ChunkAccumulator(self.name, call.model or self.model)
         try:
             chunks = await self._create(**self._params(call), stream=True, stream_options={"include_usage": True})
             async with chunks:
