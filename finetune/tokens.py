@@ -55,9 +55,6 @@ class ChatEncoder:
     def encode(self, example: Example) -> Encoded:
         return Encoded(tuple(self.prompt_ids(example)), self._answers[example.label], self.labels.index(example.label))
 
-    def first_label_ids(self) -> dict[str, int]:
-        return {label: ids[0] for label, ids in self._answers.items()}
-
     def _answer_ids(self, label: str) -> tuple[int, ...]:
         """The label's tokens and the end-of-turn token, as the chat template writes an assistant reply."""
         messages = [{"role": "user", "content": "x"}]

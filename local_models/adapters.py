@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.core.contracts import AdapterRef, ModelEntry, TaskSpec, Tier
+from gateway.core.contracts import AdapterRef, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -327,18 +327,6 @@ class AdapterRegistry:
     def errors(self) -> dict[str, str]:
         """Card files that are not served, and why."""
         return {str(path): item.error for path, item in self._snapshot.loaded.items() if item.error}
-
-    def model_entries(self, provider: str) -> list[ModelEntry]:
-        """ListModels rows: one per served adapter, with its card's metrics and threshold."""
-        rows = []
-        for task, card in sorted(self._snapshot.cards.items()):
-            metrics = {
-                **card.metrics,
-                "threshold": card.threshold,
-                "calibration_temperature": card.calibration_temperature,
-            }
-            rows.append(ModelEntry(card.name, Tier.LOCAL, provider, task, metrics))
-        return rows
 
     def refresh(self) -> RefreshReport:
         """Scan the directory; serve each task's newest valid version. Swaps atomically."""

@@ -33,11 +33,6 @@ class PriceSeries:
     def __len__(self) -> int:
         return len(self.times)
 
-    def contiguous(self, start: int, stop: int) -> bool:
-        """True when bars start..stop-1 have no gap longer than max_gap (no missing data inside)."""
-        steps = np.diff(self.times[start:stop])
-        return bool(np.all(steps <= self.max_gap))
-
 
 def _series(
     source: str, symbol: str, interval: str, rows: list[tuple[datetime, float, float, float, float]], max_gap_s: int

@@ -49,16 +49,6 @@ class Scored:
         """Label-set-renormalised probabilities (n, labels), temperature 1."""
         return np.array([[label_probabilities(tok, self.labels)[x] for x in self.labels] for tok in self.tokens])
 
-    def subset(self, mask: npt.NDArray[np.bool_]) -> Scored:
-        idx = np.flatnonzero(mask)
-        return Scored(
-            self.labels,
-            self.gold[idx],
-            self.pred[idx],
-            tuple(self.tokens[i] for i in idx),
-            tuple(self.texts[i] for i in idx),
-        )
-
 
 def score_examples(
     model: Any,

@@ -168,7 +168,7 @@ def test_training_resumes_from_its_checkpoint(
 def test_labels_the_scorer_could_not_tell_apart_are_refused(tokenizer: Any) -> None:
     with pytest.raises(LabelTokenError, match=r"overbought|oversold"):
         ChatEncoder(tokenizer, TEMPLATE, ("overbought", "oversold", "neutral"))
-    assert ChatEncoder(tokenizer, TEMPLATE, ("up", "down", "flat")).first_label_ids()
+    assert ChatEncoder(tokenizer, TEMPLATE, ("up", "down", "flat")).labels == ("up", "down", "flat")
 
 
 def test_lora_on_chosen_layers_only(base_dir: Path) -> None:
