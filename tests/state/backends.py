@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+
+class _Store(Protocol):
+    async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Store)
 
 
 @dataclass
@@ -28,3 +35,18 @@ class Site:
     path: Path
     redis: Any = None
     prefix: str = ""
+
+
+@dataclass
+class Closer:
+    """Keeps the stores a test opens (`closing(store)` returns the store), to close them when it ends."""
+
+    opened: list[_Store] = field(default_factory=list)
+
+    def __call__(self, store: S) -> S:
+        self.opened.append(store)
+        return store
+
+    async def aclose(self) -> None:
+        for store in self.opened:
+            await store.aclose()

@@ -7,16 +7,18 @@ suite with other backends names them once, for all its tests:
 
 Every name but "redis" gets a Site on the test's tmp_path; "redis" pulls in the
 Redis fixtures (tests/redis_server.py), so only the Redis cases need, or skip
-without, redis-server.
+without, redis-server. A suite builds its own stores there and hands each to
+`closing`, which closes them when the test ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.state.backends import Site, WallClock
+from tests.state.backends import Closer, Site, WallClock
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -30,3 +32,11 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
 @pytest.fixture
 def clock() -> WallClock:
     return WallClock()
+
+
+@pytest.fixture
+async def closing(where: Site) -> AsyncIterator[Closer]:
+    """Closes the stores a test opened when it ends, before the backend they live on (`where`) goes."""
+    closer = Closer()
+    yield closer
+    await closer.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from gateway.state.breaker.redis import RedisBreakerStore
 from gateway.state.breaker.sqlite import SqliteBreakerStore
 from gateway.state.breaker.store import BreakerStore
 from gateway.state.redis_client import open_redis
-from tests.state.backends import Site, WallClock
+from tests.state.backends import Closer, Site, WallClock
 
 SETTINGS = BreakerSettings(failures=3, window_s=10.0, cooldown_s=30.0)
 P = "openai"
@@ -22,24 +22,17 @@ Factory = Callable[..., BreakerStore]
 
 
 @pytest.fixture
-async def make(where: Site, clock: WallClock) -> AsyncIterator[Factory]:
-    made: list[BreakerStore] = []
+def make(where: Site, clock: WallClock, closing: Closer) -> Factory:
     shared_memory: dict[BreakerSettings, MemoryBreakerStore] = {}
 
     def build(settings: BreakerSettings = SETTINGS, lease_s: float | None = None) -> BreakerStore:
-        store: BreakerStore
         if where.backend == "memory":
             return shared_memory.setdefault(settings, MemoryBreakerStore(settings, lease_s=lease_s, wall=clock))
         if where.backend == "redis":
-            store = RedisBreakerStore(where.redis, settings, prefix=where.prefix, lease_s=lease_s, wall=clock)
-        else:
-            store = SqliteBreakerStore(where.path / "limits.sqlite3", settings, lease_s=lease_s, wall=clock)
-        made.append(store)
-        return store
+            return closing(RedisBreakerStore(where.redis, settings, prefix=where.prefix, lease_s=lease_s, wall=clock))
+        return closing(SqliteBreakerStore(where.path / "limits.sqlite3", settings, lease_s=lease_s, wall=clock))
 
-    yield build
-    for store in made:
-        await store.aclose()
+    return build
 
 
 async def test_opens_after_n_failures_within_the_window(make: Factory) -> None:

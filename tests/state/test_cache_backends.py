@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +12,7 @@ from gateway.state.cache.redis import RedisCache
 from gateway.state.cache.sqlite import SqliteCache
 from gateway.state.cache.store import Cache, CachedAnswer
 from gateway.state.cache.tiered import TieredCache
-from tests.state.backends import Site, WallClock
+from tests.state.backends import Closer, Site, WallClock
 
 MAX = 5
 TTL = 60.0
@@ -26,9 +26,8 @@ def answer(text: str = "up", confidence: float | None = 0.9) -> CachedAnswer:
 
 
 @pytest.fixture
-async def make(where: Site, clock: WallClock) -> AsyncIterator[Factory]:
+def make(where: Site, clock: WallClock, closing: Closer) -> Factory:
     """A factory: each call is another process's view of the same cache (memory: the same instance)."""
-    made: list[Cache] = []
     memory = MemoryCache(max_entries=MAX, now=clock)
 
     def build() -> Cache:
@@ -41,12 +40,9 @@ async def make(where: Site, clock: WallClock) -> AsyncIterator[Factory]:
             cache = SqliteCache(where.path / "cache.sqlite3", max_entries=MAX, now=clock)
         if where.backend == "tiered":
             cache = TieredCache(MemoryCache(max_entries=2, now=clock), cache, ttl_s=TTL, now=clock)
-        made.append(cache)
-        return cache
+        return closing(cache)
 
-    yield build
-    for cache in made:
-        await cache.aclose()
+    return build
 
 
 async def test_round_trip_keeps_every_field(make: Factory) -> None:

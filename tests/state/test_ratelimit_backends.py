@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -11,31 +11,24 @@ from gateway.state.ratelimit.memory import MemoryRateLimits
 from gateway.state.ratelimit.redis import RedisRateLimitState
 from gateway.state.ratelimit.sqlite import SqliteRateLimitState
 from gateway.state.ratelimit.store import ProviderRateLimits
-from tests.state.backends import Site, WallClock
+from tests.state.backends import Closer, Site, WallClock
 
 P = "openai"
 Factory = Callable[[], ProviderRateLimits]
 
 
 @pytest.fixture
-async def make(where: Site, clock: WallClock) -> AsyncIterator[Factory]:
-    made: list[SqliteRateLimitState | RedisRateLimitState] = []
+def make(where: Site, clock: WallClock, closing: Closer) -> Factory:
     memory = MemoryRateLimits(clock)
 
     def build() -> ProviderRateLimits:
         if where.backend == "memory":
             return memory
-        store: SqliteRateLimitState | RedisRateLimitState
         if where.backend == "redis":
-            store = RedisRateLimitState(where.redis, prefix=where.prefix, wall=clock)
-        else:
-            store = SqliteRateLimitState(where.path / "limits.sqlite3", wall=clock)
-        made.append(store)
-        return store
+            return closing(RedisRateLimitState(where.redis, prefix=where.prefix, wall=clock))
+        return closing(SqliteRateLimitState(where.path / "limits.sqlite3", wall=clock))
 
-    yield build
-    for store in made:
-        await store.aclose()
+    return build
 
 
 async def test_counts_up_to_the_limit_then_refuses(make: Factory) -> None:

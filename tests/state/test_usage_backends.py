@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from gateway.state.usage.redis import RedisUsageStore
 from gateway.state.usage.sqlite import SqliteUsageStore
 from gateway.state.usage.store import UsageRecord, UsageStore
-from tests.state.backends import Site
+from tests.state.backends import Closer, Site
 
 T0 = 1_795_000_000.0  # 2026-11-18T08:26:40Z
 DAY = "2026-11-18"
@@ -35,14 +34,10 @@ BASE = UsageRecord(
 
 
 @pytest.fixture
-async def store(where: Site) -> AsyncIterator[UsageStore]:
-    made: UsageStore
+def store(where: Site, closing: Closer) -> UsageStore:
     if where.backend == "redis":
-        made = RedisUsageStore(where.redis, prefix=where.prefix, retention_days=30)
-    else:
-        made = SqliteUsageStore(where.path / "usage.sqlite3")
-    yield made
-    await made.aclose()
+        return closing(RedisUsageStore(where.redis, prefix=where.prefix, retention_days=30))
+    return closing(SqliteUsageStore(where.path / "usage.sqlite3"))
 
 
 def records() -> list[UsageRecord]:
