@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, arun, free_port, serve_command, taskset, wait_generate, wait_port
+
 DAY = "2026-11-26"
 
 
@@ -53,21 +53,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.loadgen:
         target, calls = args.loadgen
-        print(json.dumps(_arun(_hits(target, int(calls)))))
+        print(json.dumps(arun(_hits(target, int(calls)))))
         return
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, pinning: {_pinning_note()}")
     with tempfile.TemporaryDirectory() as tmp, _RedisServer(Path(tmp)) as redis_url:
         _part_one(Path(tmp), redis_url, args.calls)
         _part_one_in_process(Path(tmp), redis_url, args.calls)
         _part_two(Path(tmp), redis_url, args.ledger_requests)
-
-
-def _arun(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 # -- part 1: cache hits over gRPC ---------------------------------------------------------------
@@ -81,9 +73,8 @@ def _part_one(tmp: Path, redis_url: str, calls: int) -> None:
         "gateway, redis only": ("redis", 0),
     }
     rows: list[tuple[str, dict[str, float]]] = []
-    bare = _start(
-        lambda port: [sys.executable, str(ROOT / "scripts" / "bench_overhead.py"), "--bare-server", str(port)]
-    )
+    port = free_port()
+    bare = _start([sys.executable, str(ROOT / "scripts" / "bench_overhead.py"), "--bare-server", str(port)], port)
     try:
         rows.append(("bare grpc.aio (echo, no cache)", _measure(bare[1], calls)))
     finally:
@@ -97,7 +88,8 @@ def _part_one(tmp: Path, redis_url: str, calls: int) -> None:
             f'[state]\nbackend = "{backend}"\nurl = "{redis_url}"\nkey_prefix = "bench-{front}:"\n'
             f"[cache]\nmemory_entries = {front}\n"
         )
-        process, target = _start(_gateway_command(config, _free_port()))
+        port = free_port()
+        process, target = _start(serve_command(config, port, free_port()), port)
         try:
             rows.append((name, _measure(target, calls)))
         finally:
@@ -110,19 +102,13 @@ def _part_one(tmp: Path, redis_url: str, calls: int) -> None:
         print(f"{name:<32} {s['p50']:>8.3f} {s['p99']:>8.3f} {s['p999']:>9.3f} {s['mean']:>8.3f} {hits:>6}")
 
 
-def _gateway_command(config: Path, http_port: int) -> Callable[[int], list[str]]:
-    def command(port: int) -> list[str]:
-        serve = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
-        return [*serve, "--port", str(port), "--http-port", str(http_port)]
+def _start(command: list[str], port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server pinned to core 0 and wait until it answers Generate on `port`."""
+    from gateway.v1 import gateway_pb2 as pb
 
-    return command
-
-
-def _start(command: Callable[[int], list[str]]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    process = subprocess.Popen([*_taskset(0), *command(port)], cwd=ROOT)
+    process = subprocess.Popen([*taskset(0), *command], cwd=ROOT)
     target = f"127.0.0.1:{port}"
-    _wait_ready(target, process)
+    wait_generate(target, _request(pb), process=process)
     return process, target
 
 
@@ -132,7 +118,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _measure(target: str, calls: int) -> dict[str, float]:
-    command = [*_taskset(1), sys.executable, __file__, "--loadgen", target, str(calls)]
+    command = [*taskset(1), sys.executable, __file__, "--loadgen", target, str(calls)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
@@ -180,9 +166,7 @@ def _part_one_in_process(tmp: Path, redis_url: str, calls: int) -> None:
     rows = []
     for backend, front in (("sqlite", 4096), ("sqlite", 0), ("redis", 4096), ("redis", 0)):
         name = f"{backend} {'+ front tier' if front else 'only'}"
-        rows.append(
-            (name, _arun(_in_process_hits(tmp / f"inproc-{backend}-{front}", redis_url, backend, front, calls)))
-        )
+        rows.append((name, arun(_in_process_hits(tmp / f"inproc-{backend}-{front}", redis_url, backend, front, calls))))
     print()
     print(f"cache hits in process (no gRPC), {calls} calls each")
     print(f"{'state':<22} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9}")
@@ -240,7 +224,7 @@ async def _in_process_hits(workdir: Path, redis_url: str, backend: str, front: i
 
 
 def _part_two(tmp: Path, redis_url: str, requests: int) -> None:
-    rows = _arun(_ledgers(tmp, redis_url, requests))
+    rows = arun(_ledgers(tmp, redis_url, requests))
     print()
     print(f"token ledger, one remote request = reserve + reconcile, {requests} requests each")
     print(f"{'ledger':<10} {'p50 us':>8} {'p99 us':>8} {'mean us':>8} {'req/s, 32 in flight':>20}")
@@ -313,17 +297,11 @@ class _RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit("redis-server not found: apt-get install -y redis-server")
-        port = _free_port()
-        command = [*_taskset(0), binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+        port = free_port()
+        command = [*taskset(0), binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
         self._process = subprocess.Popen([*command, "--dir", str(self._workdir)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return f"redis://127.0.0.1:{port}/0"
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("redis-server did not start")
+        wait_port(port, what="redis-server", process=self._process)
+        return f"redis://127.0.0.1:{port}/0"
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
@@ -332,39 +310,7 @@ class _RedisServer:
 
 
 def _pinning_note() -> str:
-    return "servers and redis core 0, load generator core 1" if _taskset() else "none (taskset not found)"
-
-
-def _taskset(core: int | None = None) -> list[str]:
-    if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
-        return []
-    return ["taskset", "-c", str(core)] if core is not None else ["taskset"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(target: str, process: subprocess.Popen[bytes]) -> None:
-    import grpc
-
-    from gateway.v1 import gateway_pb2 as pb
-    from gateway.v1 import gateway_pb2_grpc as pb_grpc
-
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(target) as channel:
-        stub = pb_grpc.InferenceGatewayStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited with {process.returncode}")
-            try:
-                stub.Generate(_request(pb), timeout=1)
-                return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise SystemExit(f"{target} did not answer within 60 s")
+    return "servers and redis core 0, load generator core 1" if taskset() else "none (taskset not found)"
 
 
 if __name__ == "__main__":

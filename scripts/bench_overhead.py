@@ -32,9 +32,7 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, arun, free_port, load_average, serve_command, taskset, wait_for, wait_generate
+
 LITELLM_VENV = ROOT / ".venv-litellm"
 LITELLM_SPEC = "litellm[proxy]==1.108.7"  # the release the recorded figures were taken with
 REMOTE_MODEL = "gpt-test"  # the model name the stand-in is asked for
@@ -79,30 +78,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.loadgen:
         target, rate, duration = args.loadgen
-        print(json.dumps(_arun(_load(target, int(rate), float(duration), args.pin))))
+        print(json.dumps(arun(_load(target, int(rate), float(duration), args.pin))))
     elif args.bare_server:
-        _arun(_bare_server(args.bare_server))
+        arun(_bare_server(args.bare_server))
     elif args.stand_in:
-        _arun(_stand_in())
+        arun(_stand_in())
     elif args.ceiling:
         url, duration = args.ceiling
-        print(json.dumps(_arun(_closed_loop(url, float(duration)))))
+        print(json.dumps(arun(_closed_loop(url, float(duration)))))
     else:
         print(_machine_note())
         if args.only in (None, "echo"):
             _run(args.rates, args.duration)
         if args.only in (None, "remote"):
             _run_remote(args.remote_rates, args.duration, args.litellm_spec)
-        print(f"\nload average at the end: {_loadavg()}")
-
-
-def _arun(coro: Any) -> Any:
-    """uvloop where installed, as `python -m gateway serve` uses, so both servers run the same loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        print(f"\nload average at the end: {load_average()}")
 
 
 # -- orchestration: echo (local path) ---------------------------------------------------------
@@ -143,65 +133,40 @@ def _print(rows: list[Row]) -> None:
 
 
 def _pinning_note() -> str:
-    return "server core 0, load generator core 1" if _taskset() else "none (taskset not found)"
-
-
-def _taskset(core: int | None = None) -> list[str]:
-    if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
-        return []
-    return ["taskset", "-c", str(core)] if core is not None else ["taskset"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return "server core 0, load generator core 1" if taskset() else "none (taskset not found)"
 
 
 def _start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port, http_port = _free_port(), _free_port()
+    port = free_port()
     config = tmp / "bench.toml"
     # Every request reaches the router (no response cache), with its own state folder.
     config.write_text(
         f'state_dir = "{tmp / "echo-state"}"\n[local]\nbackend = "echo"\n[server]\nlog_level = "WARNING"\n'
         "[cache]\nenabled = false\n"
     )
-    command = [*_taskset(0), sys.executable, "-m", "gateway", "serve", "--config", str(config)]
-    command += ["--port", str(port), "--http-port", str(http_port)]
-    process = subprocess.Popen(command, cwd=ROOT)
+    process = subprocess.Popen([*taskset(0), *serve_command(config, port, free_port())], cwd=ROOT)
     target = f"127.0.0.1:{port}"
-    _wait_ready(target)
+    _wait_ready(target, process)
     return process, target
 
 
 def _start_bare() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    process = subprocess.Popen([*_taskset(0), sys.executable, __file__, "--bare-server", str(port)], cwd=ROOT)
+    port = free_port()
+    process = subprocess.Popen([*taskset(0), sys.executable, __file__, "--bare-server", str(port)], cwd=ROOT)
     target = f"127.0.0.1:{port}"
-    _wait_ready(target)
+    _wait_ready(target, process)
     return process, target
 
 
-def _wait_ready(target: str, model: str = "") -> Any:
+def _wait_ready(target: str, process: subprocess.Popen[bytes], model: str = "") -> Any:
     """Block until `target` answers one Generate call (pinned to `model` when given); return that answer."""
-    import grpc
-
     from gateway.v1 import gateway_pb2 as pb
-    from gateway.v1 import gateway_pb2_grpc as pb_grpc
 
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(target) as channel:
-        stub = pb_grpc.InferenceGatewayStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                return stub.Generate(_request(pb, model), timeout=1)
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise RuntimeError(f"{target} did not answer within 60 s")
+    return wait_generate(target, _request(pb, model), process=process)
 
 
 def _load_in_process(target: str, rate: int, duration: float, pin: str = "", core: int = 1) -> Stats:
-    command = [*_taskset(core), sys.executable, __file__, "--loadgen", target, str(rate), str(duration)]
+    command = [*taskset(core), sys.executable, __file__, "--loadgen", target, str(rate), str(duration)]
     if pin:
         command += ["--pin", pin]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
@@ -225,7 +190,7 @@ def _import_ms() -> float:
 def _run_remote(rates: list[int], duration: float, litellm_spec: str) -> None:
     print()
     print("== remote path: OpenAI stand-in called directly, through the gateway, through LiteLLM ==")
-    print(f"load average at start: {_loadavg()}")
+    print(f"load average at start: {load_average()}")
     print(f"pinning: {_remote_pinning_note()}")
     litellm_bin, litellm_note = _ensure_litellm(litellm_spec)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -267,7 +232,7 @@ def _run_remote(rates: list[int], duration: float, litellm_spec: str) -> None:
             for target in reversed(targets.values()):
                 target.stop()
     _print_remote(rows, "LiteLLM" in targets)
-    print(f"load average after the remote part: {_loadavg()}")
+    print(f"load average after the remote part: {load_average()}")
 
 
 DRAIN_LIMIT_S = 20.0  # a proxy still forwarding abandoned requests after this is restarted (LiteLLM)
@@ -307,7 +272,7 @@ def _remote_rows(rates: list[int], duration: float, targets: dict[str, _Target],
             stats["cpu_ms"] = cpu * 1000 / stats["upstream"] if stats["upstream"] else float("nan")
             stats["restarted"] = drain_s >= DRAIN_LIMIT_S and target.restart is not None
             rows.append((name, rate, stats))
-            note = f"  {name:<8} {rate:>5} QPS offered: {stats['qps']:.0f} achieved, load average {_loadavg()}"
+            note = f"  {name:<8} {rate:>5} QPS offered: {stats['qps']:.0f} achieved, load average {load_average()}"
             if stats["restarted"] and target.restart is not None:
                 note += f"; still forwarding abandoned requests after {DRAIN_LIMIT_S:.0f} s: stopped"
                 target.stop(kill=True)
@@ -394,7 +359,7 @@ def _ratio(numerator: float, denominator: float) -> str:
 
 
 def _remote_pinning_note() -> str:
-    if not _taskset():
+    if not taskset():
         return "none (taskset not found): every process shares all cores"
     return "gateway and LiteLLM on core 0 (one at a time under load); OpenAI stand-in and load generator on core 1"
 
@@ -416,18 +381,11 @@ def _machine_note() -> str:
                 break
     except OSError:
         pass
-    return f"host: {model}, {os.cpu_count()} cores{memory}; load average (1/5/15 min) {_loadavg()}"
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
+    return f"host: {model}, {os.cpu_count()} cores{memory}; load average (1/5/15 min) {load_average()}"
 
 
 def _start_stand_in() -> tuple[subprocess.Popen[bytes], str]:
-    command = [*_taskset(1), sys.executable, __file__, "--stand-in"]
+    command = [*taskset(1), sys.executable, __file__, "--stand-in"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
     stdout: IO[bytes] | None = process.stdout
     origin = stdout.readline().decode().strip() if stdout is not None else ""
@@ -460,14 +418,14 @@ def _wait_quiet(origin: str, limit_s: float = 60.0) -> float:
 
 
 def _stand_in_ceiling(origin: str, duration: float = 3.0) -> Stats:
-    command = [*_taskset(0), sys.executable, __file__, "--ceiling", f"{origin}/v1/chat/completions", str(duration)]
+    command = [*taskset(0), sys.executable, __file__, "--ceiling", f"{origin}/v1/chat/completions", str(duration)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
 
 def _start_remote_gateway(tmp: Path, origin: str) -> tuple[subprocess.Popen[bytes], str]:
     """The gateway with the echo local tier and one provider, `openai`, pointed at the stand-in."""
-    port, http_port = _free_port(), _free_port()
+    port = free_port()
     config = tmp / "bench-remote.toml"
     config.write_text(
         f'state_dir = "{tmp / "gateway-state"}"\n'
@@ -490,12 +448,11 @@ def _start_remote_gateway(tmp: Path, origin: str) -> tuple[subprocess.Popen[byte
         "max_retries = 0\n"
         "top_logprobs = 0\n"  # the direct and LiteLLM requests ask for no logprobs either
     )
-    command = [*_taskset(0), sys.executable, "-m", "gateway", "serve", "--config", str(config)]
-    command += ["--port", str(port), "--http-port", str(http_port)]
+    command = [*taskset(0), *serve_command(config, port, free_port())]
     env = {**os.environ, "OPENAI_API_KEY": PROVIDER_KEY}
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     target = f"127.0.0.1:{port}"
-    answer = _wait_ready(target, f"openai/{REMOTE_MODEL}")
+    answer = _wait_ready(target, process, f"openai/{REMOTE_MODEL}")
     if answer.provider != "openai":
         process.terminate()
         raise RuntimeError(f"the gateway answered from {answer.provider!r}, not from the openai stand-in")
@@ -521,7 +478,7 @@ def _ensure_litellm(spec: str) -> tuple[Path | None, str]:
 
 def _start_litellm(binary: Path, tmp: Path, origin: str) -> tuple[subprocess.Popen[bytes], str] | str:
     """LiteLLM's proxy with one model routed to the stand-in; its address, or why it did not start."""
-    port = _free_port()
+    port = free_port()
     config = tmp / "litellm.yaml"
     config.write_text(
         "model_list:\n"
@@ -542,7 +499,7 @@ def _start_litellm(binary: Path, tmp: Path, origin: str) -> tuple[subprocess.Pop
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"})
-    command = [*_taskset(0), str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    command = [*taskset(0), str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--num_workers", "1"]
     log_path = tmp / "litellm.log"
     with log_path.open("wb") as log_file:
@@ -550,21 +507,22 @@ def _start_litellm(binary: Path, tmp: Path, origin: str) -> tuple[subprocess.Pop
     base = f"http://127.0.0.1:{port}"
     body = json.dumps(_chat_body()).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            return f"not measured: the proxy exited with status {process.returncode}:\n{tail}"
+
+    def answers() -> bool | None:
         try:
             request = urllib.request.Request(f"{base}/v1/chat/completions", data=body, headers=headers)
             with urllib.request.urlopen(request, timeout=5) as response:
-                if response.status == 200:
-                    return process, base
+                return True if response.status == 200 else None
         except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    process.kill()
-    return f"not measured: the proxy did not answer within {READY_TIMEOUT_S:.0f} s"
+            return None
+
+    try:
+        wait_for(answers, what="the proxy", timeout_s=READY_TIMEOUT_S, process=process, interval_s=0.5)
+    except RuntimeError as exc:
+        if process.poll() is None:
+            process.kill()
+        return f"not measured: {exc}:\n{log_path.read_text(errors='replace')[-2000:]}"
+    return process, base
 
 
 # -- load generator (its own process) ---------------------------------------------------

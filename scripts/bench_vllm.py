@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, free_port, load_average, serve_command, wait_serving
+
 PROMPTS = (
     "Summarise in one sentence: AAPL rose 2% after earnings beat estimates.",
     "Is a 20-day moving average above the 50-day bullish or bearish? One sentence.",
@@ -194,40 +195,11 @@ def start_gateway(base_url: str, max_tokens: int, workdir: Path) -> tuple[subpro
         f'log_level = "WARNING"\n[local]\nbackend = "vllm"\n[local.vllm]\nbase_url = "{base_url}"\n'
         f'served_model_name = "{SERVED_NAME}"\n'
     )
-    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
-    command += ["--http-port", str(http_port)]
     log = (workdir / "gateway.log").open("wb")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(serve_command(config, port, http_port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
-    wait_serving(target, process)
+    wait_serving(target, process=process)
     return process, target
-
-
-def wait_serving(target: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {process.returncode}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError("gateway did not become ready")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -284,17 +256,17 @@ def describe(row: Row) -> str:
 
 
 def markdown(
-    args: argparse.Namespace, gateway_rows: list[Row], backend_rows: list[Row], started: str, load_at_start: float
+    args: argparse.Namespace, gateway_rows: list[Row], backend_rows: list[Row], started: str, load_at_start: str
 ) -> str:
     card = args.card or f"CPU only ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     lines = [
         "",
         "## vLLM",
         "",
-        f"Run {started} on {card}; load average at the end {os.getloadavg()[0]:.2f} (shared machine).",
+        f"Run {started} on {card}; load average at the end {load_average(one_minute=True)} (shared machine).",
         f"SmolLM2-135M-Instruct, {args.max_tokens} output tokens max, greedy, streaming; at each level every stream "
         f"sends {args.requests} request(s) per round, {args.rounds} rounds with direct and gateway alternating "
-        f"(A B B A); dtype {args.dtype}. Load average at the start {load_at_start:.2f}. The CPU build binds vLLM's "
+        f"(A B B A); dtype {args.dtype}. Load average at the start {load_at_start}. The CPU build binds vLLM's "
         "engine to one core; the gateway and the load generator share the other.",
         "",
         "### Through the gateway vs direct to vLLM",
@@ -347,7 +319,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to docs/benchmarks.md")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load_average(one_minute=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     supervisor = None
     base_url = args.base_url
