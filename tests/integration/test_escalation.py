@@ -32,6 +32,10 @@ match_task = "detailed_analysis"
 prefer = ["anthropic"]
 escalate = true
 
+[[routing.rules]]
+match_tag = {{ desk = "private" }}
+local_only = true
+
 [tasks.yesno]
 labels = ["yes", "no"]
 system_prompt = "Answer with one word: yes or no."
@@ -92,6 +96,13 @@ async def test_every_escalation_path_over_grpc(fakes: dict[str, FakeProviderServ
 
             pinned = await stub.Generate(ask("Hi", model="openai/gpt-test", max_tokens=8), timeout=60)
             assert (pinned.tier, pinned.provider, pinned.escalation) == (pb.TIER_REMOTE, "openai", pb.ESCALATION_NONE)
+
+            # a remote pin on a local-only request is the client's mistake, whichever rule makes it local-only
+            for local_only in ({"privacy": pb.PRIVACY_LOCAL_ONLY}, {"tags": {"desk": "private"}}):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.Generate(ask("Hi", model="openai/gpt-test", **local_only), timeout=30)
+                assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "is remote but the request is local-only" in (refused.value.details() or "")
 
             chunks = [c async for c in stub.GenerateStream(ask("Hi", model="anthropic/claude-test"), timeout=60)]
             assert "".join(c.text for c in chunks[:-1]) == chunks[-1].final.text == fakes["anthropic"].reply.text
