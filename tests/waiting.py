@@ -30,11 +30,16 @@ async def wait_until_async(
 ) -> T:
     """The same in a coroutine: `condition` may be sync or async, and a call that hangs counts against the deadline."""
 
+    checking = False  # whether the deadline fell during a call of `condition`, for the message
+
     async def poll() -> T:
+        nonlocal checking
         while True:  # bounded by the asyncio.timeout around it
+            checking = True
             value = condition()
             if inspect.isawaitable(value):
                 value = await value
+            checking = False
             if value:
                 return value  # type: ignore[return-value]
             await asyncio.sleep(interval_s)
@@ -43,4 +48,5 @@ async def wait_until_async(
         async with asyncio.timeout(timeout_s):
             return await poll()
     except TimeoutError:
-        raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}") from None
+        during = " (the last check had not answered)" if checking else ""
+        raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}{during}") from None
