@@ -1,0 +1,3 @@
+"""The domain types every part shares: contracts, errors, clock, confidence, the OpenAI wire
+format. Imports nothing else of the project.
+"""

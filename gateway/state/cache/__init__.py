@@ -1,0 +1,3 @@
+"""The response cache stores: the interface (store.py), memory, SQLite, Redis, and a memory front
+tier over a shared store.
+"""
