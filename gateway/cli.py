@@ -1,4 +1,5 @@
-"""Command line: `serve` runs the gateway; `ask`, `models` and `usage` are gRPC clients of a running one."""
+"""Command line: `serve` runs the gateway; `ask`, `models` and `usage` are gRPC clients of a running one;
+`learn` reads and purges the training rows in the configured store."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -23,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Local-first hybrid inference gateway")
-    sub = parser.add_subparsers(required=True, metavar="{serve,ask,models,usage}")
+    sub = parser.add_subparsers(required=True, metavar="{serve,ask,models,usage,learn}")
 
     serve = sub.add_parser("serve", help="run the gateway (gRPC + HTTP side port)")
     serve.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
@@ -54,6 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     usage = sub.add_parser("usage", help="print token usage per provider and requests per tier")
     _client_args(usage)
     usage.set_defaults(func=_usage)
+
+    learn = sub.add_parser("learn", help="training rows kept from escalated requests: status, export, purge")
+    learn_sub = learn.add_subparsers(required=True, metavar="{status,export,purge}")
+    status = learn_sub.add_parser("status", help="rows per task, label balance and date range")
+    status.set_defaults(func=_learn_status)
+    export = learn_sub.add_parser("export", help="one task's rows as the JSONL `python -m finetune --data` reads")
+    export.add_argument("--task", required=True)
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.set_defaults(func=_learn_export)
+    purge = learn_sub.add_parser("purge", help="delete training rows")
+    which = purge.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="delete this task's rows")
+    which.add_argument("--all", action="store_true", help="delete every task's rows")
+    purge.set_defaults(func=_learn_purge)
+    for command in (status, export, purge):
+        command.add_argument("--config", type=Path, help="TOML config file (the gateway's; default: built-in defaults)")
     return parser
 
 
@@ -82,6 +103,39 @@ def _serve(args: argparse.Namespace) -> None:
         _run(serve(config))
     except OSError as exc:
         sys.exit(f"error: {exc}")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from gateway.config import ConfigError, load_config
+
+    try:
+        return load_config(args.config, os.environ, {})
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def _learn_status(args: argparse.Namespace) -> None:
+    from gateway.app import learn
+
+    _run(learn.status(_config(args), sys.stdout))
+
+
+def _learn_export(args: argparse.Namespace) -> None:
+    from gateway.app import learn
+
+    config = _config(args)
+    if args.out is None:
+        _run(learn.export(config, args.task, sys.stdout))
+        return
+    with args.out.open("w") as out:
+        _run(learn.export(config, args.task, out))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+def _learn_purge(args: argparse.Namespace) -> None:
+    from gateway.app import learn
+
+    _run(learn.purge(_config(args), None if args.all else args.task, sys.stdout))
 
 
 def _run(coro: object) -> None:

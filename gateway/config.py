@@ -121,6 +121,9 @@ class TaskConfig(_Strict):
     labels: tuple[str, ...] = ()
     min_confidence: float | None = Field(None, ge=0, le=1)
     system_prompt: str = ""
+    learn: bool = Field(
+        False, description="keep escalated requests and the remote answers as training rows (see [learning])"
+    )
 
 
 class RuleConfig(_Strict):
@@ -208,6 +211,15 @@ class UsageConfig(_Strict):
     record_prompts: bool = Field(False, description="keep the last user message in records and show it")
 
 
+class LearningConfig(_Strict):
+    """Training rows captured from the escalated requests of tasks with `learn = true` (docs/operations.md)."""
+
+    enabled: bool = Field(True, description="false: capture nothing, whatever the tasks say")
+    path: str = Field("", description="SQLite file; empty = <state_dir>/training.sqlite3 (owner-only)")
+    max_rows: int = Field(50_000, gt=0, description="per task; the oldest rows go first")
+    max_age_days: float = Field(90.0, gt=0, description="rows older than this are deleted")
+
+
 class DashboardConfig(_Strict):
     enabled: bool = Field(True, description="serve the dashboard at / and /api/usage on the HTTP port")
     refresh_s: float = Field(2.0, gt=0, description="how often the page polls /api/usage")
@@ -230,6 +242,7 @@ class Config(_Strict):
     state: StateConfig = StateConfig()
     cache: CacheConfig = CacheConfig()
     usage: UsageConfig = UsageConfig()
+    learning: LearningConfig = LearningConfig()
     dashboard: DashboardConfig = DashboardConfig()
 
 

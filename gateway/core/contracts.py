@@ -184,6 +184,7 @@ class Result:
     finish_reason: str
     latency_ms: float
     task: str = ""
+    local_text: str = ""  # the local answer that was escalated ("" when none was produced or it was kept)
 
 
 @dataclass(frozen=True, slots=True)

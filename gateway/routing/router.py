@@ -123,8 +123,16 @@ class Router:
                 )
             else:
                 attempts.extend(remote.attempts)
+                local_text = outcome.completion.text if outcome.completion is not None else ""
                 return self._finish(
-                    request, started, remote.completion, Tier.REMOTE, outcome.confidence, outcome.escalation, attempts
+                    request,
+                    started,
+                    remote.completion,
+                    Tier.REMOTE,
+                    outcome.confidence,
+                    outcome.escalation,
+                    attempts,
+                    local_text=local_text,
                 )
         if outcome.completion is not None:
             escalation = outcome.escalation if the_plan.remote_allowed else Escalation.NONE
@@ -262,6 +270,8 @@ class Router:
         local_confidence: float | None,
         escalation: Escalation,
         attempts: list[Attempt],
+        *,
+        local_text: str = "",
     ) -> Result:
         return Result(
             request_id=request.request_id,
@@ -276,6 +286,7 @@ class Router:
             finish_reason=completion.finish_reason,
             latency_ms=_ms(started),
             task=request.task,
+            local_text=local_text,
         )
 
     def _no_tier_error(self, outcome: _LocalOutcome, remote_allowed: bool) -> GatewayError:

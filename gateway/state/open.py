@@ -22,6 +22,7 @@ from gateway.state.budget.ledger import TokenLedger
 from gateway.state.cache.memory import MemoryCache
 from gateway.state.cache.store import Cache
 from gateway.state.cache.tiered import TieredCache
+from gateway.state.learning.store import TrainingStore
 from gateway.state.ratelimit.store import RateLimitState
 from gateway.state.usage.store import UsageStore
 
@@ -38,12 +39,13 @@ class SharedState:
     ledger: TokenLedger
     cache: Cache | None  # None when [cache] enabled = false
     usage: UsageStore
+    training: TrainingStore  # rows for learning tasks; nothing is created until the first row
     rate_limits: RateLimitState
     breakers: BreakerStore
     redis: Redis | None = None
 
     async def aclose(self) -> None:
-        stores = (self.ledger, self.cache, self.usage, self.rate_limits, self.breakers)
+        stores = (self.ledger, self.cache, self.usage, self.training, self.rate_limits, self.breakers)
         for store in stores:
             if store is not None:
                 try:
@@ -80,6 +82,7 @@ def _open_sqlite(config: Config) -> SharedState:
     from gateway.state.breaker.sqlite import SqliteBreakerStore
     from gateway.state.budget.sqlite import SqliteLedger
     from gateway.state.cache.sqlite import SqliteCache
+    from gateway.state.learning.sqlite import SqliteTrainingStore
     from gateway.state.ratelimit.sqlite import SqliteRateLimitState
     from gateway.state.usage.sqlite import SqliteUsageStore
 
@@ -94,6 +97,7 @@ def _open_sqlite(config: Config) -> SharedState:
         ledger=SqliteLedger(ledger_path(config)),
         cache=cache,
         usage=SqliteUsageStore(config.usage.path or base / "usage.sqlite3"),
+        training=SqliteTrainingStore(config.learning.path or base / "training.sqlite3"),
         rate_limits=SqliteRateLimitState(limits),
         breakers=SqliteBreakerStore(limits, breaker_settings(config)),
     )
@@ -103,6 +107,7 @@ def _open_redis(config: Config) -> SharedState:
     from gateway.state.breaker.redis import RedisBreakerStore
     from gateway.state.budget.redis import RedisLedger
     from gateway.state.cache.redis import RedisCache
+    from gateway.state.learning.redis import RedisTrainingStore
     from gateway.state.ratelimit.redis import RedisRateLimitState
     from gateway.state.redis_client import open_redis
     from gateway.state.usage.redis import RedisUsageStore
@@ -117,6 +122,7 @@ def _open_redis(config: Config) -> SharedState:
         ledger=RedisLedger(client, prefix=prefix),
         cache=cache,
         usage=RedisUsageStore(client, prefix=prefix, retention_days=config.usage.retention_days),
+        training=RedisTrainingStore(client, prefix=prefix),
         rate_limits=RedisRateLimitState(client, prefix=prefix),
         breakers=RedisBreakerStore(client, breaker_settings(config), prefix=prefix),
         redis=client,

@@ -9,6 +9,7 @@ while the thread is busy commit together (gateway/state/sqlite_batch.py).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,8 +23,12 @@ T = TypeVar("T")
 
 
 class SqliteWorker:
-    def __init__(self, path: Path | str, schema: str, *, name: str, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, path: Path | str, schema: str, *, name: str, busy_timeout_s: float = 10.0, file_mode: int | None = None
+    ) -> None:
+        """`file_mode`: create the file with these permissions (SQLite gives its -wal and -shm files the same)."""
         self._path = str(path)
+        self._file_mode = file_mode
         self._schema = schema
         self._busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
@@ -65,6 +70,9 @@ class SqliteWorker:
 
     def _open(self) -> sqlite3.Connection:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        if self._file_mode is not None:
+            os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, self._file_mode))  # no-op when it exists
+            os.chmod(self._path, self._file_mode)
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_s)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -39,6 +43,7 @@ local_only = true
 [tasks.yesno]
 labels = ["yes", "no"]
 system_prompt = "Answer with one word: yes or no."
+learn = true
 
 [tasks.detailed_analysis]
 
@@ -127,6 +132,23 @@ async def test_every_escalation_path_over_grpc(fakes: dict[str, FakeProviderServ
             }
     finally:
         await asyncio.to_thread(gateway.stop)
+    # the learning task kept its two escalations (not the LOCAL_ONLY one); the drain wrote them out
+    rows = [json.loads(line) for line in (await learn_export(tmp_path, "yesno")).splitlines()]
+    assert [row["messages"][-1]["content"] for row in rows] == ["Is water wet?", "Is fire hot?"]
+    assert [row["provider"] for row in rows] == ["openai", "anthropic"]
+    assert rows[0]["messages"][0] == {"role": "system", "content": "Answer with one word: yes or no."}
+
+
+async def learn_export(workdir: Path, task: str) -> str:
+    """`python -m gateway learn export` over the training rows the gateway in `workdir` kept."""
+    env = {**os.environ, "GATEWAY__LEARNING__PATH": json.dumps(str(workdir / "learning.sqlite3"))}
+    command = [sys.executable, "-m", "gateway", "learn", "export", "--task", task]
+    command += ["--config", str(workdir / "gateway.toml")]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 async def test_offline_never_calls_a_provider_under_any_fault(
