@@ -91,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--name", default="", help="task name for --data (default: the file's stem)")
     u.add_argument("--labels", default="", help="comma-separated label set for --data (default: labels found)")
     u.add_argument("--system", default="", help="system prompt for --data")
+    p.add_argument(
+        "--publish-collapsed",
+        action="store_true",
+        help="publish an adapter even when it only learned the label prior (--smoke implies it)",
+    )
     p.add_argument("--ollama-from", default="", help="Modelfile FROM (default: the base model folder)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -156,6 +161,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         resume=not args.no_resume,
         ollama_from=args.ollama_from,
         user_data=user,
+        publish_collapsed=args.publish_collapsed,
         learning_rates=dict(DEFAULT_LEARNING_RATES) if args.lr is None else {},  # --lr: the same for every task
     )
     if args.smoke:
@@ -165,6 +171,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
             build=replace(build, max_examples=SMOKE_CAPS, mmlu_max_examples=SMOKE_CAPS, eval_stride=20),
             base_max_examples=16,
             min_kept=5,
+            publish_collapsed=True,  # six steps often give one answer to everything: the run still publishes
         )
         budget = None
     return tasks, options, budget, jobs
@@ -212,7 +219,8 @@ def _command(command: str, tasks: list[str], options: RunOptions, budget: float 
         return 0  # a helper process under accelerate launch: the main process reports
     print(results_table([o.summary for o in outcomes]))
     for outcome in outcomes:
-        print(f"{outcome.summary.evaluation.task}: {outcome.adapter_dir} (report {outcome.report_path})")
+        where = outcome.adapter_dir or "not published"
+        print(f"{outcome.summary.evaluation.task}: {where} (report {outcome.report_path})")
     return 0
 
 

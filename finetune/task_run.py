@@ -34,7 +34,7 @@ EVAL_SPLITS = (VAL, TEST, HELDOUT)
 @dataclass(frozen=True)
 class TaskOutcome:
     summary: TaskSummary
-    adapter_dir: Path
+    adapter_dir: Path | None  # None: not published (the adapter collapsed to the label prior)
     report_path: Path
 
 
@@ -196,7 +196,9 @@ def _publish(
     run_dir: Path,
     clocks: tuple[float, float, float],
 ) -> TaskOutcome:
-    """Write the adapter folder under a dot-name, then rename it into place in one step."""
+    """Write the adapter folder under a dot-name, then rename it into place in one step; an adapter
+    that collapsed to the label prior is reported but not published (unless options say so)."""
+    from finetune.evaluate.evaluation import collapse
     from finetune.publish.card import build_card, new_version
     from finetune.publish.export import check_vllm_folder, discard, publish, staging_dir, write_modelfile
     from local_models.adapters import write_card
@@ -215,7 +217,18 @@ def _publish(
         if problems:
             log.warning("%s: vLLM would not serve this adapter: %s", task, problems)
         write_modelfile(staging, options.ollama_from or str(base.folder.resolve()), dataset.template.system)
-        summary = TaskSummary(task, version, evaluation, result, time.perf_counter() - started, eval_s)
+        collapsed = collapse(evaluation)
+        summary = TaskSummary(
+            task,
+            version,
+            evaluation,
+            result,
+            time.perf_counter() - started,
+            eval_s,
+            collapse=collapsed,
+            published=not collapsed or options.publish_collapsed,
+            learning_rate=settings.learning_rate,
+        )
         card = build_card(
             name=task,
             version=version,
@@ -235,13 +248,23 @@ def _publish(
         write_card(card, staging)
         for path in staging.iterdir():
             path.chmod(0o644)  # peft writes the weights owner-only; servers may run as another user
+        task_dir = run_dir / task
+        task_dir.mkdir(parents=True, exist_ok=True)
+        if not summary.published:
+            # the report and its plots stay with the run; the gateway never sees this adapter
+            for name in evaluation.plots.values():
+                shutil.copy2(staging / name, task_dir / name)
+            (task_dir / "report.md").write_text(report)
+            discard(staging)
+            log.warning("%s", summary.collapse_line())
+            return TaskOutcome(summary, None, task_dir / "report.md")
         final = publish(staging, options.adapters, task, version)
     except BaseException:
         discard(staging)
         raise
-    task_dir = run_dir / task
-    task_dir.mkdir(parents=True, exist_ok=True)
     (task_dir / "report.md").write_text(report.replace("](", f"]({os.path.relpath(final, task_dir)}/"))
+    if summary.collapse:
+        log.warning("%s", summary.collapse_line())
     log.info("%s: published %s (%.0f s)", task, final, summary.seconds_total)
     return TaskOutcome(summary, final, task_dir / "report.md")
 

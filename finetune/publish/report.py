@@ -22,6 +22,24 @@ class TaskSummary:
     train: TrainResult
     seconds_total: float
     seconds_eval: float
+    collapse: str = ""  # why the adapter looks like it learned the label prior ("" when it does not)
+    published: bool = True
+    learning_rate: float = 0.0  # the peak rate this adapter trained at (for the collapse advice)
+
+    def collapse_line(self) -> str:
+        """The run summary's line about a collapsed adapter ("" when it is not)."""
+        if not self.collapse:
+            return ""
+        task = self.evaluation.task
+        verdict = "published anyway (--publish-collapsed)" if self.published else "NOT published"
+        lr = self.learning_rate
+        flag = f"--lr {lr / 3:.1g}" if lr else "--lr 0.001"
+        now = f" than this run's {lr:g}" if lr else ""
+        return (
+            f"{task}: {verdict}: the adapter fell back to the label prior instead of learning the task: "
+            f"{self.collapse}. Try a lower learning rate{now}, e.g. `python -m finetune --tasks {task} {flag}`, "
+            "or a longer budget (FINETUNE_BUDGET=1h)."
+        )
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -82,6 +100,8 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
     if ev.plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({path})" for name, path in ev.plots.items()]
+    if summary.collapse:
+        lines += ["", "## Collapse", "", summary.collapse_line()]
     lines += [
         "",
         f"Total time for this task: {summary.seconds_total:.0f} s (evaluation {summary.seconds_eval:.0f} s).",
@@ -109,6 +129,9 @@ def results_table(summaries: Sequence[TaskSummary]) -> str:
             f"{f'{_f(heldout.accuracy)} ({_f(heldout.auroc)})' if heldout else 'n/a'} | "
             f"{s.train.seconds / 60:.1f} min ({s.train.steps} steps) |"
         )
+    notes = [s.collapse_line() for s in summaries if s.collapse]
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 

@@ -45,3 +45,15 @@ def test_volatility_and_drawdown_train_at_their_own_learning_rate_unless_lr_is_g
     assert options.settings_for("volatility").learning_rate == options.settings_for("drawdown").learning_rate == 1e-3
     _, chosen, _, _ = options_from(parser().parse_args(["--lr", "5e-4"]), {})
     assert {chosen.settings_for(t).learning_rate for t in ("trend", "volatility")} == {5e-4}
+
+
+def test_pattern_is_a_default_task_and_the_new_tasks_start_at_1e3() -> None:
+    tasks, options, _, _ = options_from(parser().parse_args([]), {})
+    assert "pattern" in tasks and "sentiment" not in tasks  # sentiment: --tasks sentiment until measured
+    assert options.settings_for("pattern").learning_rate == options.settings_for("sentiment").learning_rate == 1e-3
+
+
+def test_collapsed_adapters_are_published_only_when_asked_or_in_smoke_runs() -> None:
+    assert options_from(parser().parse_args([]), {})[1].publish_collapsed is False
+    assert options_from(parser().parse_args(["--publish-collapsed"]), {})[1].publish_collapsed is True
+    assert options_from(parser().parse_args(["--smoke"]), {})[1].publish_collapsed is True
