@@ -218,6 +218,20 @@ class LearningConfig(_Strict):
     path: str = Field("", description="SQLite file; empty = <state_dir>/training.sqlite3 (owner-only)")
     max_rows: int = Field(50_000, gt=0, description="per task; the oldest rows go first")
     max_age_days: float = Field(90.0, gt=0, description="rows older than this are deleted")
+    audit_rate: float = Field(
+        0.0, ge=0, le=1, description="share of confident local answers of learning tasks also asked of the remote tier"
+    )
+    audit_budget_share: float = Field(
+        0.1, ge=0, le=1, description="most of each provider's daily token budget the audit may spend"
+    )
+    target_accuracy: float = Field(0.95, gt=0, le=1, description="what answers kept locally must reach")
+    on_low_accuracy: Literal["raise", "alarm"] = Field(
+        "raise", description="live accuracy below target: raise the task's threshold, or only log an alarm"
+    )
+    min_audits: int = Field(30, gt=0, description="audits at the current threshold before the estimate is acted on")
+    audit_window_days: float = Field(7.0, gt=0, description="audits older than this do not count")
+    threshold_step: float = Field(0.02, gt=0, le=1, description="how far one raise moves the threshold")
+    max_threshold: float = Field(0.99, gt=0, le=1, description="the raise never goes past this")
 
 
 class DashboardConfig(_Strict):

@@ -18,7 +18,6 @@ from gateway.core.contracts import Request, Result, TaskCatalog
 from gateway.observe.metrics import Metrics
 from gateway.observe.metrics_refresh import MetricsRefresher
 from gateway.observe.pricing import Price, PriceTable
-from gateway.observe.training_recorder import TrainingRecorder
 from gateway.observe.usage_recorder import UsageRecorder
 from gateway.observe.usage_report import UsageReporter
 from gateway.routing.answerer import Answerer
@@ -39,18 +38,13 @@ class Front:
     reporter: UsageReporter
     refresher: MetricsRefresher
     dashboard: Dashboard | None
-    training: TrainingRecorder | None = None  # None when no task learns
 
     def start(self) -> None:
         self.recorder.start()
-        if self.training is not None:
-            self.training.start()
 
     async def aclose(self) -> None:
-        """Write out the queued usage records and training rows."""
+        """Write out the queued usage records."""
         await self.recorder.aclose()
-        if self.training is not None:
-            await self.training.aclose()
 
 
 def build_front(
@@ -61,6 +55,7 @@ def build_front(
     metrics: Metrics,
     *,
     result_observers: Sequence[Callable[[Result], None]] = (),
+    answer_observers: Sequence[AnswerObserver] = (),
 ) -> Front:
     prices = price_table(config)
 
@@ -80,9 +75,7 @@ def build_front(
         policy = CachePolicy(ttl_s=config.cache.ttl_s, cache_sampled=config.cache.cache_sampled)
         inner = CachedRouter(router, state.cache, tasks, policy, on_lookup=metrics.cache_lookup)
     on_answer: list[AnswerObserver] = [recorder.record, metrics.answered]
-    training = training_recorder(config, tasks, state)
-    if training is not None:
-        on_answer.append(training.record)
+    on_answer += answer_observers
     on_answer += [_result_only(observe) for observe in result_observers]
     answerer = RecordingRouter(inner, on_answer=on_answer, on_failure=[metrics.failed])
     budgets = {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled}
@@ -102,25 +95,7 @@ def build_front(
             recent=config.dashboard.recent,
             show_prompts=config.usage.record_prompts,
         )
-    return Front(answerer, recorder, reporter, refresher, dashboard, training)
-
-
-def training_recorder(config: Config, tasks: TaskCatalog, state: SharedState) -> TrainingRecorder | None:
-    """The capture of training rows, when [learning] is enabled and at least one task has `learn = true`."""
-    learning = {name for name, task in config.tasks.items() if task.learn}
-    if not config.learning.enabled or not learning:
-        return None
-    log.info(
-        f"learning: keeping escalated requests and remote answers of tasks {', '.join(sorted(learning))} "
-        f"as training rows (prompt text included; [learning] enabled = false turns it off)"
-    )
-    return TrainingRecorder(
-        state.training,
-        tasks,
-        learning,
-        max_rows=config.learning.max_rows,
-        max_age_days=config.learning.max_age_days,
-    )
+    return Front(answerer, recorder, reporter, refresher, dashboard)
 
 
 def _result_only(observe: Callable[[Result], None]) -> AnswerObserver:

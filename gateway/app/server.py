@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway.api import convert, http
 from gateway.api.servicer import InferenceGatewayServicer
 from gateway.app.front import build_front
+from gateway.app.learning import Learning
 from gateway.app.local import build_local_backend, open_adapter_registry
 from gateway.app.remote import build_remote_tier
 from gateway.config import Config
@@ -76,9 +77,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     counters = UsageCounters()
     adapters = await asyncio.to_thread(open_adapter_registry, config, local.model)
     watcher = loop.create_task(adapters.watch(config.adapters.watch_s)) if config.adapters.watch_s else None
-    tasks = ChainedTasks(adapters, ConfigTasks(config.tasks))
+    learning = Learning(config, ChainedTasks(adapters, ConfigTasks(config.tasks)), state, metrics)
+    await learning.start()
+    tasks = learning.tasks  # with the thresholds the live audit raised
     router = Router(local, tasks, config.routing, remote=remote, offline=config.offline)
-    front = build_front(config, router, tasks, state, metrics, result_observers=(counters.record, RequestLog().record))
+    learning.audit(router, {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled})
+    front = build_front(
+        config,
+        router,
+        tasks,
+        state,
+        metrics,
+        result_observers=(counters.record, RequestLog().record),
+        answer_observers=learning.observers(),
+    )
     front.start()
     servicer = InferenceGatewayServicer(
         front.answerer,
@@ -112,6 +124,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     await runner.cleanup()
     if watcher is not None:
         watcher.cancel()
+    await learning.aclose()
     await front.aclose()
     await local.aclose()
     if remote is not None:

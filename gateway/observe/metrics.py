@@ -71,6 +71,18 @@ class Metrics:
         self.reference_cost = Counter(
             "gateway_reference_cost_usd", "Dollars the reference provider would have charged", registry=self.registry
         )
+        self.local_accuracy = Gauge(
+            "gateway_local_accuracy",
+            "Live accuracy of answers kept locally (audit agreement at the current threshold): estimate, low, high",
+            ["task", "bound"],
+            registry=self.registry,
+        )
+        self.local_audits = Gauge(
+            "gateway_local_audits", "Audits behind the live accuracy estimate", ["task"], registry=self.registry
+        )
+        self.task_threshold = Gauge(
+            "gateway_task_threshold", "Confidence threshold in force per task", ["task"], registry=self.registry
+        )
         self._hits = 0
         self._misses = 0
         self._answer_series: dict[tuple[str, str, str], _AnswerSeries] = {}
@@ -125,6 +137,13 @@ class Metrics:
     def breakers(self, states: Mapping[str, float]) -> None:
         for provider, value in states.items():
             self.breaker_state.labels(provider).set(value)
+
+    def accuracy(self, task: str, *, audited: int, estimate: float, low: float, high: float, threshold: float) -> None:
+        """The audit's live estimate for one task (estimate is NaN before the first audit)."""
+        for bound, value in (("estimate", estimate), ("low", low), ("high", high)):
+            self.local_accuracy.labels(task, bound).set(value)
+        self.local_audits.labels(task).set(audited)
+        self.task_threshold.labels(task).set(threshold)
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -5,13 +5,15 @@ queues it; a BatchWriter writes the batches and trims the store (`max_rows` per
 task, `max_age_days`) once an hour. Only answers that left the box are
 captured: a LOCAL_ONLY request, anything under `offline = true` or a
 `local_only` rule never reaches the remote tier, so it never produces a remote
-answer here; a request tagged `learn = "false"` is skipped as well.
+answer here; a request tagged `learn = "false"` is skipped as well. Audited
+answers (gateway/routing/audit.py) become rows too, marked escalation "audit".
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Set
+from dataclasses import replace
 
 from gateway.core.confidence import choose_label
 from gateway.core.contracts import Privacy, Request, Result, TaskCatalog, Tier
@@ -62,6 +64,14 @@ class TrainingRecorder:
         """An answer observer: queue a row when this answer is one to learn from (never blocks, never raises)."""
         if self.captures(request, result):
             self._writer.put(self.make_row(request, result))
+
+    def record_audit(self, request: Request, local: Result, remote: Result) -> None:
+        """An audited answer: the remote answer becomes a row, with the local answer it checked."""
+        if self.captures(request, remote):
+            row = self.make_row(request, remote)
+            self._writer.put(
+                replace(row, escalation="audit", local_answer=local.text, local_confidence=local.confidence)
+            )
 
     def captures(self, request: Request, result: Result) -> bool:
         return (

@@ -180,6 +180,25 @@ class Router:
                 attempts.extend(remote_event.attempts)
                 yield self._finish(request, started, remote_event.completion, Tier.REMOTE, None, escalation, attempts)
 
+    def remote_order(self, request: Request) -> tuple[str, ...]:
+        """The providers the policy lets this request reach, in order; () when it may not leave the box."""
+        _, the_plan, _ = self._prepare(request)
+        return the_plan.order if the_plan.remote_allowed and self._remote is not None else ()
+
+    async def second_opinion(self, request: Request, provider: str, *, timeout_s: float = 60.0) -> Result | None:
+        """The remote answer to a request the local tier answered (the audit), from `provider` alone.
+
+        None when the policy keeps the request on the box or does not allow that provider for it.
+        """
+        _, the_plan, call = self._prepare(request)
+        if not the_plan.remote_allowed or self._remote is None or provider not in the_plan.order:
+            return None
+        started = time.perf_counter()
+        remote = await self._remote.complete(call, order=(provider,), deadline=time.monotonic() + timeout_s)
+        return self._finish(
+            request, started, remote.completion, Tier.REMOTE, None, Escalation.NONE, list(remote.attempts)
+        )
+
     def models(self) -> list[ModelEntry]:
         """Everything a client can name in `model`: the local model, its adapters, the providers."""
         entries = [ModelEntry(self._local.model, Tier.LOCAL, self._local.name)]

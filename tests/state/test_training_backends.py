@@ -8,7 +8,7 @@ import pytest
 
 from gateway.state.learning.redis import RedisTrainingStore
 from gateway.state.learning.sqlite import SqliteTrainingStore
-from gateway.state.learning.store import TrainingRow, TrainingStore
+from gateway.state.learning.store import AuditRecord, Tally, TrainingRow, TrainingStore
 from tests.state.backends import Closer, Site
 
 T0 = 1_795_000_000.0  # 2026-11-18T08:26:40Z
@@ -69,3 +69,27 @@ async def test_purge_one_task_or_all(store: TrainingStore) -> None:
     assert await store.rows("sentiment") == [] and len(await store.rows("pattern")) == 1
     assert await store.purge(None) == 1
     assert await store.status() == []
+
+
+async def test_audits_are_tallied_per_task_threshold_and_window(store: TrainingStore) -> None:
+    audits = [AuditRecord(T0 + i, "sentiment", 0.8, agreed=i % 4 != 0) for i in range(8)]  # 6 of 8 agree
+    audits += [AuditRecord(T0 + 9, "sentiment", 0.85, agreed=False), AuditRecord(T0 + 9, "pattern", 0.8, True)]
+    await store.add_audits(audits)
+    assert await store.tally("sentiment", threshold=0.8, since=T0) == Tally(8, 6)
+    assert await store.tally("sentiment", threshold=0.8, since=T0 + 4) == Tally(4, 3)  # T0+4 (no), 5, 6, 7
+    assert await store.tally("sentiment", threshold=0.85, since=T0) == Tally(1, 0)
+    assert await store.tally("pattern", threshold=0.8, since=T0) == Tally(1, 1)
+    await store.trim(max_rows=100, older_than=T0 + 6)
+    assert await store.tally("sentiment", threshold=0.8, since=0) == Tally(2, 2)
+    await store.purge("sentiment")
+    assert await store.tally("sentiment", threshold=0.85, since=0) == Tally(0, 0)
+
+
+async def test_raised_thresholds_are_kept_and_go_with_a_purge(store: TrainingStore) -> None:
+    assert await store.thresholds() == {}
+    await store.set_threshold("sentiment", 0.82)
+    await store.set_threshold("sentiment", 0.84)
+    await store.set_threshold("pattern", 0.9)
+    assert await store.thresholds() == {"sentiment": 0.84, "pattern": 0.9}
+    await store.purge("sentiment")
+    assert await store.thresholds() == {"pattern": 0.9}

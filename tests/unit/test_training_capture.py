@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app.front import training_recorder
+from gateway.app.learning import Learning
 from gateway.config import Config, LearningConfig, RoutingConfig, TaskConfig
 from gateway.core.contracts import Message, Privacy, Request, Role, Tier
+from gateway.observe.metrics import Metrics
 from gateway.observe.training_recorder import TrainingRecorder
 from gateway.routing.recording_router import RecordingRouter
 from gateway.routing.router import Router
@@ -95,10 +96,14 @@ async def test_nothing_is_kept_that_stayed_local_opted_out_or_belongs_to_another
 def test_capture_runs_only_when_enabled_and_some_task_learns(tmp_path: Path) -> None:
     state = open_state(Config(state_dir=str(tmp_path)))
     tasks = ChainedTasks(ConfigTasks(TASKS))
-    assert training_recorder(Config(state_dir=str(tmp_path), tasks=TASKS), tasks, state) is not None
+
+    def learning(config: Config) -> Learning:
+        return Learning(config, tasks, state, Metrics())
+
+    assert learning(Config(state_dir=str(tmp_path), tasks=TASKS)).recorder is not None
     off = Config(state_dir=str(tmp_path), tasks=TASKS, learning=LearningConfig(enabled=False))
-    assert training_recorder(off, tasks, state) is None
-    assert training_recorder(Config(state_dir=str(tmp_path), tasks={"summary": TaskConfig()}), tasks, state) is None
+    assert learning(off).recorder is None and learning(off).tasks is tasks
+    assert learning(Config(state_dir=str(tmp_path), tasks={"summary": TaskConfig()})).recorder is None
     assert not (tmp_path / "training.sqlite3").exists()  # nothing is created before the first row
 
 

@@ -4,15 +4,18 @@ Layout (under the configured prefix):
   learn:tasks         set of the tasks that have rows
   learn:rows:<task>   sorted set, score = time, member = the row as JSON (it carries the request id, so
                       two rows never collapse into one)
+  learn:audits:<task> sorted set, score = time, member = "<threshold>:<agreed 0|1>:<unique id>"
+  learn:thresholds    hash, task -> the threshold the live audit raised it to
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gateway.state.learning.store import TaskRows, TrainingRow
+from gateway.state.learning.store import AuditRecord, Tally, TaskRows, TrainingRow
 from gateway.state.redis_client import key_join, unavailable_when_down
 
 if TYPE_CHECKING:
@@ -26,9 +29,13 @@ class RedisTrainingStore:
         self._client = client
         self._prefix = prefix
         self._tasks = key_join(prefix, "learn", "tasks")
+        self._thresholds = key_join(prefix, "learn", "thresholds")
 
     def _rows_key(self, task: str) -> str:
         return key_join(self._prefix, "learn", "rows", task)
+
+    def _audits_key(self, task: str) -> str:
+        return key_join(self._prefix, "learn", "audits", task)
 
     async def add(self, rows: Sequence[TrainingRow]) -> None:
         if not rows:
@@ -47,7 +54,8 @@ class RedisTrainingStore:
                 async with self._client.pipeline(transaction=True) as pipe:
                     pipe.zremrangebyscore(self._rows_key(task), "-inf", f"({older_than}")
                     pipe.zremrangebyrank(self._rows_key(task), 0, -(max_rows + 1))
-                    by_age, by_count = await pipe.execute()
+                    pipe.zremrangebyscore(self._audits_key(task), "-inf", f"({older_than}")
+                    by_age, by_count, _ = await pipe.execute()
                 removed += int(by_age) + int(by_count)
         return removed
 
@@ -72,11 +80,44 @@ class RedisTrainingStore:
             for name in tasks:
                 async with self._client.pipeline(transaction=True) as pipe:
                     pipe.zcard(self._rows_key(name))
-                    pipe.delete(self._rows_key(name))
+                    pipe.delete(self._rows_key(name), self._audits_key(name))
                     pipe.srem(self._tasks, name)
-                    count, _, _ = await pipe.execute()
+                    pipe.hdel(self._thresholds, name)
+                    count, *_ = await pipe.execute()
                 removed += int(count)
         return removed
+
+    async def add_audits(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        with unavailable_when_down(WHAT):
+            async with self._client.pipeline(transaction=True) as pipe:
+                for r in records:
+                    pipe.sadd(self._tasks, r.task)
+                    pipe.zadd(self._audits_key(r.task), {f"{r.threshold!r}:{int(r.agreed)}:{uuid.uuid4().hex}": r.ts})
+                await pipe.execute()
+
+    async def tally(self, task: str, *, threshold: float, since: float) -> Tally:
+        with unavailable_when_down(WHAT):
+            members = await self._client.zrangebyscore(self._audits_key(task), since, "+inf")
+        audited = agreed = 0
+        for member in members:
+            if not isinstance(member, (bytes, str)):
+                continue
+            at, ok, _ = _text(member).split(":")
+            if float(at) == threshold:
+                audited += 1
+                agreed += ok == "1"
+        return Tally(audited, agreed)
+
+    async def thresholds(self) -> dict[str, float]:
+        with unavailable_when_down(WHAT):
+            raw = await self._client.hgetall(self._thresholds)
+        return {_text(task): float(value) for task, value in raw.items()}
+
+    async def set_threshold(self, task: str, threshold: float) -> None:
+        with unavailable_when_down(WHAT):
+            await self._client.hset(self._thresholds, task, repr(threshold))
 
     async def aclose(self) -> None:
         return None  # the client belongs to the shared state, which closes it
@@ -84,4 +125,8 @@ class RedisTrainingStore:
     async def _task_names(self) -> list[str]:
         with unavailable_when_down(WHAT):
             members = await self._client.smembers(self._tasks)
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        return sorted(_text(m) for m in members)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.state.learning.store import TaskRows, TrainingRow
+from gateway.state.learning.store import AuditRecord, Tally, TaskRows, TrainingRow
 from gateway.state.sqlite_worker import SqliteWorker
 
 OWNER_ONLY = 0o600
@@ -21,6 +21,11 @@ CREATE TABLE IF NOT EXISTS training_rows (
     row TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS training_rows_task_ts ON training_rows (task, ts);
+CREATE TABLE IF NOT EXISTS audits (
+    task TEXT NOT NULL, ts REAL NOT NULL, threshold REAL NOT NULL, agreed INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audits_task_ts ON audits (task, threshold, ts);
+CREATE TABLE IF NOT EXISTS thresholds (task TEXT PRIMARY KEY, threshold REAL NOT NULL);
 """
 _INSERT = (
     "INSERT INTO training_rows (task, ts, label, row) "
@@ -47,6 +52,7 @@ class SqliteTrainingStore:
 
     async def trim(self, *, max_rows: int, older_than: float) -> int:
         def trim(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM audits WHERE ts < ?", (older_than,))
             by_age = conn.execute("DELETE FROM training_rows WHERE ts < ?", (older_than,)).rowcount
             return by_age + conn.execute(_TRIM_BY_COUNT, (max_rows,)).rowcount
 
@@ -75,10 +81,37 @@ class SqliteTrainingStore:
         return [TrainingRow.from_json(row) for (row,) in raw]
 
     async def purge(self, task: str | None) -> int:
-        if task is None:
-            return await self._worker.transaction(lambda conn: conn.execute("DELETE FROM training_rows").rowcount)
-        return await self._worker.transaction(
-            lambda conn: conn.execute("DELETE FROM training_rows WHERE task = ?", (task,)).rowcount
+        def purge(conn: sqlite3.Connection) -> int:
+            where, args = ("", ()) if task is None else (" WHERE task = ?", (task,))
+            conn.execute(f"DELETE FROM audits{where}", args)
+            conn.execute(f"DELETE FROM thresholds{where}", args)
+            return conn.execute(f"DELETE FROM training_rows{where}", args).rowcount
+
+        return await self._worker.transaction(purge)
+
+    async def add_audits(self, records: Sequence[AuditRecord]) -> None:
+        if records:
+            rows = [(r.task, r.ts, r.threshold, int(r.agreed)) for r in records]
+            await self._worker.transaction(
+                lambda conn: conn.executemany("INSERT INTO audits VALUES (?, ?, ?, ?)", rows)
+            )
+
+    async def tally(self, task: str, *, threshold: float, since: float) -> Tally:
+        audited, agreed = await self._worker.run(
+            lambda conn: conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(agreed), 0) FROM audits WHERE task = ? AND threshold = ? AND ts >= ?",
+                (task, threshold, since),
+            ).fetchone()
+        )
+        return Tally(int(audited), int(agreed))
+
+    async def thresholds(self) -> dict[str, float]:
+        rows = await self._worker.run(lambda conn: conn.execute("SELECT task, threshold FROM thresholds").fetchall())
+        return {str(task): float(threshold) for task, threshold in rows}
+
+    async def set_threshold(self, task: str, threshold: float) -> None:
+        await self._worker.transaction(
+            lambda conn: conn.execute("INSERT OR REPLACE INTO thresholds VALUES (?, ?)", (task, threshold))
         )
 
     async def aclose(self) -> None:

@@ -57,6 +57,22 @@ class TrainingRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One confident local answer that was also asked of the remote tier: did the two agree?"""
+
+    ts: float
+    task: str
+    threshold: float  # the task's threshold when the local answer was kept
+    agreed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    audited: int
+    agreed: int
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRows:
     """`learn status` for one task."""
 
@@ -71,7 +87,8 @@ class TrainingStore(Protocol):
     async def add(self, rows: Sequence[TrainingRow]) -> None: ...
 
     async def trim(self, *, max_rows: int, older_than: float) -> int:
-        """Drop rows older than `older_than` and, per task, the oldest beyond `max_rows`; how many went."""
+        """Drop rows and audits older than `older_than` and, per task, the oldest rows beyond `max_rows`;
+        how many rows went."""
         ...
 
     async def status(self) -> list[TaskRows]: ...
@@ -83,5 +100,17 @@ class TrainingStore(Protocol):
     async def purge(self, task: str | None) -> int:
         """Delete the rows of `task` (None: every task); how many went."""
         ...
+
+    async def add_audits(self, records: Sequence[AuditRecord]) -> None: ...
+
+    async def tally(self, task: str, *, threshold: float, since: float) -> Tally:
+        """Audits of `task` at this threshold since `since` (wall-clock seconds), and how many agreed."""
+        ...
+
+    async def thresholds(self) -> dict[str, float]:
+        """Thresholds raised by the live audit, by task (shared by every replica, kept across restarts)."""
+        ...
+
+    async def set_threshold(self, task: str, threshold: float) -> None: ...
 
     async def aclose(self) -> None: ...

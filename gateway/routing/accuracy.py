@@ -1,0 +1,139 @@
+"""Local accuracy measured live: the audit's agreement -> an estimate with its interval -> the task's threshold.
+
+`ThresholdGuard` is the task catalog the router reads: the tasks as configured or
+carded, with the thresholds the audit raised. After each audit it tallies the
+task's audits at the threshold now in force (within the window); once there are
+`min_audits` of them and the whole 95 % Wilson interval lies below the target, it
+raises the threshold by `step` (never past `max_threshold`; kept in the shared
+store, so every replica and a restart see it), or only logs an alarm. Audits at
+an older threshold stop counting, so each raise starts a fresh estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from gateway.core.contracts import TaskCatalog, TaskSpec
+from gateway.state.learning.store import TrainingStore
+
+log = logging.getLogger(__name__)
+
+Z_95 = 1.959964
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAccuracy:
+    task: str
+    threshold: float  # in force while these audits were taken
+    audited: int
+    agreed: int
+    low: float  # 95 % Wilson interval of the accuracy of answers kept locally
+    high: float
+    target: float
+
+    @property
+    def estimate(self) -> float:
+        return self.agreed / self.audited if self.audited else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    target: float = 0.95
+    min_audits: int = 30
+    window_s: float = 7 * DAY_S
+    step: float = 0.02
+    max_threshold: float = 0.99
+    on_low: Literal["raise", "alarm"] = "raise"
+
+
+def wilson(agreed: int, audited: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion; (0, 1) with no observations."""
+    if audited == 0:
+        return 0.0, 1.0
+    p = agreed / audited
+    denominator = 1 + z * z / audited
+    centre = (p + z * z / (2 * audited)) / denominator
+    half = z * math.sqrt(p * (1 - p) / audited + z * z / (4 * audited * audited)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class ThresholdGuard:
+    def __init__(
+        self,
+        inner: TaskCatalog,
+        store: TrainingStore,
+        settings: GuardSettings,
+        *,
+        default_threshold: float,
+        on_estimate: Callable[[LiveAccuracy], None] = lambda _: None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._inner = inner
+        self._store = store
+        self._settings = settings
+        self._default = default_threshold
+        self._on_estimate = on_estimate
+        self._wall = wall
+        self._raised: dict[str, float] = {}
+        self._live: dict[str, LiveAccuracy] = {}
+
+    # -- TaskCatalog ---------------------------------------------------------------------------
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self._with_raise(self._inner.get(name))
+
+    def all(self) -> list[TaskSpec]:
+        return [spec for spec in map(self._with_raise, self._inner.all()) if spec is not None]
+
+    # -- the live estimate ---------------------------------------------------------------------
+
+    def live(self) -> Mapping[str, LiveAccuracy]:
+        return dict(self._live)
+
+    def threshold(self, task: str) -> float:
+        spec = self.get(task)
+        return spec.threshold if spec is not None and spec.threshold is not None else self._default
+
+    async def load(self) -> None:
+        """Pick up the thresholds raised earlier (by this replica before a restart, or by another)."""
+        self._raised = await self._store.thresholds()
+
+    async def review(self, task: str) -> LiveAccuracy:
+        """Tally the task's audits at its current threshold and act when accuracy is below target."""
+        await self.load()
+        threshold = self.threshold(task)
+        tally = await self._store.tally(task, threshold=threshold, since=self._wall() - self._settings.window_s)
+        low, high = wilson(tally.agreed, tally.audited)
+        live = LiveAccuracy(task, threshold, tally.audited, tally.agreed, low, high, self._settings.target)
+        self._live[task] = live
+        self._on_estimate(live)
+        if tally.audited >= self._settings.min_audits and high < self._settings.target:
+            await self._below_target(live)
+        return live
+
+    async def _below_target(self, live: LiveAccuracy) -> None:
+        what = (
+            f"task {live.task}: answers kept locally at threshold {live.threshold:.3f} agree with the remote tier "
+            f"{live.agreed}/{live.audited} times ({live.estimate:.3f}, 95% interval {live.low:.3f}-{live.high:.3f}), "
+            f"below the target {live.target:.3f}"
+        )
+        raised = min(round(live.threshold + self._settings.step, 6), self._settings.max_threshold)
+        if self._settings.on_low == "alarm" or raised <= live.threshold:
+            log.error(f"{what}; [learning] on_low_accuracy = alarm or the threshold is at its maximum: not raised")
+            return
+        await self._store.set_threshold(live.task, raised)
+        self._raised[live.task] = raised
+        log.warning(f"{what}; threshold raised to {raised:.3f}")
+
+    def _with_raise(self, spec: TaskSpec | None) -> TaskSpec | None:
+        """The spec with the raised threshold, when the raise is above its own (a card's or the config's)."""
+        if spec is None or spec.name not in self._raised:
+            return spec
+        own = spec.threshold if spec.threshold is not None else self._default
+        return replace(spec, threshold=max(own, self._raised[spec.name]))
