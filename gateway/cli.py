@@ -240,4 +240,16 @@ def format_usage(u: pb.GetUsageResponse) -> str:
     lines.append(
         f"cost: spent ${u.cost_usd:.4f}  at {reference} prices ${u.reference_cost_usd:.4f}  saved ${u.saved_usd:.4f}"
     )
+    if u.local_accuracy:
+        lines += [
+            "",
+            f"{'live accuracy':<14} {'audited':>8} {'agreed':>8} {'estimate':>9} {'95% interval':>14} threshold",
+        ]
+        for a in u.local_accuracy:
+            estimate = f"{a.estimate:.3f}" if a.audited else "-"
+            flag = "  below target" if a.audited and a.high < a.target else ""
+            lines.append(
+                f"{a.task:<14} {a.audited:>8} {a.agreed:>8} {estimate:>9} {f'{a.low:.3f}-{a.high:.3f}':>14} "
+                f"{a.threshold:.3f} (target {a.target:.2f}){flag}"
+            )
     return "\n".join(lines)

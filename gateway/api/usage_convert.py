@@ -33,4 +33,17 @@ def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
         reference_cost_usd=s.reference_cost_usd,
         saved_usd=s.saved_usd,
         reference_provider=report.reference_provider,
+        local_accuracy=[
+            pb.TaskAccuracy(
+                task=a.task,
+                audited=a.audited,
+                agreed=a.agreed,
+                estimate=a.estimate,
+                low=a.low,
+                high=a.high,
+                threshold=a.threshold,
+                target=a.target,
+            )
+            for a in report.local_accuracy
+        ],
     )

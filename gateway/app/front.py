@@ -9,17 +9,18 @@ the ledger and the usage store for GetUsage, the dashboard and the CLI.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.api.dashboard import Dashboard
 from gateway.config import Config
+from gateway.core.accuracy import LiveAccuracy
 from gateway.core.contracts import Request, Result, TaskCatalog
 from gateway.observe.metrics import Metrics
 from gateway.observe.metrics_refresh import MetricsRefresher
 from gateway.observe.pricing import Price, PriceTable
 from gateway.observe.usage_recorder import UsageRecorder
-from gateway.observe.usage_report import UsageReporter
+from gateway.observe.usage_report import UsageReporter, no_accuracy
 from gateway.routing.answerer import Answerer
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.cached_router import CachedRouter
@@ -56,6 +57,7 @@ def build_front(
     *,
     result_observers: Sequence[Callable[[Result], None]] = (),
     answer_observers: Sequence[AnswerObserver] = (),
+    accuracy: Callable[[], Awaitable[Sequence[LiveAccuracy]]] = no_accuracy,
 ) -> Front:
     prices = price_table(config)
 
@@ -85,6 +87,7 @@ def build_front(
         budgets,
         reference_provider=config.usage.reference_provider,
         flush=recorder.flush,
+        accuracy=accuracy,
     )
     refresher = MetricsRefresher(metrics, budgets=reporter.budgets, breakers=state.breakers.states, cache=state.cache)
     dashboard = None

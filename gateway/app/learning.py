@@ -10,11 +10,12 @@ import logging
 from collections.abc import Mapping
 
 from gateway.config import Config
+from gateway.core.accuracy import LiveAccuracy
 from gateway.core.contracts import BackendCall, Message, Request, Role, TaskCatalog
 from gateway.observe.metrics import Metrics
 from gateway.observe.training_recorder import TrainingRecorder
 from gateway.remote.estimate import CharEstimator
-from gateway.routing.accuracy import GuardSettings, LiveAccuracy, ThresholdGuard
+from gateway.routing.accuracy import GuardSettings, ThresholdGuard
 from gateway.routing.audit import Auditor, SecondOpinion
 from gateway.routing.recording_router import AnswerObserver
 from gateway.state.open import SharedState
@@ -104,6 +105,12 @@ class Learning:
             estimate=estimate,
             on_audit=recorder.record_audit if recorder is not None else lambda *_: None,
         )
+
+    async def accuracy(self) -> list[LiveAccuracy]:
+        """The live estimate of every learning task (for GetUsage, the dashboard and `gateway usage`)."""
+        if self.guard is None:
+            return []
+        return [await self.guard.estimate(task) for task in sorted(self.learning)]
 
     def observers(self) -> list[AnswerObserver]:
         observers: list[AnswerObserver] = []

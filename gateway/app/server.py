@@ -90,6 +90,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         metrics,
         result_observers=(counters.record, RequestLog().record),
         answer_observers=learning.observers(),
+        accuracy=learning.accuracy,
     )
     front.start()
     servicer = InferenceGatewayServicer(

@@ -7,11 +7,12 @@ from the usage store's day summary. Both are read for the same UTC day.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.core.accuracy import LiveAccuracy
 from gateway.state.budget.ledger import TokenLedger, next_reset, utc_day
 from gateway.state.usage.store import DaySummary, UsageRecord, UsageStore
 
@@ -37,6 +38,7 @@ class UsageReport:
     summary: DaySummary
     reference_provider: str
     recent: tuple[UsageRecord, ...] = ()
+    local_accuracy: tuple[LiveAccuracy, ...] = ()  # learning tasks, from the audit
 
     def to_json(self, *, show_prompts: bool) -> dict[str, Any]:
         s = self.summary
@@ -64,7 +66,25 @@ class UsageReport:
             "saved_usd": s.saved_usd,
             "reference_provider": self.reference_provider,
             "recent": [_recent_row(r, show_prompts) for r in self.recent],
+            "local_accuracy": [
+                {
+                    "task": a.task,
+                    "audited": a.audited,
+                    "agreed": a.agreed,
+                    "estimate": None if a.audited == 0 else a.estimate,
+                    "low": a.low,
+                    "high": a.high,
+                    "threshold": a.threshold,
+                    "target": a.target,
+                }
+                for a in self.local_accuracy
+            ],
         }
+
+
+async def no_accuracy() -> Sequence[LiveAccuracy]:
+    """No task is audited."""
+    return ()
 
 
 class UsageReporter:
@@ -76,6 +96,7 @@ class UsageReporter:
         *,
         reference_provider: str = "",
         flush: Callable[[], Awaitable[None]] = _nothing,
+        accuracy: Callable[[], Awaitable[Sequence[LiveAccuracy]]] = no_accuracy,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._ledger = ledger
@@ -83,6 +104,7 @@ class UsageReporter:
         self._budgets = dict(budgets)
         self._reference = reference_provider
         self._flush = flush
+        self._accuracy = accuracy
         self._wall = wall
 
     async def report(self, *, recent: int = 0) -> UsageReport:
@@ -101,6 +123,7 @@ class UsageReporter:
             summary=summary,
             reference_provider=self._reference,
             recent=rows,
+            local_accuracy=tuple(await self._accuracy()),
         )
 
     async def budgets(self, day: str | None = None) -> tuple[ProviderBudget, ...]:

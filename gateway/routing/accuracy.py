@@ -12,34 +12,18 @@ an older threshold stop counting, so each raise starts a fresh estimate.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from gateway.core.accuracy import LiveAccuracy, wilson
 from gateway.core.contracts import TaskCatalog, TaskSpec
 from gateway.state.learning.store import TrainingStore
 
 log = logging.getLogger(__name__)
 
-Z_95 = 1.959964
 DAY_S = 86_400.0
-
-
-@dataclass(frozen=True, slots=True)
-class LiveAccuracy:
-    task: str
-    threshold: float  # in force while these audits were taken
-    audited: int
-    agreed: int
-    low: float  # 95 % Wilson interval of the accuracy of answers kept locally
-    high: float
-    target: float
-
-    @property
-    def estimate(self) -> float:
-        return self.agreed / self.audited if self.audited else math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +34,6 @@ class GuardSettings:
     step: float = 0.02
     max_threshold: float = 0.99
     on_low: Literal["raise", "alarm"] = "raise"
-
-
-def wilson(agreed: int, audited: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval for a proportion; (0, 1) with no observations."""
-    if audited == 0:
-        return 0.0, 1.0
-    p = agreed / audited
-    denominator = 1 + z * z / audited
-    centre = (p + z * z / (2 * audited)) / denominator
-    half = z * math.sqrt(p * (1 - p) / audited + z * z / (4 * audited * audited)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class ThresholdGuard:
@@ -104,8 +77,8 @@ class ThresholdGuard:
         """Pick up the thresholds raised earlier (by this replica before a restart, or by another)."""
         self._raised = await self._store.thresholds()
 
-    async def review(self, task: str) -> LiveAccuracy:
-        """Tally the task's audits at its current threshold and act when accuracy is below target."""
+    async def estimate(self, task: str) -> LiveAccuracy:
+        """The task's audits at its current threshold, within the window, as an estimate (read only)."""
         await self.load()
         threshold = self.threshold(task)
         tally = await self._store.tally(task, threshold=threshold, since=self._wall() - self._settings.window_s)
@@ -113,7 +86,12 @@ class ThresholdGuard:
         live = LiveAccuracy(task, threshold, tally.audited, tally.agreed, low, high, self._settings.target)
         self._live[task] = live
         self._on_estimate(live)
-        if tally.audited >= self._settings.min_audits and high < self._settings.target:
+        return live
+
+    async def review(self, task: str) -> LiveAccuracy:
+        """The estimate, acted on when accuracy is below target with confidence."""
+        live = await self.estimate(task)
+        if live.audited >= self._settings.min_audits and live.high < self._settings.target:
             await self._below_target(live)
         return live
 

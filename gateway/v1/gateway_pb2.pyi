@@ -628,6 +628,7 @@ class GetUsageResponse(_message.Message):
     REFERENCE_COST_USD_FIELD_NUMBER: _builtins.int
     SAVED_USD_FIELD_NUMBER: _builtins.int
     REFERENCE_PROVIDER_FIELD_NUMBER: _builtins.int
+    LOCAL_ACCURACY_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     """YYYY-MM-DD (UTC)"""
     requests: _builtins.int
@@ -664,6 +665,10 @@ class GetUsageResponse(_message.Message):
     def latency(self) -> Global___LatencySummary:
         """end-to-end latency inside the gateway"""
 
+    @_builtins.property
+    def local_accuracy(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskAccuracy]:
+        """learning tasks: the audit's live estimate"""
+
     def __init__(
         self,
         *,
@@ -679,11 +684,60 @@ class GetUsageResponse(_message.Message):
         reference_cost_usd: _builtins.float = ...,
         saved_usd: _builtins.float = ...,
         reference_provider: _builtins.str = ...,
+        local_accuracy: _abc.Iterable[Global___TaskAccuracy] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "day", b"day", "escalations_by_reason", b"escalations_by_reason", "latency", b"latency", "providers", b"providers", "reference_cost_usd", b"reference_cost_usd", "reference_provider", b"reference_provider", "requests", b"requests", "requests_by_provider", b"requests_by_provider", "requests_by_tier", b"requests_by_tier", "saved_usd", b"saved_usd", "tokens_by_tier", b"tokens_by_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "day", b"day", "escalations_by_reason", b"escalations_by_reason", "latency", b"latency", "local_accuracy", b"local_accuracy", "providers", b"providers", "reference_cost_usd", b"reference_cost_usd", "reference_provider", b"reference_provider", "requests", b"requests", "requests_by_provider", b"requests_by_provider", "requests_by_tier", b"requests_by_tier", "saved_usd", b"saved_usd", "tokens_by_tier", b"tokens_by_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
+
+@_typing.final
+class TaskAccuracy(_message.Message):
+    """Accuracy of the answers a learning task keeps locally, measured by auditing a sample of them
+    against the remote tier, at the threshold now in force.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    AUDITED_FIELD_NUMBER: _builtins.int
+    AGREED_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
+    LOW_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    audited: _builtins.int
+    agreed: _builtins.int
+    estimate: _builtins.float
+    """agreed / audited; NaN before the first audit"""
+    low: _builtins.float
+    """95 % Wilson interval"""
+    high: _builtins.float
+    threshold: _builtins.float
+    """the threshold in force"""
+    target: _builtins.float
+    """[learning] target_accuracy"""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        audited: _builtins.int = ...,
+        agreed: _builtins.int = ...,
+        estimate: _builtins.float = ...,
+        low: _builtins.float = ...,
+        high: _builtins.float = ...,
+        threshold: _builtins.float = ...,
+        target: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreed", b"agreed", "audited", b"audited", "estimate", b"estimate", "high", b"high", "low", b"low", "target", b"target", "task", b"task", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskAccuracy: _TypeAlias = TaskAccuracy  # noqa: Y015

@@ -21,10 +21,12 @@ import pytest
 from gateway.cli import format_usage
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
+from tests.fakes.base import Reply
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.providers import TEST_KEYS
 from tests.fakes.threaded import serving_in_thread
 from tests.gateway_process import ROOT, GatewayProcess, start_gateway
+from tests.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -66,6 +68,13 @@ price_out_per_mtok = 10.0
 [usage]
 reference_provider = "openai"
 
+[tasks.trend]
+labels = ["up", "down"]
+learn = true
+
+[learning]
+audit_rate = 1.0                # every confident local answer of trend is audited
+
 [dashboard]
 refresh_s = 0.5
 """
@@ -90,7 +99,7 @@ def _require_browser() -> None:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     _require_browser()
     workdir = tmp_path_factory.mktemp("dashboard")
-    with serving_in_thread(FakeOpenAI()) as fake, pytest.MonkeyPatch.context() as env:
+    with serving_in_thread(FakeOpenAI(reply=Reply("up"))) as fake, pytest.MonkeyPatch.context() as env:
         env.setenv("OPENAI_API_KEY", TEST_KEYS["OPENAI_API_KEY"])
         config = CONFIG.format(cache_dir=workdir / "cache", base_url=fake.base_url)  # type: ignore[attr-defined]
         process = start_gateway(config, workdir, ready_timeout_s=60)
@@ -112,6 +121,14 @@ def _drive_traffic(stub: pb_grpc.InferenceGatewayStub) -> None:
         assert ask("local 0").tier == pb.TIER_CACHE
     for i in range(4):
         assert ask(f"remote {i}", route="remote").tier == pb.TIER_REMOTE
+    trend = pb.GenerateRequest(messages=[pb.ChatMessage(role="user", content="up")], task="trend")
+    assert stub.Generate(trend, timeout=30).tier == pb.TIER_LOCAL  # kept locally, then audited in the background
+
+    def audited() -> bool:
+        usage = stub.GetUsage(pb.GetUsageRequest(), timeout=10)
+        return [(a.task, a.audited, a.agreed) for a in usage.local_accuracy] == [("trend", 1, 1)]
+
+    wait_until(audited, timeout_s=30, what="the audit of the trend answer in GetUsage")
 
 
 async def test_the_dashboard_shows_what_get_usage_reports(gateway: GatewayProcess) -> None:
@@ -121,8 +138,8 @@ async def test_the_dashboard_shows_what_get_usage_reports(gateway: GatewayProces
         stub = pb_grpc.InferenceGatewayStub(channel)
         _drive_traffic(stub)
         usage = stub.GetUsage(pb.GetUsageRequest(), timeout=10)
-    assert usage.requests == 12
-    assert dict(usage.requests_by_tier) == {"local": 5, "cache": 3, "remote": 4}
+    assert usage.requests == 13
+    assert dict(usage.requests_by_tier) == {"local": 6, "cache": 3, "remote": 4}
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -153,9 +170,14 @@ async def test_the_dashboard_shows_what_get_usage_reports(gateway: GatewayProces
             assert openai.tokens_used > 0
             assert await text('[data-provider="openai"] .used') == f"{openai.tokens_used:,}"
             assert await text('[data-provider="openai"] .budget') == f"{openai.token_budget:,}"
-            assert await text('[data-provider="openai"] .requests') == str(openai.requests) == "4"
+            assert await text('[data-provider="openai"] .requests') == str(openai.requests) == "5"  # 4 + the audit
             assert await text('[data-reason="rule"]') == str(usage.escalations_by_reason["rule"]) == "4"
-            assert await page.locator("#recent tr").count() == 12
+            assert await page.locator("#recent tr").count() == 13
+            (live,) = usage.local_accuracy
+            assert await text('[data-task="trend"]') == (
+                f"{live.estimate:.3f} (95% {live.low:.3f}-{live.high:.3f}) · 1/1 agree · "
+                f"threshold {live.threshold:.3f} · target {live.target:.2f}"
+            )
             assert SECRET_PROMPT not in await page.content()  # no prompt text unless record_prompts
             ARTIFACT.parent.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACT), full_page=True)

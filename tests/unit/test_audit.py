@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import RoutingConfig, RuleConfig, TaskConfig
+from gateway.core.accuracy import wilson
 from gateway.core.contracts import (
     AdapterRef,
     Attempt,
@@ -23,7 +24,7 @@ from gateway.core.contracts import (
     TaskSpec,
     Usage,
 )
-from gateway.routing.accuracy import GuardSettings, ThresholdGuard, wilson
+from gateway.routing.accuracy import GuardSettings, ThresholdGuard
 from gateway.routing.audit import Auditor
 from gateway.routing.recording_router import RecordingRouter
 from gateway.routing.router import Router

@@ -39,6 +39,9 @@ METRIC_NAMES = [
     "gateway_breaker_state",
     "gateway_cost_usd_total",
     "gateway_reference_cost_usd_total",
+    "gateway_local_accuracy",
+    "gateway_local_audits",
+    "gateway_task_threshold",
 ]
 
 
@@ -66,7 +69,7 @@ async def test_the_page_is_served_at_the_root(client: tuple[Client, Metrics]) ->
     response = await client[0].get("/")
     assert response.status == 200 and response.content_type == "text/html"
     page = await response.text()
-    assert "/api/usage" in page and 'id="budgets"' in page
+    assert "/api/usage" in page and 'id="budgets"' in page and 'id="accuracy"' in page
 
 
 async def test_api_usage_reports_budgets_and_the_refresh_interval(client: tuple[Client, Metrics]) -> None:
@@ -85,12 +88,15 @@ async def test_metrics_carry_every_documented_name(client: tuple[Client, Metrics
     metrics.cache_lookup("miss")
     metrics.costs("openai", 0.01, 0.02)
     metrics.on_batch(4, 0.2)
+    metrics.accuracy("trend", audited=40, estimate=0.9, low=0.77, high=0.96, threshold=0.72)
     text = await (await test_client.get("/metrics")).text()
     for name in METRIC_NAMES:
         assert name in text, name
     assert 'gateway_budget_tokens_used{provider="openai"} 300.0' in text
     assert 'gateway_breaker_state{provider="openai"} 2.0' in text
     assert "gateway_cache_hit_ratio 0.5" in text
+    assert 'gateway_local_accuracy{bound="low",task="trend"} 0.77' in text
+    assert 'gateway_task_threshold{task="trend"} 0.72' in text
     assert 'gateway_request_outcomes_total{outcome="unavailable",provider="none",tier="none"} 1.0' in text
 
 

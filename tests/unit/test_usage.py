@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.api.usage_convert import usage_to_proto
+from gateway.cli import format_usage
+from gateway.core.accuracy import LiveAccuracy, wilson
 from gateway.core.contracts import Escalation, Message, Request, Result, Role, Tier, Usage
 from gateway.core.errors import ResourceExhausted
 from gateway.observe.pricing import Price, PriceTable
@@ -163,3 +165,23 @@ async def test_retention_purges_old_records(store: SqliteUsageStore) -> None:
     rec.record(REQUEST, result(Tier.LOCAL, "x"))
     await rec.aclose()
     assert [r.request_id for r in await store.recent(10)] == ["r1"]
+
+
+async def test_the_live_accuracy_reads_the_same_in_the_report_getusage_and_the_cli(store: SqliteUsageStore) -> None:
+    live = (
+        LiveAccuracy("trend", 0.72, 40, 30, *wilson(30, 40), target=0.95),
+        LiveAccuracy("sentiment", 0.8, 0, 0, *wilson(0, 0), target=0.95),
+    )
+
+    async def accuracy() -> tuple[LiveAccuracy, ...]:
+        return live
+
+    report = await UsageReporter(MemoryLedger(), store, {}, accuracy=accuracy, wall=lambda: NOW).report()
+    body = report.to_json(show_prompts=False)["local_accuracy"]
+    proto = usage_to_proto(report).local_accuracy
+    assert [(a["task"], a["audited"], a["agreed"]) for a in body] == [(a.task, a.audited, a.agreed) for a in proto]
+    assert body[0]["estimate"] == proto[0].estimate == 0.75 and body[1]["estimate"] is None
+    assert body[0]["low"] == pytest.approx(proto[0].low) and proto[0].high < 0.95
+    text = format_usage(usage_to_proto(report))
+    assert "trend                40       30     0.750" in text and "below target" in text
+    assert "sentiment             0        0         -" in text
