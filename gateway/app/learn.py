@@ -19,6 +19,7 @@ async def status(config: Config, out: TextIO) -> None:
     state = open_state(config)
     try:
         tasks = await state.training.status()
+        raised = await state.training.thresholds()
     finally:
         await state.aclose()
     learning = sorted(name for name, task in config.tasks.items() if task.learn)
@@ -26,6 +27,9 @@ async def status(config: Config, out: TextIO) -> None:
         out.write("learning: off ([learning] enabled = false); rows already kept stay until purged\n")
     else:
         out.write(f"learning: on for {', '.join(learning) or 'no task (set learn = true under [tasks.NAME])'}\n")
+    if raised:
+        listed = ", ".join(f"{task} {value:.3f}" for task, value in sorted(raised.items()))
+        out.write(f"thresholds raised by the live audit: {listed}\n")
     if not tasks:
         out.write("no training rows\n")
         return

@@ -134,11 +134,13 @@ async def test_learn_status_export_and_purge_read_the_configured_store(tmp_path:
         for i, ans in enumerate(("up", "down", "up"))
     ]
     await store.add(rows)
+    await store.set_threshold("trend", 0.74)
     await store.aclose()
 
     status = learn(tmp_path, "status")
     assert status.returncode == 0, status.stderr
     assert "learning: on for trend" in status.stdout
+    assert "thresholds raised by the live audit: trend 0.740" in status.stdout
     assert "trend" in status.stdout and " 3 " in status.stdout and "down 1, up 2" in status.stdout
     assert "2026-11-18 11:06" in status.stdout  # the first row's time (1_795_000_000 s), UTC
 
