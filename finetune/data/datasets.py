@@ -143,7 +143,7 @@ def build_task(name: str, store: DataStore, options: BuildOptions | None = None)
         template = PromptTemplate(sentiment.SYSTEM)
         labels = sentiment.LABELS
         extra = {
-            "rule": f"labels written by {sentiment.LABELLED_BY}",
+            "rule": "the label people gave the headline following docs/sentiment_labelling.md (never a model)",
             "input_format": "the headline as written",
             "labelled_by": sentiment.LABELLED_BY,
             "data_file": {"path": sentiment.SOURCE, "sha256": digest},

@@ -36,7 +36,7 @@ class TaskSummary:
         flag = f"--lr {lr / 3:.1g}" if lr else "--lr 0.001"
         now = f" than this run's {lr:g}" if lr else ""
         return (
-            f"{task}: {verdict}: the adapter fell back to the label prior instead of learning the task: "
+            f"{task}: {verdict}: the adapter did not learn the task, it learned the label prior: "
             f"{self.collapse}. Try a lower learning rate{now}, e.g. `python -m finetune --tasks {task} {flag}`, "
             "or a longer budget (FINETUNE_BUDGET=1h)."
         )
