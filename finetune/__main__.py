@@ -12,7 +12,7 @@ from pathlib import Path
 
 from finetune.budget import parse_duration
 from finetune.data.datasets import BUILTIN_TASKS, BuildOptions, DataError
-from finetune.options import DEFAULT_LEARNING_RATES, DEFAULT_TASKS, RunOptions, UserData
+from finetune.options import DEFAULT_LEARNING_RATES, DEFAULT_TASKS, RunOptions, Traffic, UserData
 from finetune.settings import TrainSettings
 
 SMOKE_CAPS = {"train": 64, "val": 32, "test": 32, "heldout": 16}
@@ -91,6 +91,15 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--name", default="", help="task name for --data (default: the file's stem)")
     u.add_argument("--labels", default="", help="comma-separated label set for --data (default: labels found)")
     u.add_argument("--system", default="", help="system prompt for --data")
+    f = p.add_argument_group("learning from traffic")
+    f.add_argument(
+        "--from-traffic",
+        action="store_true",
+        help="train each task on the rows the gateway captured (`python -m gateway learn export`), split by time; "
+        "publish only when the new adapter beats the one served on the newest requests",
+    )
+    f.add_argument("--gateway-config", type=Path, default=None, help="the gateway's config file (its training store)")
+    f.add_argument("--with-seed", action="store_true", help="add the task's built-in training data to the traffic")
     p.add_argument(
         "--publish-collapsed",
         action="store_true",
@@ -143,6 +152,8 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
     budget_text = args.budget or env.get("FINETUNE_BUDGET") or "20m"
     budget = None if budget_text.lower() == "none" else parse_duration(budget_text)
     jobs = args.jobs or int(env.get("FINETUNE_JOBS", "1"))
+    if args.from_traffic and args.data is not None:
+        raise ValueError("--from-traffic and --data both say where the data comes from; give one")
     if jobs > 1 and int(env.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(f"--jobs {jobs} (or FINETUNE_JOBS) under accelerate launch: its processes share a task; use 1")
     options = RunOptions(
@@ -162,6 +173,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         ollama_from=args.ollama_from,
         user_data=user,
         publish_collapsed=args.publish_collapsed,
+        traffic=Traffic(args.gateway_config, args.with_seed) if args.from_traffic else None,
         learning_rates=dict(DEFAULT_LEARNING_RATES) if args.lr is None else {},  # --lr: the same for every task
     )
     if args.smoke:

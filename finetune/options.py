@@ -27,6 +27,14 @@ class UserData:
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """Train on the gateway's captured traffic (`--from-traffic`) instead of the task's built-in data."""
+
+    gateway_config: Path | None = None  # the gateway's config file, which names its training store
+    with_seed: bool = False  # add the task's built-in training split
+
+
+@dataclass(frozen=True)
 class RunOptions:
     artifacts: Path
     cache_dir: Path
@@ -46,6 +54,7 @@ class RunOptions:
     learning_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LEARNING_RATES))  # per task
     user_data: UserData | None = None
     publish_collapsed: bool = False  # publish an adapter that learned only the label prior (smoke runs do)
+    traffic: Traffic | None = None  # from traffic: the challenger must beat the served champion to be published
 
     def settings_for(self, task: str) -> TrainSettings:
         """The training settings of one task: its own learning rate where it has one."""

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from finetune.data.datasets import TaskDataset, build_task, load_jsonl_task, write_dataset
+from finetune.data.datasets import BUILTIN_TASKS, DataError, TaskDataset, build_task, load_jsonl_task, write_dataset
 from finetune.data.sources import DataStore
 from finetune.evaluate.evaluation import Evaluation
+from finetune.evaluate.rivalry import Rivalry, Standing
 from finetune.examples import HELDOUT, TEST, TRAIN, VAL, Example
 from finetune.options import RunOptions
 from finetune.publish.report import TaskSummary, task_report
@@ -77,9 +78,58 @@ def load_base(options: RunOptions, device: Any) -> Base:
 
 def load_dataset(task: str, options: RunOptions) -> TaskDataset:
     user = options.user_data
+    if options.traffic is not None:
+        return _traffic_dataset(task, options)
     if user is not None and user.name == task:
         return load_jsonl_task(user.path, user.name, labels=user.labels, system=user.system, seed=options.build.seed)
     return build_task(task, DataStore(options.cache_dir), options.build)
+
+
+def _traffic_dataset(task: str, options: RunOptions) -> TaskDataset:
+    """The gateway's captured rows for `task` (through its export), with a built-in task's labels and prompt."""
+    from finetune.data.traffic import export_rows, traffic_task
+
+    assert options.traffic is not None
+    seed = build_task(task, DataStore(options.cache_dir), options.build) if task in BUILTIN_TASKS else None
+    if options.traffic.with_seed and seed is None:
+        raise DataError(f"{task}: --with-seed needs a built-in task ({', '.join(BUILTIN_TASKS)})")
+    rows = export_rows(
+        task, options.artifacts / "traffic" / f"{task}.jsonl", gateway_config=options.traffic.gateway_config
+    )
+    return traffic_task(
+        rows,
+        task,
+        labels=seed.labels if seed is not None else (),
+        system=seed.template.system if seed is not None else "",
+        seed_examples=seed.split(TRAIN) if seed is not None and options.traffic.with_seed else (),
+    )
+
+
+def _champion(task: str, options: RunOptions, base: Base, scorer: _Scorer, test: list[Example]) -> Standing | None:
+    """The adapter the gateway serves for `task` now, scored on the challenger's test split (None: none served)."""
+    from peft import PeftModel
+
+    from finetune.evaluate.rivalry import standing
+    from local_models.adapters import AdapterRegistry
+
+    registry = AdapterRegistry(options.adapters, base_sha256=base.sha256)
+    registry.refresh()
+    spec = registry.get(task)
+    if spec is None or spec.adapter is None or not test:
+        return None
+    served = PeftModel.from_pretrained(base.model, spec.adapter.path)
+    try:
+        scored = scorer(served, test)
+    finally:
+        served.unload()  # the base again, for the challenger's LoRA
+    log.info("%s: champion %s scored on the newest %d requests", task, spec.adapter.version, len(test))
+    return standing(
+        spec.adapter.version, scored, spec.calibration_temperature, options.target_accuracy, _min_kept(test, options)
+    )
+
+
+def _min_kept(test: list[Example], options: RunOptions) -> int:
+    return min(options.min_kept, max(1, len(test) // 4))
 
 
 class _Scorer:
@@ -120,6 +170,7 @@ def run_task(
     base = load_base(options, accelerator.device)
     scorer = _Scorer(base, dataset, options)
     base_scores: dict[str, Any] = {}
+    champion: Standing | None = None
     base_eval_s, train_budget = 0.0, -1.0  # -1: bounded by steps only
     if main:
         write_dataset(dataset, run_dir / task / "data")
@@ -128,6 +179,8 @@ def run_task(
         base_scores = {
             s: scorer(base.model, _spread(splits[s], options.base_max_examples)) for s in (VAL, TEST) if splits[s]
         }
+        if options.traffic is not None:
+            champion = _champion(task, options, base, scorer, splits[TEST])
         base_eval_s = time.perf_counter() - eval_started
         per_example = base_eval_s / max(1, sum(len(v) for v in base_scores.values()))
         if budget_s is not None:
@@ -179,6 +232,7 @@ def run_task(
         options,
         run_dir,
         (started, eval_started, base_eval_s),
+        contest=(champion, adapter_scores.get(TEST)) if options.traffic is not None else None,
     )
     shutil.rmtree(checkpoint, ignore_errors=True)  # published: a re-run trains a new version
     return outcome
@@ -195,9 +249,12 @@ def _publish(
     options: RunOptions,
     run_dir: Path,
     clocks: tuple[float, float, float],
+    *,
+    contest: tuple[Standing | None, Any] | None = None,
 ) -> TaskOutcome:
     """Write the adapter folder under a dot-name, then rename it into place in one step; an adapter
-    that collapsed to the label prior is reported but not published (unless options say so)."""
+    that collapsed to the label prior is reported but not published (unless options say so), and
+    one trained from traffic only when it beats the champion (`contest`: its standing, the test scores)."""
     from finetune.evaluate.evaluation import collapse
     from finetune.publish.card import build_card, new_version
     from finetune.publish.export import check_vllm_folder, discard, publish, staging_dir, write_modelfile
@@ -218,6 +275,7 @@ def _publish(
             log.warning("%s: vLLM would not serve this adapter: %s", task, problems)
         write_modelfile(staging, options.ollama_from or str(base.folder.resolve()), dataset.template.system)
         collapsed = collapse(evaluation)
+        rivalry = _rivalry(contest, evaluation, dataset, options)
         summary = TaskSummary(
             task,
             version,
@@ -226,7 +284,7 @@ def _publish(
             time.perf_counter() - started,
             eval_s,
             collapse=collapsed,
-            published=not collapsed or options.publish_collapsed,
+            published=(not collapsed or options.publish_collapsed) and (rivalry is None or rivalry.challenger_wins),
             learning_rate=settings.learning_rate,
         )
         card = build_card(
@@ -243,6 +301,9 @@ def _publish(
             environment=_environment(options, result.extra),
         )
         report = task_report(summary, dataset.card, asdict(settings))
+        if rivalry is not None:
+            report += "\n" + rivalry.markdown()
+            log.info("%s", rivalry.line(task))
         (staging / "report.md").write_text(report)
         (staging / "evaluation.json").write_text(json.dumps(_finite(evaluation.to_json()), indent=1))
         write_card(card, staging)
@@ -251,13 +312,8 @@ def _publish(
         task_dir = run_dir / task
         task_dir.mkdir(parents=True, exist_ok=True)
         if not summary.published:
-            # the report and its plots stay with the run; the gateway never sees this adapter
-            for name in evaluation.plots.values():
-                shutil.copy2(staging / name, task_dir / name)
-            (task_dir / "report.md").write_text(report)
-            discard(staging)
-            log.warning("%s", summary.collapse_line())
-            return TaskOutcome(summary, None, task_dir / "report.md")
+            lost = rivalry is not None and not rivalry.challenger_wins
+            return _unpublished(summary, staging, task_dir, report, keep=lost)
         final = publish(staging, options.adapters, task, version)
     except BaseException:
         discard(staging)
@@ -267,6 +323,40 @@ def _publish(
         log.warning("%s", summary.collapse_line())
     log.info("%s: published %s (%.0f s)", task, final, summary.seconds_total)
     return TaskOutcome(summary, final, task_dir / "report.md")
+
+
+def _unpublished(summary: TaskSummary, staging: Path, task_dir: Path, report: str, *, keep: bool) -> TaskOutcome:
+    """The report and its plots stay with the run; the gateway never sees this adapter. A challenger that
+    lost to the champion (`keep`) is kept with the run; one that collapsed is discarded."""
+    from finetune.publish.export import discard
+
+    for name in summary.evaluation.plots.values():
+        shutil.copy2(staging / name, task_dir / name)
+    (task_dir / "report.md").write_text(report)
+    if summary.collapse:
+        log.warning("%s", summary.collapse_line())
+    if keep:
+        kept = task_dir / "challenger"
+        discard(kept)
+        staging.rename(kept)
+        log.warning("%s: the challenger is kept at %s, not published", summary.task, kept)
+    else:
+        discard(staging)
+    return TaskOutcome(summary, None, task_dir / "report.md")
+
+
+def _rivalry(
+    contest: tuple[Standing | None, Any] | None, evaluation: Evaluation, dataset: TaskDataset, options: RunOptions
+) -> Rivalry | None:
+    if contest is None or contest[1] is None:
+        return None
+    from finetune.evaluate.rivalry import Rivalry, standing
+
+    champion, test_scores = contest
+    test = dataset.split(TEST)
+    temperature = evaluation.calibration.temperature
+    challenger = standing("challenger", test_scores, temperature, options.target_accuracy, _min_kept(test, options))
+    return Rivalry(options.target_accuracy, len(test), challenger, champion)
 
 
 def _spread(items: list[Example], n: int) -> list[Example]:
