@@ -38,8 +38,8 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_log(self, needle: str, timeout_s: float = 15.0) -> str:
-        def logged() -> str | None:
-            return next((line for line in self.log_text().splitlines() if needle in line), None)
+        def logged() -> str:
+            return next((line for line in self.log_text().splitlines() if needle in line), "")
 
         try:
             return wait_until(logged, timeout_s=timeout_s, what=f"{needle!r} in the log", interval_s=0.1)
