@@ -6,7 +6,9 @@ task's audits at the threshold now in force (within the window); once there are
 `min_audits` of them and the whole 95 % Wilson interval lies below the target, it
 raises the threshold by `step` (never past `max_threshold`; kept in the shared
 store, so every replica and a restart see it), or only logs an alarm. Audits at
-an older threshold stop counting, so each raise starts a fresh estimate.
+an older threshold stop counting, so each raise starts a fresh estimate. A raise
+belongs to the adapter version it was measured on (`task@version`): a new version
+starts from its own calibrated threshold.
 """
 
 from __future__ import annotations
@@ -105,13 +107,22 @@ class ThresholdGuard:
         if self._settings.on_low == "alarm" or raised <= live.threshold:
             log.error(f"{what}; [learning] on_low_accuracy = alarm or the threshold is at its maximum: not raised")
             return
-        await self._store.set_threshold(live.task, raised)
-        self._raised[live.task] = raised
+        key = _scope(self._inner.get(live.task), live.task)
+        await self._store.set_threshold(key, raised)
+        self._raised[key] = raised
         log.warning(f"{what}; threshold raised to {raised:.3f}")
 
     def _with_raise(self, spec: TaskSpec | None) -> TaskSpec | None:
-        """The spec with the raised threshold, when the raise is above its own (a card's or the config's)."""
-        if spec is None or spec.name not in self._raised:
+        """The spec with the threshold raised for it, when that is above its own (a card's or the config's)."""
+        if spec is None:
+            return spec
+        raised = self._raised.get(_scope(spec, spec.name))
+        if raised is None:
             return spec
         own = spec.threshold if spec.threshold is not None else self._default
-        return replace(spec, threshold=max(own, self._raised[spec.name]))
+        return replace(spec, threshold=max(own, raised))
+
+
+def _scope(spec: TaskSpec | None, task: str) -> str:
+    """What a raise belongs to: the adapter version serving the task (`task@version`), or the task itself."""
+    return f"{task}@{spec.adapter.version}" if spec is not None and spec.adapter is not None else task

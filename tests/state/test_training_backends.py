@@ -89,7 +89,16 @@ async def test_raised_thresholds_are_kept_and_go_with_a_purge(store: TrainingSto
     assert await store.thresholds() == {}
     await store.set_threshold("sentiment", 0.82)
     await store.set_threshold("sentiment", 0.84)
+    await store.set_threshold("sentiment@20261130-1524", 0.9)
+    await store.set_threshold("sentiments", 0.7)  # another task whose name starts the same
     await store.set_threshold("pattern", 0.9)
-    assert await store.thresholds() == {"sentiment": 0.84, "pattern": 0.9}
-    await store.purge("sentiment")
-    assert await store.thresholds() == {"pattern": 0.9}
+    assert await store.thresholds() == {
+        "sentiment": 0.84,
+        "sentiment@20261130-1524": 0.9,
+        "sentiments": 0.7,
+        "pattern": 0.9,
+    }
+    await store.purge("sentiment")  # the task's own raise and each of its adapter versions'
+    assert await store.thresholds() == {"sentiments": 0.7, "pattern": 0.9}
+    await store.purge(None)
+    assert await store.thresholds() == {}

@@ -41,7 +41,10 @@ NOW = 1_795_000_000.0
 class Carded:
     """The trend task as an adapter card serves it (so ListModels lists it with its threshold)."""
 
-    spec = TaskSpec("trend", ("up", "down"), 0.7, AdapterRef("trend-lora", "v1", "/adapters/trend/v1"))
+    def __init__(self, version: str = "v1") -> None:
+        self.spec = TaskSpec(
+            "trend", ("up", "down"), 0.7, AdapterRef("trend-lora", version, f"/adapters/trend/{version}")
+        )
 
     def get(self, name: str) -> TaskSpec | None:
         return self.spec if name == "trend" else None
@@ -107,10 +110,11 @@ def rig(
     offline: bool = False,
     rules: tuple[RuleConfig, ...] = (),
     settings: GuardSettings | None = None,
+    version: str = "v1",
 ) -> Rig:
     teacher = teacher or Teacher()
     guard = ThresholdGuard(
-        ChainedTasks(Carded(), ConfigTasks(TASKS)),
+        ChainedTasks(Carded(version), ConfigTasks(TASKS)),
         store,
         settings or GuardSettings(min_audits=5),
         default_threshold=0.6,
@@ -190,7 +194,7 @@ async def test_live_accuracy_below_target_raises_the_threshold_seen_in_list_mode
     for _ in range(5):  # the teacher disagrees every time: 0 of 5, 95 % interval 0-0.43, below the target 0.95
         await r.ask(ask())
     assert r.guard.threshold("trend") == pytest.approx(0.75)
-    assert await store.thresholds() == {"trend": pytest.approx(0.75)}
+    assert await store.thresholds() == {"trend@v1": pytest.approx(0.75)}  # raised for the version it measured
     for _ in range(10):  # a fresh estimate at 0.75 is below too: raised to the maximum, and no further
         await r.ask(ask())
     assert r.guard.threshold("trend") == pytest.approx(0.8)
@@ -199,6 +203,9 @@ async def test_live_accuracy_below_target_raises_the_threshold_seen_in_list_mode
     restarted = rig(store)
     await restarted.guard.load()
     assert restarted.guard.threshold("trend") == pytest.approx(0.8)  # kept in the shared store
+    retrained = rig(store, version="v2")  # a new version, calibrated anew, starts from its own threshold
+    await retrained.guard.load()
+    assert retrained.guard.threshold("trend") == 0.7
 
 
 async def test_alarm_mode_only_logs(store: SqliteTrainingStore, caplog: pytest.LogCaptureFixture) -> None:

@@ -5,7 +5,7 @@ Layout (under the configured prefix):
   learn:rows:<task>   sorted set, score = time, member = the row as JSON (it carries the request id, so
                       two rows never collapse into one)
   learn:audits:<task> sorted set, score = time, member = "<threshold>:<agreed 0|1>:<unique id>"
-  learn:thresholds    hash, task -> the threshold the live audit raised it to
+  learn:thresholds    hash, task or task@version -> the threshold the live audit raised it to
 """
 
 from __future__ import annotations
@@ -77,12 +77,15 @@ class RedisTrainingStore:
         tasks = [task] if task is not None else await self._task_names()
         removed = 0
         with unavailable_when_down(WHAT):
+            scopes = [_text(s) for s in await self._client.hkeys(self._thresholds)]
+            gone = [s for s in scopes if task is None or s == task or s.startswith(task + "@")]
+            if gone:
+                await self._client.hdel(self._thresholds, *gone)
             for name in tasks:
                 async with self._client.pipeline(transaction=True) as pipe:
                     pipe.zcard(self._rows_key(name))
                     pipe.delete(self._rows_key(name), self._audits_key(name))
                     pipe.srem(self._tasks, name)
-                    pipe.hdel(self._thresholds, name)
                     count, *_ = await pipe.execute()
                 removed += int(count)
         return removed
@@ -115,9 +118,9 @@ class RedisTrainingStore:
             raw = await self._client.hgetall(self._thresholds)
         return {_text(task): float(value) for task, value in raw.items()}
 
-    async def set_threshold(self, task: str, threshold: float) -> None:
+    async def set_threshold(self, scope: str, threshold: float) -> None:
         with unavailable_when_down(WHAT):
-            await self._client.hset(self._thresholds, task, repr(threshold))
+            await self._client.hset(self._thresholds, scope, repr(threshold))
 
     async def aclose(self) -> None:
         return None  # the client belongs to the shared state, which closes it

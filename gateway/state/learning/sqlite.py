@@ -84,7 +84,12 @@ class SqliteTrainingStore:
         def purge(conn: sqlite3.Connection) -> int:
             where, args = ("", ()) if task is None else (" WHERE task = ?", (task,))
             conn.execute(f"DELETE FROM audits{where}", args)
-            conn.execute(f"DELETE FROM thresholds{where}", args)
+            if task is None:
+                conn.execute("DELETE FROM thresholds")
+            else:  # the task's own raise and those of each of its adapter versions
+                conn.execute(
+                    "DELETE FROM thresholds WHERE task = ? OR substr(task, 1, ?) = ?", (task, len(task) + 1, task + "@")
+                )
             return conn.execute(f"DELETE FROM training_rows{where}", args).rowcount
 
         return await self._worker.transaction(purge)
@@ -109,9 +114,9 @@ class SqliteTrainingStore:
         rows = await self._worker.run(lambda conn: conn.execute("SELECT task, threshold FROM thresholds").fetchall())
         return {str(task): float(threshold) for task, threshold in rows}
 
-    async def set_threshold(self, task: str, threshold: float) -> None:
+    async def set_threshold(self, scope: str, threshold: float) -> None:
         await self._worker.transaction(
-            lambda conn: conn.execute("INSERT OR REPLACE INTO thresholds VALUES (?, ?)", (task, threshold))
+            lambda conn: conn.execute("INSERT OR REPLACE INTO thresholds VALUES (?, ?)", (scope, threshold))
         )
 
     async def aclose(self) -> None:
