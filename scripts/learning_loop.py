@@ -38,8 +38,6 @@ from typing import Any
 
 from benchlib import ROOT, load_average
 
-sys.path.insert(0, str(ROOT))
-
 SYSTEM = "Answer with one word: bullish, bearish or neutral."
 PRICE_IN, PRICE_OUT = 2.5, 10.0  # $ per million tokens, the gpt-4o list price, for "what it would cost"
 CONFIG = """
@@ -163,6 +161,7 @@ class Loop:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # the gateway and the stand-ins under tests/ come from this checkout
     import grpc
 
     from gateway.v1 import gateway_pb2_grpc as pb_grpc

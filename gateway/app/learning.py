@@ -11,11 +11,11 @@ from collections.abc import Mapping
 
 from gateway.config import Config
 from gateway.core.accuracy import LiveAccuracy
-from gateway.core.contracts import BackendCall, Message, Request, Role, TaskCatalog
+from gateway.core.contracts import TaskCatalog
 from gateway.observe.metrics import Metrics
 from gateway.observe.training_recorder import TrainingRecorder
 from gateway.remote.estimate import CharEstimator
-from gateway.routing.accuracy import GuardSettings, ThresholdGuard
+from gateway.routing.accuracy import DAY_S, GuardSettings, ThresholdGuard
 from gateway.routing.audit import Auditor, SecondOpinion
 from gateway.routing.recording_router import AnswerObserver
 from gateway.state.open import SharedState
@@ -41,7 +41,7 @@ class Learning:
         settings = GuardSettings(
             target=cfg.target_accuracy,
             min_audits=cfg.min_audits,
-            window_s=cfg.audit_window_days * 86_400.0,
+            window_s=cfg.audit_window_days * DAY_S,
             step=cfg.threshold_step,
             max_threshold=cfg.max_threshold,
             on_low=cfg.on_low_accuracy,
@@ -82,15 +82,6 @@ class Learning:
         cfg = self._config.learning
         if self.guard is None or cfg.audit_rate <= 0:
             return
-        estimator = CharEstimator(self._config.budget.chars_per_token)
-
-        def estimate(request: Request) -> int:
-            spec = self.tasks.get(request.task)
-            messages = request.messages
-            if spec is not None and spec.system_prompt:
-                messages = (Message(Role.SYSTEM, spec.system_prompt), *messages)
-            return estimator(BackendCall(request.request_id, messages, request.max_tokens))
-
         recorder = self.recorder
         self.auditor = Auditor(
             router,
@@ -102,7 +93,7 @@ class Learning:
             learning=self.learning,
             rate=cfg.audit_rate,
             budget_share=cfg.audit_budget_share,
-            estimate=estimate,
+            estimate=CharEstimator(self._config.budget.chars_per_token),
             on_audit=recorder.record_audit if recorder is not None else lambda *_: None,
         )
 
@@ -110,7 +101,7 @@ class Learning:
         """The live estimate of every learning task (for GetUsage, the dashboard and `gateway usage`)."""
         if self.guard is None:
             return []
-        return [await self.guard.estimate(task) for task in sorted(self.learning)]
+        return await self.guard.estimates(sorted(self.learning))
 
     def observers(self) -> list[AnswerObserver]:
         observers: list[AnswerObserver] = []

@@ -16,12 +16,12 @@ from collections.abc import Callable, Set
 from dataclasses import replace
 
 from gateway.core.confidence import choose_label
-from gateway.core.contracts import Privacy, Request, Result, TaskCatalog, Tier
+from gateway.core.contracts import Request, Result, TaskCatalog, Tier
+from gateway.core.learning import may_learn_from
 from gateway.observe.batch_writer import BatchWriter
 from gateway.observe.usage_recorder import client_id
 from gateway.state.learning.store import TrainingRow, TrainingStore
 
-OPT_OUT_TAG = "learn"
 TRIM_EVERY_S = 3600.0
 DAY_S = 86_400.0
 
@@ -74,12 +74,7 @@ class TrainingRecorder:
             )
 
     def captures(self, request: Request, result: Result) -> bool:
-        return (
-            request.task in self._learning
-            and result.tier is Tier.REMOTE
-            and request.privacy is not Privacy.LOCAL_ONLY
-            and request.tags.get(OPT_OUT_TAG, "").strip().lower() != "false"
-        )
+        return request.task in self._learning and result.tier is Tier.REMOTE and may_learn_from(request)
 
     def make_row(self, request: Request, result: Result) -> TrainingRow:
         task = self._tasks.get(request.task)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -79,22 +79,27 @@ class ThresholdGuard:
         """Pick up the thresholds raised earlier (by this replica before a restart, or by another)."""
         self._raised = await self._store.thresholds()
 
-    async def estimate(self, task: str) -> LiveAccuracy:
-        """The task's audits at its current threshold, within the window, as an estimate (read only)."""
+    async def estimates(self, tasks: Sequence[str]) -> list[LiveAccuracy]:
+        """Each task's estimate (read only), with the raised thresholds read once."""
         await self.load()
+        return [await self._estimate(task) for task in tasks]
+
+    async def review(self, task: str) -> LiveAccuracy:
+        """The estimate, acted on when accuracy is below target with confidence."""
+        await self.load()
+        live = await self._estimate(task)
+        if live.audited >= self._settings.min_audits and live.high < self._settings.target:
+            await self._below_target(live)
+        return live
+
+    async def _estimate(self, task: str) -> LiveAccuracy:
+        """The task's audits at its current threshold, within the window."""
         threshold = self.threshold(task)
         tally = await self._store.tally(task, threshold=threshold, since=self._wall() - self._settings.window_s)
         low, high = wilson(tally.agreed, tally.audited)
         live = LiveAccuracy(task, threshold, tally.audited, tally.agreed, low, high, self._settings.target)
         self._live[task] = live
         self._on_estimate(live)
-        return live
-
-    async def review(self, task: str) -> LiveAccuracy:
-        """The estimate, acted on when accuracy is below target with confidence."""
-        live = await self.estimate(task)
-        if live.audited >= self._settings.min_audits and live.high < self._settings.target:
-            await self._below_target(live)
         return live
 
     async def _below_target(self, live: LiveAccuracy) -> None:

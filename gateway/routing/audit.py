@@ -27,22 +27,22 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.core.confidence import choose_label
-from gateway.core.contracts import Escalation, Privacy, Request, Result, TaskCatalog, Tier
+from gateway.core.contracts import BackendCall, Escalation, Request, Result, TaskCatalog, Tier
 from gateway.core.errors import GatewayError
+from gateway.core.learning import may_learn_from
 from gateway.routing.accuracy import ThresholdGuard
 from gateway.state.budget.ledger import TokenLedger, utc_day
 from gateway.state.learning.store import AuditRecord, TrainingStore
 
 log = logging.getLogger(__name__)
 
-OPT_OUT_TAG = "learn"
 AUDIT_PREFIX = "audit:"
 
 
 class SecondOpinion(Protocol):
     """What the audit asks of the router (gateway/routing/router.py)."""
 
-    def remote_order(self, request: Request) -> tuple[str, ...]: ...
+    def remote_route(self, request: Request) -> tuple[tuple[str, ...], BackendCall]: ...
 
     async def second_opinion(self, request: Request, provider: str) -> Result | None: ...
 
@@ -60,7 +60,7 @@ class Auditor:
         learning: Set[str],
         rate: float,
         budget_share: float,
-        estimate: Callable[[Request], int],
+        estimate: Callable[[BackendCall], int],
         on_audit: Callable[[Request, Result, Result], None] = lambda *_: None,
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
@@ -98,8 +98,7 @@ class Auditor:
             and result.escalation is Escalation.NONE
             and result.confidence is not None
             and request.min_confidence is None
-            and request.privacy is not Privacy.LOCAL_ONLY
-            and request.tags.get(OPT_OUT_TAG, "").strip().lower() != "false"
+            and may_learn_from(request)
         )
 
     async def wait_idle(self) -> None:
@@ -115,20 +114,21 @@ class Auditor:
 
     async def _audit(self, request: Request, local: Result) -> None:
         try:
-            for provider in self._router.remote_order(request):
-                if await self._audit_with(provider, request, local):
+            order, call = self._router.remote_route(request)
+            for provider in order:
+                if await self._audit_with(provider, request, local, self._estimate(call)):
                     return
         except Exception as exc:  # noqa: BLE001 - an audit that fails is skipped, never a crash
             log.warning("audit failed", extra={"request_id": request.request_id, "error": repr(exc)})
 
-    async def _audit_with(self, provider: str, request: Request, local: Result) -> bool:
+    async def _audit_with(self, provider: str, request: Request, local: Result, estimate: int) -> bool:
         """True once this provider answered (or the request may not go out at all)."""
         budget = self._budgets.get(provider, 0)
         cap = int(budget * self._share) if budget else None
         if cap == 0:
             return False
         day = utc_day(datetime.fromtimestamp(self._wall(), UTC))
-        reservation = await self._ledger.reserve(AUDIT_PREFIX + provider, self._estimate(request), day=day, limit=cap)
+        reservation = await self._ledger.reserve(AUDIT_PREFIX + provider, estimate, day=day, limit=cap)
         if reservation is None:
             return False  # this provider's audit share is spent today
         try:

@@ -180,10 +180,11 @@ class Router:
                 attempts.extend(remote_event.attempts)
                 yield self._finish(request, started, remote_event.completion, Tier.REMOTE, None, escalation, attempts)
 
-    def remote_order(self, request: Request) -> tuple[str, ...]:
-        """The providers the policy lets this request reach, in order; () when it may not leave the box."""
-        _, the_plan, _ = self._prepare(request)
-        return the_plan.order if the_plan.remote_allowed and self._remote is not None else ()
+    def remote_route(self, request: Request) -> tuple[tuple[str, ...], BackendCall]:
+        """The providers the policy lets this request reach, in order (() when it may not leave the box),
+        and the call they would be sent (task system prompt and labels included)."""
+        _, the_plan, call = self._prepare(request)
+        return (the_plan.order if the_plan.remote_allowed and self._remote is not None else ()), call
 
     async def second_opinion(self, request: Request, provider: str, *, timeout_s: float = 60.0) -> Result | None:
         """The remote answer to a request the local tier answered (the audit), from `provider` alone.

@@ -132,7 +132,7 @@ def rig(
         learning={"trend"},
         rate=rate,
         budget_share=share,
-        estimate=lambda request: 50,
+        estimate=lambda call: 50,
         on_audit=lambda request, local, remote: audited.append((local.text, remote.text)),
         rng=random.Random(7),
         wall=lambda: NOW,
