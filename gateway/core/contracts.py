@@ -65,6 +65,7 @@ class Request:
     bypass_cache: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() value; None = no deadline
+    client: str = ""  # the authenticated caller (API key name or certificate subject); "" = anonymous
 
     def remaining_s(self, now: float | None = None) -> float | None:
         if self.deadline is None:

@@ -7,6 +7,7 @@ raise these without importing grpc.
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 
 class Status(enum.Enum):
@@ -45,9 +46,13 @@ class PermissionDenied(GatewayError):
 
 
 class ResourceExhausted(GatewayError):
-    """Every allowed tier is out of budget or capacity."""
+    """Every allowed tier is out of budget or capacity; `resets_at` says when a spent budget or quota comes back."""
 
     status = Status.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, *, resets_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
 
 
 class CapacityExceeded(ResourceExhausted):

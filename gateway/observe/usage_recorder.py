@@ -100,7 +100,9 @@ class UsageRecorder:
 
 
 def client_id(request: Request) -> str:
-    """Who sent it: the `client_id` (or `client`) tag; empty when neither is set."""
+    """Who sent it: the authenticated key or certificate name, else the `client_id` (or `client`) tag; "" when none."""
+    if request.client:
+        return request.client
     for tag in CLIENT_TAGS:
         value = request.tags.get(tag, "")
         if value:

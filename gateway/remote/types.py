@@ -73,9 +73,8 @@ class RemoteExhausted(ResourceExhausted):
     """Every allowed provider is out of its daily token budget or its requests per minute."""
 
     def __init__(self, message: str, attempts: tuple[Attempt, ...], resets_at: datetime) -> None:
-        super().__init__(message)
+        super().__init__(message, resets_at=resets_at)
         self.attempts = attempts
-        self.resets_at = resets_at
 
 
 class RemoteDeadlineExceeded(DeadlineExceeded):
