@@ -459,12 +459,17 @@ Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
 class GetUsageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    CLIENT_FIELD_NUMBER: _builtins.int
+    client: _builtins.str
+    """only this caller's requests (API key name or certificate subject); empty = everyone"""
     def __init__(
         self,
+        *,
+        client: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
