@@ -25,6 +25,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TlsConfig(_Strict):
+    """TLS for the gRPC and HTTP ports (docs/security.md); empty cert_file = plaintext."""
+
+    cert_file: str = Field("", description="PEM server certificate (chain); empty = no TLS")
+    key_file: str = Field("", description="PEM private key of cert_file")
+    client_ca_file: str = Field("", description="PEM CA that client certificates must chain to (mutual TLS)")
+    require_client_cert: bool = Field(
+        False, description="refuse connections without a client certificate signed by client_ca_file"
+    )
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
@@ -36,6 +47,10 @@ class ServerConfig(_Strict):
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM waits this long for in-flight calls")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prompts: bool = Field(False, description="include prompt text in DEBUG logs")
+    allow_insecure: bool = Field(False, description="allow plaintext (no [server.tls]) on a non-loopback address")
+    probe_host: str = Field("", description="serve /healthz and /metrics here only; empty = on the HTTP port")
+    probe_port: int = Field(8089, ge=0, le=65535, description="port of probe_host")
+    tls: TlsConfig = TlsConfig()
 
 
 class TransformersConfig(_Strict):
@@ -234,6 +249,15 @@ class LearningConfig(_Strict):
     max_threshold: float = Field(0.99, gt=0, le=1, description="the raise never goes past this")
 
 
+class KeysConfig(_Strict):
+    """API keys (`python -m gateway keys`); none = authentication off (docs/security.md)."""
+
+    path: str = Field("", description="SQLite file; empty = <state_dir>/keys.sqlite3 (owner-only)")
+    refresh_s: float = Field(
+        2.0, gt=0, description="how often each replica re-reads the keys: the delay before a revoke counts"
+    )
+
+
 class DashboardConfig(_Strict):
     enabled: bool = Field(True, description="serve the dashboard at / and /api/usage on the HTTP port")
     refresh_s: float = Field(2.0, gt=0, description="how often the page polls /api/usage")
@@ -258,6 +282,7 @@ class Config(_Strict):
     usage: UsageConfig = UsageConfig()
     learning: LearningConfig = LearningConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    keys: KeysConfig = KeysConfig()
 
 
 def load_config(
@@ -266,16 +291,8 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build the config from a TOML file, environment variables and flag overrides (dotted keys)."""
-    data: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist; pass --config with a readable TOML file") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data: dict[str, Any] = {} if path is None else _read_toml(path)
+    source = "defaults" if path is None else str(path)
     env = env or {}
     for key, value in env.items():
         if key.startswith(ENV_PREFIX):
@@ -292,6 +309,19 @@ def load_config(
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist; pass --config with a readable TOML file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); pass a readable file") from exc
 
 
 def _default_dir(env: Mapping[str, str], xdg_variable: str, fallback: str) -> Path:

@@ -38,12 +38,14 @@ class UsageReport:
     summary: DaySummary
     reference_provider: str
     recent: tuple[UsageRecord, ...] = ()
+    client: str = ""  # the caller the figures are limited to; "" = everyone
     local_accuracy: tuple[LiveAccuracy, ...] = ()  # learning tasks, from the audit
 
     def to_json(self, *, show_prompts: bool) -> dict[str, Any]:
         s = self.summary
         return {
             "day": self.day,
+            "client": self.client,
             "generated_at": self.generated_at,
             "resets_at": self.resets_at,
             "providers": [
@@ -107,14 +109,18 @@ class UsageReporter:
         self._accuracy = accuracy
         self._wall = wall
 
-    async def report(self, *, recent: int = 0) -> UsageReport:
-        """Waits for this process's queued records first, so its own answers are always counted."""
+    async def report(self, *, recent: int = 0, client: str = "") -> UsageReport:
+        """Waits for this process's queued records first, so its own answers are always counted.
+
+        `client`: only the requests of this caller (API key name or certificate subject); "" = everyone's.
+        Provider budgets are the providers' whatever the filter.
+        """
         await self._flush()
         now = self._wall()
         day = utc_day(now)
         providers = await self.budgets(day)
-        summary = await self._store.summary(day)
-        rows = tuple(await self._store.recent(recent)) if recent > 0 else ()
+        summary = await self._store.summary(day, client=client)
+        rows = tuple(await self._store.recent(recent, client=client)) if recent > 0 else ()
         return UsageReport(
             day=day,
             generated_at=time.time(),
@@ -123,6 +129,7 @@ class UsageReporter:
             summary=summary,
             reference_provider=self._reference,
             recent=rows,
+            client=client,
             local_accuracy=tuple(await self._accuracy()),
         )
 

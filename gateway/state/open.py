@@ -1,7 +1,7 @@
 """Open the shared-state stores the config asks for: SQLite files on this box, or one Redis for every replica.
 
 `[state] backend = "sqlite"` (default) keeps the ledger, response cache, usage
-records, breaker and rate-limit state in files under state_dir; processes on
+records, breaker and rate-limit state, API keys and their quotas in files under state_dir; processes on
 one box share them. `backend = "redis"` puts all of them in the Redis at
 `[state] url`, so several gateways share budgets, cache and records exactly.
 Nothing connects or opens a file until first use.
@@ -22,6 +22,7 @@ from gateway.state.budget.ledger import TokenLedger
 from gateway.state.cache.memory import MemoryCache
 from gateway.state.cache.store import Cache
 from gateway.state.cache.tiered import TieredCache
+from gateway.state.keys.store import KeyStore
 from gateway.state.learning.store import TrainingStore
 from gateway.state.ratelimit.store import RateLimitState
 from gateway.state.usage.store import UsageStore
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LEDGER_FILE = "ledger.sqlite3"
+KEYS_FILE = "keys.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +44,21 @@ class SharedState:
     training: TrainingStore  # rows for learning tasks; nothing is created until the first row
     rate_limits: RateLimitState
     breakers: BreakerStore
+    keys: KeyStore
+    key_quotas: TokenLedger  # daily tokens per API key: a ledger of its own, with key names for providers
     redis: Redis | None = None
 
     async def aclose(self) -> None:
-        stores = (self.ledger, self.cache, self.usage, self.training, self.rate_limits, self.breakers)
+        stores = (
+            self.ledger,
+            self.cache,
+            self.usage,
+            self.training,
+            self.rate_limits,
+            self.breakers,
+            self.keys,
+            self.key_quotas,
+        )
         for store in stores:
             if store is not None:
                 try:
@@ -54,6 +67,23 @@ class SharedState:
                     log.warning("closing a state store failed", extra={"error": repr(exc)})
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def keys_path(config: Config) -> Path:
+    return Path(config.keys.path) if config.keys.path else Path(config.state_dir) / KEYS_FILE
+
+
+def open_keys(config: Config) -> tuple[KeyStore, Redis | None]:
+    """Only the key store (for `python -m gateway keys`), and the Redis client it uses (the caller closes it)."""
+    if config.state.backend == "redis":
+        from gateway.state.keys.redis import RedisKeyStore
+        from gateway.state.redis_client import open_redis
+
+        client = open_redis(config.state.url)
+        return RedisKeyStore(client, prefix=config.state.key_prefix), client
+    from gateway.state.keys.sqlite import SqliteKeyStore
+
+    return SqliteKeyStore(keys_path(config)), None
 
 
 def ledger_path(config: Config) -> Path:
@@ -82,6 +112,7 @@ def _open_sqlite(config: Config) -> SharedState:
     from gateway.state.breaker.sqlite import SqliteBreakerStore
     from gateway.state.budget.sqlite import SqliteLedger
     from gateway.state.cache.sqlite import SqliteCache
+    from gateway.state.keys.sqlite import SqliteKeyStore
     from gateway.state.learning.sqlite import SqliteTrainingStore
     from gateway.state.ratelimit.sqlite import SqliteRateLimitState
     from gateway.state.usage.sqlite import SqliteUsageStore
@@ -100,6 +131,8 @@ def _open_sqlite(config: Config) -> SharedState:
         training=SqliteTrainingStore(config.learning.path or base / "training.sqlite3"),
         rate_limits=SqliteRateLimitState(limits),
         breakers=SqliteBreakerStore(limits, breaker_settings(config)),
+        keys=SqliteKeyStore(keys_path(config)),
+        key_quotas=SqliteLedger(base / "key_quotas.sqlite3"),
     )
 
 
@@ -107,6 +140,7 @@ def _open_redis(config: Config) -> SharedState:
     from gateway.state.breaker.redis import RedisBreakerStore
     from gateway.state.budget.redis import RedisLedger
     from gateway.state.cache.redis import RedisCache
+    from gateway.state.keys.redis import RedisKeyStore
     from gateway.state.learning.redis import RedisTrainingStore
     from gateway.state.ratelimit.redis import RedisRateLimitState
     from gateway.state.redis_client import open_redis
@@ -125,6 +159,8 @@ def _open_redis(config: Config) -> SharedState:
         training=RedisTrainingStore(client, prefix=prefix),
         rate_limits=RedisRateLimitState(client, prefix=prefix),
         breakers=RedisBreakerStore(client, breaker_settings(config), prefix=prefix),
+        keys=RedisKeyStore(client, prefix=prefix),
+        key_quotas=RedisLedger(client, prefix=prefix + "keyquota:"),
         redis=client,
     )
 

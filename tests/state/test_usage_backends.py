@@ -117,3 +117,23 @@ async def test_purge_forgets_records_before_the_cutoff(store: UsageStore) -> Non
 async def test_prompt_text_round_trips_when_recorded(store: UsageStore) -> None:
     await store.add([replace(BASE, prompt="is the trend up? ünïcode")])
     assert (await store.recent(1))[0].prompt == "is the trend up? ünïcode"
+
+
+async def test_one_clients_summary_and_records_leave_the_others_out(store: UsageStore) -> None:
+    """Odd requests came from desk-2: its figures are its own half, the same on every backend."""
+    mixed = [replace(r, client_id="desk-2") if i % 2 else r for i, r in enumerate(records())]
+    await store.add(mixed)
+    everyone = await store.summary(DAY)
+    desk2 = await store.summary(DAY, client="desk-2")
+    desk1 = await store.summary(DAY, client="desk-1")
+    assert everyone.requests == 100 and desk2.requests == 50 and desk1.requests == 50
+    assert desk2.requests_by_tier == {"local": 30, "cache": 12, "remote": 8}
+    assert desk2.escalations_by_reason == {"low_confidence": 5, "rule": 3}
+    assert desk2.tokens_by_tier == {"local": 360, "cache": 144, "remote": 96}
+    assert desk2.cost_usd == pytest.approx(8 * 0.002)
+    odd_latencies = sorted(float(100 - i) for i in range(1, 100, 2))  # 1, 3, ..., 99 ms
+    assert desk2.latency.max_ms == 99.0 and desk2.latency.percentiles_ms["p50"] == odd_latencies[24]
+    assert (await store.summary(DAY, client="nobody")).requests == 0
+    recent = await store.recent(3, client="desk-2")
+    assert [r.request_id for r in recent] == ["r99", "r97", "r95"]
+    assert [r.request_id for r in await store.recent(2)] == ["r99", "r98"]

@@ -10,6 +10,7 @@ Day keys expire after the retention period; records older than it are trimmed by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gateway.state.redis_client import key_join
@@ -20,12 +21,15 @@ from gateway.state.usage.store import (
     UsageRecord,
     percentile_name,
     rank_index,
+    summarize,
 )
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 DAY_S = 86_400
+RECENT_PAGE = 500
+RECENT_SCAN = 20_000  # `recent` for one client looks no further back than this many records
 FIELDS_PER_RECORD = 11
 
 # ARGV: prefix, day_ttl_s, then per record: day, ts, json, tier, provider, escalation, tokens, cost, ref,
@@ -74,7 +78,9 @@ class RedisUsageStore:
             args.append(f"{r.ts!r}:{r.request_id}")
         await self._add(keys=[self._records], args=args)
 
-    async def summary(self, day: str) -> DaySummary:
+    async def summary(self, day: str, *, client: str = "") -> DaySummary:
+        if client:  # per-caller figures come from the day's records themselves
+            return summarize(day, [r for r in await self._day_records(day) if r.client_id == client])
         latency_key = self._latency_key(day)
         pipe = self._client.pipeline(transaction=True)
         pipe.hgetall(self._day_key(day))
@@ -108,15 +114,29 @@ class RedisUsageStore:
             reference_cost_usd=float(counters.get("ref", 0.0)),
         )
 
-    async def recent(self, limit: int) -> list[UsageRecord]:
-        raw = await self._client.zrevrange(self._records, 0, limit - 1)
-        return [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
+    async def recent(self, limit: int, *, client: str = "") -> list[UsageRecord]:
+        if not client:
+            raw = await self._client.zrevrange(self._records, 0, limit - 1)
+            return [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
+        found: list[UsageRecord] = []
+        for start in range(0, RECENT_SCAN, RECENT_PAGE):  # newest first, page by page, up to RECENT_SCAN records
+            raw = await self._client.zrevrange(self._records, start, start + RECENT_PAGE - 1)
+            page = [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
+            found += [r for r in page if r.client_id == client]
+            if len(found) >= limit or len(raw) < RECENT_PAGE:
+                break
+        return found[:limit]
 
     async def purge(self, before_ts: float) -> None:
         await self._client.zremrangebyscore(self._records, "-inf", f"({before_ts!r}")
 
     async def aclose(self) -> None:
         return None  # the client belongs to whoever opened it
+
+    async def _day_records(self, day: str) -> list[UsageRecord]:
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        raw = await self._client.zrangebyscore(self._records, start, f"({start + DAY_S!r}")
+        return [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
 
     def _day_key(self, day: str) -> str:
         return key_join(self._prefix, "usage", "day", day)

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS usage_records (
 );
 CREATE INDEX IF NOT EXISTS usage_records_day ON usage_records (day, latency_ms);
 CREATE INDEX IF NOT EXISTS usage_records_ts ON usage_records (ts);
+CREATE INDEX IF NOT EXISTS usage_records_client ON usage_records (client_id, day, latency_ms);
 """
 # A whole batch is one statement over a JSON array (one row per record), so the writer thread hands the
 # interpreter lock back and forth a few times per batch instead of a few times per row: request latency
@@ -47,13 +48,14 @@ class SqliteUsageStore:
             batch = json.dumps([[r.day, *astuple(r)] for r in records], ensure_ascii=False)
             await self._worker.run(lambda conn: conn.execute(_INSERT, (batch,)))
 
-    async def summary(self, day: str) -> DaySummary:
-        return await self._worker.run(lambda conn: _summary(conn, day))
+    async def summary(self, day: str, *, client: str = "") -> DaySummary:
+        return await self._worker.run(lambda conn: _summary(conn, day, client))
 
-    async def recent(self, limit: int) -> list[UsageRecord]:
+    async def recent(self, limit: int, *, client: str = "") -> list[UsageRecord]:
+        where, args = ("WHERE client_id = ?", (client, limit)) if client else ("", (limit,))
         rows = await self._worker.run(
             lambda conn: conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM usage_records ORDER BY ts DESC, id DESC LIMIT ?", (limit,)
+                f"SELECT {', '.join(_COLUMNS)} FROM usage_records {where} ORDER BY ts DESC, id DESC LIMIT ?", args
             ).fetchall()
         )
         return [UsageRecord(*row) for row in rows]
@@ -65,22 +67,25 @@ class SqliteUsageStore:
         await self._worker.aclose()
 
 
-def _summary(conn: sqlite3.Connection, day: str) -> DaySummary:
+def _summary(conn: sqlite3.Connection, day: str, client: str) -> DaySummary:
+    """`client`: "" = every record; else only that client_id's."""
+    scope, args = ("day = ? AND client_id = ?", (day, client)) if client else ("day = ?", (day,))
+
     def grouped(column: str, value: str = "COUNT(*)", where: str = "") -> dict[str, int]:
-        sql = f"SELECT {column}, {value} FROM usage_records WHERE day = ? {where} GROUP BY {column}"
-        return {str(key): int(total) for key, total in conn.execute(sql, (day,)).fetchall() if total}
+        sql = f"SELECT {column}, {value} FROM usage_records WHERE {scope} {where} GROUP BY {column}"
+        return {str(key): int(total) for key, total in conn.execute(sql, args).fetchall() if total}
 
     requests, cost, reference, max_ms = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(reference_cost_usd), 0), "
-        "COALESCE(MAX(latency_ms), 0) FROM usage_records WHERE day = ?",
-        (day,),
+        f"COALESCE(MAX(latency_ms), 0) FROM usage_records WHERE {scope}",
+        args,
     ).fetchone()
     percentiles = {}
     if requests:
         for p in PERCENTILES:
             (value,) = conn.execute(
-                "SELECT latency_ms FROM usage_records WHERE day = ? ORDER BY latency_ms LIMIT 1 OFFSET ?",
-                (day, rank_index(int(requests), p)),
+                f"SELECT latency_ms FROM usage_records WHERE {scope} ORDER BY latency_ms LIMIT 1 OFFSET ?",
+                (*args, rank_index(int(requests), p)),
             ).fetchone()
             percentiles[percentile_name(p)] = float(value)
     return DaySummary(

@@ -78,10 +78,12 @@ class DaySummary:
 class UsageStore(Protocol):
     async def add(self, records: Sequence[UsageRecord]) -> None: ...
 
-    async def summary(self, day: str) -> DaySummary: ...
+    async def summary(self, day: str, *, client: str = "") -> DaySummary:
+        """`client`: only the records with this client_id; "" = every record."""
+        ...
 
-    async def recent(self, limit: int) -> list[UsageRecord]:
-        """The newest records first."""
+    async def recent(self, limit: int, *, client: str = "") -> list[UsageRecord]:
+        """The newest records first (`client` as in summary)."""
         ...
 
     async def purge(self, before_ts: float) -> None:
@@ -102,3 +104,31 @@ def rank_index(count: int, percentile: float) -> int:
 
 def percentile_name(percentile: float) -> str:
     return f"p{percentile:g}"
+
+
+def summarize(day: str, records: Sequence[UsageRecord]) -> DaySummary:
+    """A DaySummary computed from the records themselves (the stores' aggregates give the same figures)."""
+    mine = [r for r in records if r.day == day]
+    latencies = sorted(r.latency_ms for r in mine)
+    by_tier: dict[str, int] = {}
+    by_provider: dict[str, int] = {}
+    escalations: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    for r in mine:
+        by_tier[r.tier] = by_tier.get(r.tier, 0) + 1
+        by_provider[r.provider] = by_provider.get(r.provider, 0) + 1
+        if r.escalation != "none":
+            escalations[r.escalation] = escalations.get(r.escalation, 0) + 1
+        tokens[r.tier] = tokens.get(r.tier, 0) + r.prompt_tokens + r.completion_tokens
+    percentiles = {percentile_name(p): latencies[rank_index(len(latencies), p)] for p in PERCENTILES} if mine else {}
+    return DaySummary(
+        day=day,
+        requests=len(mine),
+        requests_by_tier=by_tier,
+        requests_by_provider=by_provider,
+        escalations_by_reason=escalations,
+        tokens_by_tier={tier: total for tier, total in tokens.items() if total},
+        latency=LatencySummary(len(mine), percentiles, latencies[-1] if mine else 0.0),
+        cost_usd=sum(r.cost_usd for r in mine),
+        reference_cost_usd=sum(r.reference_cost_usd for r in mine),
+    )
