@@ -13,7 +13,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.api import convert, http
+from gateway.api import convert, http, wire
 from gateway.api.servicer import InferenceGatewayServicer
 from gateway.app.front import build_front
 from gateway.app.learning import Learning
@@ -28,7 +28,6 @@ from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
 from gateway.state.open import describe_state, open_state
 from gateway.v1 import gateway_pb2 as pb
-from gateway.v1 import gateway_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceGateway"].full_name
@@ -144,7 +143,7 @@ async def _start_grpc(
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_InferenceGatewayServicer_to_server(servicer, server)
+    wire.add_servicer(servicer, server)  # undecodable bytes: INVALID_ARGUMENT
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
