@@ -57,6 +57,10 @@ class ScriptedGateway(pb_grpc.InferenceGatewayServicer):
         self._enter("ListModels", context)
         return pb.ListModelsResponse(models=[pb.ModelInfo(name="scripted", tier=pb.TIER_LOCAL, provider="scripted")])
 
+    def GetUsage(self, request: pb.GetUsageRequest, context: grpc.ServicerContext) -> pb.GetUsageResponse:
+        self._enter("GetUsage", context)
+        return pb.GetUsageResponse(day="2026-01-02")
+
     def _enter(self, method: str, context: grpc.ServicerContext) -> None:
         with self._lock:
             self.calls.append((method, {k: str(v) for k, v in context.invocation_metadata()}))

@@ -19,6 +19,7 @@ from gateway.client import (
     Request,
     Result,
     Tier,
+    UsageReport,
 )
 from tests.gateway_process import GatewayProcess, start_gateway
 from tests.waiting import wait_until
@@ -95,11 +96,13 @@ def test_models_and_usage(gw: GatewayClient) -> None:
     names = {(m.name, m.tier) for m in gw.models()}
     assert ("echo", Tier.LOCAL) in names
     gw.generate("counted")
-    report = wait_until(
-        lambda: (u := gw.usage()).requests_by_tier.get("local", 0) >= 1 and u,
-        timeout_s=15,
-        what="GetUsage to count a local answer",
-    )
+
+    def counted() -> UsageReport | None:
+        report = gw.usage()
+        return report if report.requests_by_tier.get("local", 0) >= 1 else None
+
+    report = wait_until(counted, timeout_s=15, what="GetUsage to count a local answer")
+    assert report is not None
     assert report.day and report.requests >= 1 and report.latency.count >= 1
 
 
