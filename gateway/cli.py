@@ -1,5 +1,5 @@
 """Command line: `serve` runs the gateway; `ask`, `models` and `usage` are gRPC clients of a running one;
-`learn` reads and purges the training rows in the configured store."""
+`learn` reads and purges the training rows in the configured store; `keys` manages API keys."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.config import Config
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+API_KEY_ENV = "GATEWAY_API_KEY"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Local-first hybrid inference gateway")
-    sub = parser.add_subparsers(required=True, metavar="{serve,ask,models,usage,learn}")
+    sub = parser.add_subparsers(required=True, metavar="{serve,ask,models,usage,learn,keys}")
 
     serve = sub.add_parser("serve", help="run the gateway (gRPC + HTTP side port)")
     serve.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_models)
 
     usage = sub.add_parser("usage", help="print token usage per provider and requests per tier")
+    usage.add_argument("--client", default="", help="only this caller's requests (API key name or certificate CN)")
     _client_args(usage)
     usage.set_defaults(func=_usage)
 
@@ -75,12 +77,39 @@ def _parser() -> argparse.ArgumentParser:
     purge.set_defaults(func=_learn_purge)
     for command in (status, export, purge):
         command.add_argument("--config", type=Path, help="TOML config file (the gateway's; default: built-in defaults)")
+
+    _keys_parser(sub)
     return parser
+
+
+def _keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke (docs/security.md)")
+    keys_sub = keys.add_subparsers(required=True, metavar="{create,list,revoke}")
+    create = keys_sub.add_parser("create", help="make a key and print it once (only its hash is stored)")
+    create.add_argument("name", help="who the key is for; usage records and the dashboard show this name")
+    create.add_argument("--tasks", nargs="+", default=[], metavar="TASK", help="the only tasks it may ask")
+    create.add_argument("--local-only", action="store_true", help="never a remote call, whatever the request says")
+    create.add_argument("--daily-tokens", type=int, default=0, help="tokens per UTC day (0 = no quota)")
+    create.add_argument("--rpm", type=int, default=0, help="requests per minute (0 = no limit)")
+    create.add_argument("--admin", action="store_true", help="may read the dashboard and everyone's usage")
+    create.set_defaults(func=_keys_create)
+    listing = keys_sub.add_parser("list", help="the keys' names and policies (never the keys)")
+    listing.add_argument("--revoked", action="store_true", help="include revoked keys")
+    listing.set_defaults(func=_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="refuse a key from now on")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=_keys_revoke)
+    for command in (create, listing, revoke):
+        command.add_argument("--config", type=Path, help="TOML config file (the gateway's; default: built-in defaults)")
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=DEFAULT_TARGET, help=f"gateway address (default {DEFAULT_TARGET})")
     parser.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV, ""), help=f"API key (default: ${API_KEY_ENV})")
+    parser.add_argument("--ca-file", type=Path, help="connect with TLS, trusting this CA's PEM certificate")
+    parser.add_argument("--cert-file", type=Path, help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--key-file", type=Path, help="private key (PEM) of --cert-file")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -101,7 +130,7 @@ def _serve(args: argparse.Namespace) -> None:
     setup_logging(config.server.log_level)
     try:
         _run(serve(config))
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
         sys.exit(f"error: {exc}")
 
 
@@ -138,6 +167,42 @@ def _learn_purge(args: argparse.Namespace) -> None:
     _run(learn.purge(_config(args), None if args.all else args.task, sys.stdout))
 
 
+def _keys_create(args: argparse.Namespace) -> None:
+    from gateway.app import keys
+
+    try:
+        _run(
+            keys.create(
+                _config(args),
+                args.name,
+                sys.stdout,
+                tasks=args.tasks,
+                local_only=args.local_only,
+                daily_tokens=args.daily_tokens,
+                rpm=args.rpm,
+                admin=args.admin,
+            )
+        )
+    except keys.KeyCommandError as exc:
+        sys.exit(f"error: {exc}")
+    print("the key is shown once: store it now (only its hash is kept)", file=sys.stderr)
+
+
+def _keys_list(args: argparse.Namespace) -> None:
+    from gateway.app import keys
+
+    _run(keys.list_keys(_config(args), sys.stdout, revoked=args.revoked))
+
+
+def _keys_revoke(args: argparse.Namespace) -> None:
+    from gateway.app import keys
+
+    try:
+        _run(keys.revoke(_config(args), args.name, sys.stdout))
+    except keys.KeyCommandError as exc:
+        sys.exit(f"error: {exc}")
+
+
 def _run(coro: object) -> None:
     try:
         import uvloop
@@ -148,8 +213,34 @@ def _run(coro: object) -> None:
 
 
 def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, pb_grpc.InferenceGatewayStub]:
-    channel = grpc.insecure_channel(args.target)
+    if args.ca_file is None:
+        channel = grpc.insecure_channel(args.target)
+    else:
+        cert = args.cert_file.read_bytes() if args.cert_file else None
+        key = args.key_file.read_bytes() if args.key_file else None
+        credentials = grpc.ssl_channel_credentials(args.ca_file.read_bytes(), key, cert)
+        channel = grpc.secure_channel(args.target, credentials)
+    if args.api_key:
+        channel = grpc.intercept_channel(channel, _BearerInterceptor(args.api_key))
     return channel, pb_grpc.InferenceGatewayStub(channel)
+
+
+class _BearerInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <key>` to every call."""
+
+    def __init__(self, key: str) -> None:
+        self._metadata = (("authorization", f"Bearer {key}"),)
+
+    def _with_key(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(
+            details.method, details.timeout, (*(details.metadata or ()), *self._metadata), details.credentials
+        )
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_key(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_key(details), request)
 
 
 def _ask(args: argparse.Namespace) -> None:
@@ -210,15 +301,17 @@ def _usage(args: argparse.Namespace) -> None:
     channel, stub = _stub(args)
     with channel:
         try:
-            response = stub.GetUsage(pb.GetUsageRequest(), timeout=args.timeout)
+            response = stub.GetUsage(pb.GetUsageRequest(client=args.client), timeout=args.timeout)
         except grpc.RpcError as exc:
             sys.exit(f"error: {exc.code().name}: {exc.details()}")
-    print(format_usage(response))
+    print(format_usage(response, args.client))
 
 
-def format_usage(u: pb.GetUsageResponse) -> str:
+def format_usage(u: pb.GetUsageResponse, client: str = "") -> str:
     """The figures the dashboard shows, as plain tables (same numbers, same rounding)."""
     lines = [f"day {u.day or '-'} (UTC), all replicas sharing the usage store: {u.requests} requests"]
+    if client:
+        lines[0] += f" from client '{client}' (provider budgets: every client)"
     lines += ["", f"{'provider':<14} {'used':>10} {'budget':>10} {'left':>10} {'requests':>9}"]
     for p in u.providers:
         budget = str(p.token_budget) if p.token_budget else "no limit"
@@ -253,3 +346,15 @@ def format_usage(u: pb.GetUsageResponse) -> str:
                 f"{a.threshold:.3f} (target {a.target:.2f}){flag}"
             )
     return "\n".join(lines)
+
+
+class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(
+        self, method: str, timeout: float | None, metadata: tuple[tuple[str, str], ...], credentials: object
+    ) -> None:
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = None
+        self.compression = None

@@ -11,6 +11,9 @@ Messages never repeat what the client sent in the header.
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from gateway.core.errors import Unauthenticated
 from gateway.state.keys.table import KeyTable
 from gateway.state.keys.token import valid_name
@@ -55,9 +58,18 @@ class Authenticator:
 
 
 def _bearer(value: str) -> str:
+    """The key in `Bearer <key>`, or the password of `Basic <base64 user:key>` (how a browser sends it for the
+    dashboard)."""
     if len(value) > MAX_HEADER_CHARS or not value.isascii() or not value.isprintable():
         raise Unauthenticated(MALFORMED)
     scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() == "basic" and token:
+        try:
+            token = base64.b64decode(token, validate=True).decode("ascii").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated(MALFORMED) from None
+        scheme = "bearer"
+    if scheme.lower() != "bearer" or not token:
         raise Unauthenticated(MALFORMED)
-    return token.strip()
+    return token

@@ -1,7 +1,9 @@
 """The dashboard on the HTTP side port: a static page at / that polls /api/usage.
 
 The page and GetUsage read the same UsageReport, so what it shows matches
-`python -m gateway usage`. Prompt text appears only with [usage] record_prompts.
+`python -m gateway usage`; `/api/usage?client=NAME` limits the figures and the
+recent requests to one caller (API key name or certificate subject). Prompt text
+appears only with [usage] record_prompts.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from importlib import resources
 from aiohttp import web
 
 from gateway.observe.usage_report import UsageReporter
+from gateway.state.keys.token import NAME_RULE, valid_name
 
 
 class Dashboard:
@@ -32,8 +35,12 @@ class Dashboard:
             )
         return web.Response(body=self._page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
-    async def api_usage(self, _: web.Request) -> web.Response:
-        report = await self._reporter.report(recent=self._recent)
+    async def api_usage(self, request: web.Request) -> web.Response:
+        client = request.query.get("client", "")
+        if client and not valid_name(client):
+            error = {"message": f"client: {NAME_RULE}", "type": "invalid_request_error", "param": "client"}
+            return web.json_response({"error": error}, status=400)
+        report = await self._reporter.report(recent=self._recent, client=client)
         body = report.to_json(show_prompts=self._show_prompts)
         body["refresh_s"] = self._refresh_s
         return web.json_response(body, headers={"Cache-Control": "no-store"})

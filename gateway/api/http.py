@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.api.auth import Authenticator
 from gateway.api.dashboard import Dashboard
+from gateway.api.http_auth import auth_middleware
 from gateway.observe.metrics import Metrics
 
 
@@ -21,6 +23,8 @@ def build_app(
     *,
     before_scrape: Callable[[], Awaitable[None]] = _nothing,
     dashboard: Dashboard | None = None,
+    authenticator: Authenticator | None = None,
+    probes: bool = True,
 ) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         if serving():
@@ -32,8 +36,11 @@ def build_app(
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_page)
+    if authenticator is not None:  # API keys and the admin role (gateway/api/http_auth.py)
+        app.middlewares.append(auth_middleware(authenticator))
+    if probes:  # false: [server] probe_host serves them, from an app of their own (build_app with defaults)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics_page)
     if dashboard is not None:
         app.router.add_routes(dashboard.routes())
     return app

@@ -7,16 +7,20 @@ errors become status codes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import NoReturn, TypeVar
 
 import grpc
 
 from gateway.api import convert
+from gateway.api.auth import Authenticator
 from gateway.api.usage_convert import usage_to_proto
 from gateway.core.contracts import Request, Result
-from gateway.core.errors import GatewayError, InvalidArgument, Status, Unavailable
+from gateway.core.errors import GatewayError, InvalidArgument, ResourceExhausted, Status, Unavailable
 from gateway.observe.counters import UsageCounters
 from gateway.observe.usage_report import UsageReport
 from gateway.routing.answerer import Answerer
@@ -27,7 +31,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ProviderUsageSource = Callable[[], Awaitable[list[pb.ProviderUsage]]]
-UsageReportSource = Callable[[], Awaitable[UsageReport]]
+UsageReportSource = Callable[[str], Awaitable[UsageReport]]  # the caller whose usage (""= everyone)
+UsageScope = Callable[[str, str], str]  # (caller, client asked for) -> client to report; raises when not allowed
 
 
 async def _no_providers() -> list[pb.ProviderUsage]:
@@ -44,6 +49,8 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         max_batch_items: int,
         provider_usage: ProviderUsageSource = _no_providers,
         usage_report: UsageReportSource | None = None,
+        authenticator: Authenticator | None = None,
+        usage_scope: UsageScope | None = None,
     ) -> None:
         self._router = router
         self._counters = counters
@@ -51,16 +58,20 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         self._max_batch_items = max_batch_items
         self._provider_usage = provider_usage
         self._usage_report = usage_report
+        self._authenticator = authenticator
+        self._usage_scope = usage_scope
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:  # type: ignore[override]
-        domain = await self._convert(request, context)
+        caller = await self._caller(context)
+        domain = await self._convert(request, context, caller=caller)
         result = await _guard(context, self._router.generate(domain))
         return convert.response_to_proto(result)
 
     async def GenerateStream(  # type: ignore[override]
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
-        domain = await self._convert(request, context)
+        caller = await self._caller(context)
+        domain = await self._convert(request, context, caller=caller)
         stream = self._router.stream(domain)
         while True:
             event = await _guard(context, _next(stream))
@@ -74,6 +85,7 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
     async def GenerateBatch(  # type: ignore[override]
         self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateBatchResponse:
+        caller = await self._caller(context)
         items = request.requests
         if not items:
             await abort_with(context, InvalidArgument("requests: at least one request is required"))
@@ -85,7 +97,7 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
                     "(server.max_batch_items); split the batch"
                 ),
             )
-        domain = [await self._convert(item, context, f"requests[{i}].") for i, item in enumerate(items)]
+        domain = [await self._convert(item, context, f"requests[{i}].", caller) for i, item in enumerate(items)]
         outcomes = await asyncio.gather(*(self._router.generate(d) for d in domain), return_exceptions=True)
         failures = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
         if failures:
@@ -102,12 +114,20 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:  # type: ignore[override]
+        await self._caller(context)
         return convert.models_to_proto(self._router.models())
 
     async def GetUsage(self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext) -> pb.GetUsageResponse:  # type: ignore[override]
+        caller = await self._caller(context)
+        client = request.client
+        if self._usage_scope is not None:  # a key without the admin role reads only its own usage
+            try:
+                client = self._usage_scope(caller, client)
+            except GatewayError as exc:
+                await abort_with(context, exc)
         if self._usage_report is not None:  # today's figures across every replica sharing the usage store
             try:
-                report = await self._usage_report()
+                report = await self._usage_report(client)
             except Exception as exc:  # noqa: BLE001 - a state store outage is UNAVAILABLE, with its cause
                 await abort_with(context, Unavailable(f"usage store unreachable ({type(exc).__name__}: {exc})"))
             return usage_to_proto(report)
@@ -118,15 +138,28 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
             escalations_by_reason=snapshot.escalations_by_reason,
         )
 
+    async def _caller(self, context: grpc.aio.ServicerContext) -> str:
+        """Who is calling (API key name or certificate subject; "" = anonymous); UNAUTHENTICATED when unproven."""
+        if self._authenticator is None:
+            return ""
+        authorization = [str(value) for key, value in context.invocation_metadata() or () if key == "authorization"]
+        names = context.auth_context().get("x509_common_name", [])
+        certificate_name = names[0].decode(errors="replace") if len(names) == 1 else ""
+        try:
+            return self._authenticator.caller(authorization, certificate_name)
+        except GatewayError as exc:
+            await abort_with(context, exc)
+
     async def _convert(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, field: str = ""
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext, field: str = "", caller: str = ""
     ) -> Request:
         try:
-            return convert.request_from_proto(
+            domain = convert.request_from_proto(
                 request, default_max_tokens=self._default_max_tokens, timeout_s=context.time_remaining(), field=field
             )
         except InvalidArgument as exc:
             await abort_with(context, exc)
+        return dataclasses.replace(domain, client=caller) if caller else domain
 
 
 async def _next(stream: AsyncIterator[T]) -> T | None:
@@ -146,5 +179,9 @@ async def _guard(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
 
 async def abort_with(context: grpc.aio.ServicerContext, error: GatewayError) -> NoReturn:
     code = grpc.StatusCode[error.status.value] if error.status is not Status.INTERNAL else grpc.StatusCode.INTERNAL
+    if isinstance(error, ResourceExhausted) and error.resets_at is not None:
+        wait_s = max(0, math.ceil((error.resets_at - datetime.now(UTC)).total_seconds()))
+        resets = error.resets_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        context.set_trailing_metadata((("retry-after", str(wait_s)), ("x-gateway-resets-at", resets)))
     await context.abort(code, error.message)
     raise AssertionError("unreachable: context.abort raises")

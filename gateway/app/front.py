@@ -1,9 +1,11 @@
 """The request front: the router wrapped in the response cache and in recording, plus what reads the records.
 
-    servicer -> RecordingRouter -> CachedRouter -> Router
+    servicer -> RecordingRouter -> AccessRouter -> CachedRouter -> Router
 RecordingRouter sees every answer (hits included) and every failure and feeds
-the usage records, metrics, counters and request log; the UsageReporter reads
-the ledger and the usage store for GetUsage, the dashboard and the CLI.
+the usage records, metrics, counters and request log; AccessRouter applies the
+caller's API key (tasks, local-only, quotas) when keys are given; the
+UsageReporter reads the ledger and the usage store for GetUsage, the dashboard
+and the CLI.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from gateway.observe.metrics_refresh import MetricsRefresher
 from gateway.observe.pricing import Price, PriceTable
 from gateway.observe.usage_recorder import UsageRecorder
 from gateway.observe.usage_report import UsageReporter, no_accuracy
+from gateway.remote.estimate import CharEstimator
+from gateway.routing.access import AccessRouter, KeyPolicies
 from gateway.routing.answerer import Answerer
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.cached_router import CachedRouter
@@ -58,6 +62,7 @@ def build_front(
     result_observers: Sequence[Callable[[Result], None]] = (),
     answer_observers: Sequence[AnswerObserver] = (),
     accuracy: Callable[[], Awaitable[Sequence[LiveAccuracy]]] = no_accuracy,
+    keys: KeyPolicies | None = None,
 ) -> Front:
     prices = price_table(config)
 
@@ -76,6 +81,9 @@ def build_front(
     if state.cache is not None:
         policy = CachePolicy(ttl_s=config.cache.ttl_s, cache_sampled=config.cache.cache_sampled)
         inner = CachedRouter(router, state.cache, tasks, policy, on_lookup=metrics.cache_lookup)
+    if keys is not None:
+        estimate = CharEstimator(config.budget.chars_per_token)
+        inner = AccessRouter(inner, keys, state.key_quotas, state.rate_limits, estimate=estimate)
     on_answer: list[AnswerObserver] = [recorder.record, metrics.answered]
     on_answer += answer_observers
     on_answer += [_result_only(observe) for observe in result_observers]

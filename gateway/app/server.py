@@ -14,27 +14,40 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.api import convert, http, wire
+from gateway.api.auth import Authenticator
 from gateway.api.servicer import InferenceGatewayServicer
 from gateway.app.front import build_front
 from gateway.app.learning import Learning
 from gateway.app.local import build_local_backend, open_adapter_registry
 from gateway.app.remote import build_remote_tier
+from gateway.app.transport import check_transport, describe_transport, grpc_credentials, http_ssl_context
 from gateway.config import Config
 from gateway.core.contracts import LocalBackend
 from gateway.observe.counters import UsageCounters
 from gateway.observe.logs import RequestLog
 from gateway.observe.metrics import Metrics
+from gateway.routing.access import usage_scope
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
-from gateway.state.open import describe_state, open_state
+from gateway.state.keys.table import KeyTable
+from gateway.state.open import SharedState, describe_state, open_state
 from gateway.v1 import gateway_pb2 as pb
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceGateway"].full_name
 
 
-def describe_mode(config: Config) -> str:
-    """The first log line: what this process will answer with."""
+def describe_mode(config: Config, *, keys: bool = False) -> str:
+    """The first log line: what this process will answer with, and whether it asks callers for keys."""
+    return f"{_describe_tiers(config)}; {_describe_access(config, keys)}"
+
+
+def _describe_access(config: Config, keys: bool) -> str:
+    authentication = "API keys required" if keys else "authentication off (no API keys)"
+    return f"{authentication}, {describe_transport(config)}"
+
+
+def _describe_tiers(config: Config) -> str:
     local: str = config.local.backend
     if local == "transformers" and not config.local.transformers.model_dir:
         local = "the embedded default SmolLM2-135M-Instruct on CPU (transformers)"
@@ -49,7 +62,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
 
     `env`: where provider API keys are read (default: the process environment).
     """
-    log.info(describe_mode(config))
+    state, keys = await _open_state(config)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -59,7 +72,6 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     metrics = Metrics(queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0)
     local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
     local_box.append(local)
-    state = open_state(config)
     log.info(describe_state(config))
     remote = await asyncio.to_thread(
         build_remote_tier,
@@ -90,15 +102,19 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         result_observers=(counters.record, RequestLog().record),
         answer_observers=learning.observers(),
         accuracy=learning.accuracy,
+        keys=keys,
     )
     front.start()
+    authenticator = Authenticator(keys)
     servicer = InferenceGatewayServicer(
         front.answerer,
         counters,
         default_max_tokens=config.server.default_max_tokens,
         max_batch_items=config.server.max_batch_items,
         provider_usage=provider_usage,
-        usage_report=front.reporter.report,
+        usage_report=lambda client: front.reporter.report(client=client),
+        authenticator=authenticator,
+        usage_scope=lambda caller, asked: usage_scope(keys, caller, asked),
     )
 
     server, health_servicer = await _start_grpc(config, servicer)
@@ -106,14 +122,25 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
 
     draining = False
     app = http.build_app(
-        metrics, serving=lambda: not draining, before_scrape=front.refresher, dashboard=front.dashboard
+        metrics,
+        serving=lambda: not draining,
+        before_scrape=front.refresher,
+        dashboard=front.dashboard,
+        authenticator=authenticator,
+        probes=not config.server.probe_host,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, config.server.http_host, config.server.http_port).start()
+    probes = http.build_app(metrics, lambda: not draining, before_scrape=front.refresher)
+    runners = await _listen_http(config, runner, probes)
     log.info(
         "listening",
-        extra={"grpc": address, "http": f"{config.server.http_host}:{config.server.http_port}", "model": local.model},
+        extra={
+            "grpc": address,
+            "http": f"{config.server.http_host}:{config.server.http_port}",
+            "model": local.model,
+            "transport": describe_transport(config),
+        },
     )
 
     await stop.wait()
@@ -121,7 +148,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     log.info("draining", extra={"grace_s": config.server.drain_timeout_s})
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=config.server.drain_timeout_s)
-    await runner.cleanup()
+    for each in runners:
+        await each.cleanup()
+    await keys.aclose()
     if watcher is not None:
         watcher.cancel()
     await learning.aclose()
@@ -131,6 +160,31 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         await remote.aclose()
     await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
     log.info("stopped")
+
+
+async def _open_state(config: Config) -> tuple[SharedState, KeyTable]:
+    """Check the transport settings, open the shared state, read the API keys, then log the first line."""
+    check_transport(config)
+    state = open_state(config)
+    keys = KeyTable(state.keys, refresh_s=config.keys.refresh_s)
+    await keys.load()
+    keys.start()
+    log.info(describe_mode(config, keys=keys.enabled))
+    return state, keys
+
+
+async def _listen_http(config: Config, runner: web.AppRunner, probes: web.Application) -> list[web.AppRunner]:
+    """The HTTP port listening, and the probe port when [server] probe_host is set; the runners to clean up."""
+    tls = config.server.tls
+    server = config.server
+    await web.TCPSite(runner, server.http_host, server.http_port, ssl_context=http_ssl_context(tls)).start()
+    if not server.probe_host:
+        return [runner]
+    probe_runner = web.AppRunner(probes, access_log=None)  # /healthz and /metrics only, no client certificates
+    await probe_runner.setup()
+    ssl_context = http_ssl_context(tls, client_certificates=False)
+    await web.TCPSite(probe_runner, server.probe_host, server.probe_port, ssl_context=ssl_context).start()
+    return [runner, probe_runner]
 
 
 async def _start_grpc(
@@ -148,7 +202,9 @@ async def _start_grpc(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"{config.server.host}:{config.server.port}"
-    if server.add_insecure_port(address) == 0:
+    credentials = grpc_credentials(config.server.tls)
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if bound == 0:
         raise OSError(f"cannot listen on {address}; is another process using it? pass --port")
     await server.start()
     for name in ("", SERVICE_NAME):
