@@ -6,15 +6,23 @@ its own temperature, and be cancelled (client gone, deadline passed) between
 steps. Every generated token carries its log-probability and the top
 alternatives; for label tasks the first step also reports each label's first
 token, so the gateway can renormalise over the label set.
+
+Greedy label tasks take a faster path (`label_fast_path`, on by default): their
+batches share one prompt prefix, whose key/value cache is computed once per
+adapter and reused (local_models.prefix_kv); the prefill may use more torch
+threads than decoding; and the rest of the label is checked in one pass instead
+of a decode loop (local_models.label_drafts). The answers are the ones the decode
+loop gives, token for token, with log-probabilities equal to float rounding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,9 @@ from gateway.core.contracts import (
 )
 from gateway.core.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument
 from local_models.batcher import MicroBatcher
+from local_models.label_drafts import Draft, greedy_steps, label_drafts
+from local_models.prefix_kv import PrefixKV
+from local_models.prompt_prefix import Prefix, PromptPrefixes
 from local_models.streams import completion_of
 
 log = logging.getLogger(__name__)
@@ -46,6 +57,9 @@ class TransformersSettings:
     max_in_flight: int = 64
     top_logprobs: int = 5
     max_adapters: int = 8  # LoRA adapters kept loaded at once (least recently used go first)
+    label_fast_path: bool = True  # greedy label tasks: reused prefix cache, one verification pass
+    prefix_cache: int = 32  # prompt-prefix key/value caches kept for label tasks (least recently used go first)
+    prefill_threads: int = 0  # torch threads for a label batch's prefill; 0 = `threads`
 
 
 @dataclass(eq=False)
@@ -56,6 +70,7 @@ class _Job:
     prompt_ids: list[int]
     label_ids: dict[str, int]  # token text -> id, reported at the first step
     loop: asyncio.AbstractEventLoop
+    prefix: Prefix | None = None  # label fast path: the fixed prompt prefix, () when none; None = decode loop
     events: asyncio.Queue[StreamEvent | BaseException] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
 
@@ -106,13 +121,16 @@ class TransformersBackend:
         self._in_flight = 0
         self._pieces: dict[int, str] = {}
         self._label_cache: dict[tuple[str, ...], dict[str, int]] = {}
+        self._draft_cache: dict[tuple[str, ...], dict[int, Draft]] = {}
+        self._prefixes = PromptPrefixes(self._tokenizer)
+        self._prefix_kv = PrefixKV(self._model, torch, max_entries=settings.prefix_cache)
         self._adapters: OrderedDict[str, None] = OrderedDict()  # loaded "name@version", least recent first
         self._peft: Any = None  # a peft.PeftModel around self._model once the first adapter is loaded
         self._batcher: MicroBatcher[_Job] = MicroBatcher(
             self._run_batch,
             max_batch=settings.max_batch,
             max_wait_s=settings.max_wait_s,
-            key=lambda job: job.call.adapter,
+            key=lambda job: (job.call.adapter, job.prefix),  # label fast-path batches share one prefix
             on_batch=on_batch,
         )
         log.info(
@@ -139,8 +157,8 @@ class TransformersBackend:
         job: _Job | None = None
         try:
             self._batcher.start()
-            prompt_ids = await asyncio.to_thread(self._encode, call)
-            job = _Job(call, prompt_ids, self._label_ids(call.labels), asyncio.get_running_loop())
+            prompt_ids, prefix = await asyncio.to_thread(self._encode, call)
+            job = _Job(call, prompt_ids, self._label_ids(call.labels), asyncio.get_running_loop(), prefix=prefix)
             self._batcher.submit(job)
             while True:
                 event = await job.events.get()
@@ -159,7 +177,8 @@ class TransformersBackend:
 
     # -- preparation (worker threads) -------------------------------------------------
 
-    def _encode(self, call: BackendCall) -> list[int]:
+    def _encode(self, call: BackendCall) -> tuple[list[int], Prefix | None]:
+        """The prompt's token ids, and for the label fast path its fixed prefix (None: decode loop)."""
         messages = [{"role": m.role.value, "content": m.content} for m in call.messages]
         encoded: Any = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         ids: list[int] = list(encoded["input_ids"] if hasattr(encoded, "input_ids") else encoded)
@@ -168,7 +187,9 @@ class TransformersBackend:
                 f"max_tokens: prompt ({len(ids)} tokens) + max_tokens ({call.max_tokens}) exceeds the model's "
                 f"context of {self.context_length} tokens; shorten the messages or lower max_tokens"
             )
-        return ids
+        if not (self._settings.label_fast_path and call.labels and call.temperature <= 0):
+            return ids, None
+        return ids, self._prefixes.prefix_of(messages, ids)
 
     def _label_ids(self, labels: Sequence[str]) -> dict[str, int]:
         """Surface forms of each label ("up", " up", "Up") -> the id of their first token."""
@@ -189,7 +210,10 @@ class TransformersBackend:
         torch = self._torch
         self._use_adapter(jobs[0].call.adapter)  # the batcher never mixes adapters in one batch
         with torch.inference_mode():
-            self._decode(jobs, torch)
+            if jobs[0].prefix is not None:  # the batcher never mixes prefixes either
+                self._decode_labels(jobs, jobs[0].prefix, torch)
+            else:
+                self._decode(jobs, torch)
 
     def _use_adapter(self, ref: AdapterRef | None) -> None:
         """Activate a LoRA adapter, loading it from ref.path on first use; the bare base model for None.
@@ -201,7 +225,7 @@ class TransformersBackend:
             if self._peft is not None:
                 self._peft.base_model.disable_adapter_layers()
             return
-        key = f"{ref.name}@{ref.version}"
+        key = self._adapter_key(ref)
         if key not in self._adapters:
             from peft import PeftModel
 
@@ -222,39 +246,127 @@ class TransformersBackend:
 
     def _decode(self, jobs: list[_Job], torch: Any) -> None:
         rows = [_Row(job) for job in jobs]
-        width = max(len(job.prompt_ids) for job in jobs)
-        input_ids = torch.full((len(jobs), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for i, job in enumerate(jobs):  # left padding: every row's last prompt token is at the end
-            n = len(job.prompt_ids)
-            input_ids[i, width - n :] = torch.tensor(job.prompt_ids)
-            mask[i, width - n :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        temperatures = torch.tensor([max(job.call.temperature, 0.0) for job in jobs])
+        input_ids, mask, positions = self._left_padded([job.prompt_ids for job in jobs], 0, torch)
         out = self._model(
             input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
         )
-        k = self._settings.top_logprobs
+        self._generate(rows, out, mask, positions, torch)
+
+    def _decode_labels(self, jobs: list[_Job], prefix: Prefix, torch: Any) -> None:
+        """Greedy label answers: prefill after a cached prefix, then one pass over the guessed label.
+
+        Rows whose answer the pass does not finish go on in the decode loop from the prefill.
+        """
+        rows = [_Row(job) for job in jobs]
+        n = len(prefix)
+        input_ids, mask, positions = self._left_padded([job.prompt_ids[n:] for job in jobs], n, torch)
+        with self._threads(self._settings.prefill_threads or self._settings.threads):
+            cache = (
+                self._prefix_kv.cache_for((self._adapter_key(jobs[0].call.adapter), prefix), len(jobs)) if n else None
+            )
+            out = self._model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions[:, n:],
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        first = logprobs.argmax(dim=-1)
+        self._step(rows, first.tolist(), logprobs, torch)
+        live = [i for i, row in enumerate(rows) if not row.done]
+        if not live:
+            return
+        drafts = self._draft_cache.get(jobs[0].call.labels)
+        if drafts is None:
+            drafts = self._draft_cache[jobs[0].call.labels] = label_drafts(self._tokenizer, jobs[0].call.labels)
+        fed = [drafts.get(int(first[i]), (int(first[i]),)) for i in range(len(rows))]
+        width = max(len(fed[i]) for i in live)
+        draft_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        draft_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i in live:
+            draft_ids[i, : len(fed[i])] = torch.tensor(fed[i])
+            draft_mask[i, : len(fed[i])] = 1
+        checked = self._model(
+            input_ids=draft_ids,
+            attention_mask=torch.cat([mask, draft_mask], dim=-1),
+            position_ids=positions[:, -1:] + 1 + torch.arange(width),
+            cache=out.cache,
+            use_cache=True,
+        )
+        passed = torch.log_softmax(checked.logits.float(), dim=-1)
+        greedy = passed.argmax(dim=-1).tolist()
+        for i in live:
+            steps = greedy_steps(fed[i], greedy[i], self._eos_ids, rows[i].job.call.max_tokens)
+            for j in range(steps or 0):
+                self._step([rows[i]], [greedy[i][j]], passed[i : i + 1, j], torch)
+        if all(row.done for row in rows):
+            return
+        out.cache.crop(-width)  # back to the prefill: the rest decode step by step from the first token
+        out, mask, positions = self._next(out, first, mask, positions, torch)
+        self._generate(rows, out, mask, positions, torch)
+
+    def _left_padded(self, prompts: Sequence[Sequence[int]], prefix: int, torch: Any) -> tuple[Any, Any, Any]:
+        """Prompts left-padded to one width (every row's last token at the end), after `prefix` cached tokens.
+
+        Returns the input ids, the attention mask over prefix + prompts, and the positions of both.
+        """
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), prefix + width), dtype=torch.long)
+        mask[:, :prefix] = 1
+        for i, ids in enumerate(prompts):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            mask[i, prefix + width - len(ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return input_ids, mask, positions
+
+    def _generate(self, rows: list[_Row], out: Any, mask: Any, positions: Any, torch: Any) -> None:
+        """The decode loop: one token per unfinished row per step, until every row is done."""
+        temperatures = torch.tensor([max(row.job.call.temperature, 0.0) for row in rows])
         while True:
             logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
             chosen = self._choose(logprobs, temperatures, torch)
-            top_lp, top_ids = logprobs.topk(max(k, 1), dim=-1)
-            now = time.monotonic()
-            for i, row in enumerate(rows):
-                if not row.done:
-                    top = dict(zip(top_ids[i].tolist()[:k], top_lp[i].tolist()[:k], strict=True))
-                    self._advance(row, int(chosen[i]), logprobs[i], top, now)
+            self._step(rows, chosen.tolist(), logprobs, torch)
             if all(row.done for row in rows):
                 return
-            mask = torch.cat([mask, torch.ones((len(jobs), 1), dtype=torch.long)], dim=-1)
-            positions = positions[:, -1:] + 1
-            out = self._model(
-                input_ids=chosen.unsqueeze(-1),
-                attention_mask=mask,
-                position_ids=positions,
-                cache=out.cache,
-                use_cache=True,
-            )
+            out, mask, positions = self._next(out, chosen, mask, positions, torch)
+
+    def _next(self, out: Any, chosen: Any, mask: Any, positions: Any, torch: Any) -> tuple[Any, Any, Any]:
+        """One decode step: feed each row's chosen token."""
+        mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=torch.long)], dim=-1)
+        positions = positions[:, -1:] + 1
+        out = self._model(
+            input_ids=chosen.unsqueeze(-1), attention_mask=mask, position_ids=positions, cache=out.cache, use_cache=True
+        )
+        return out, mask, positions
+
+    def _step(self, rows: Sequence[_Row], chosen: Sequence[int], logprobs: Any, torch: Any) -> None:
+        """Advance each unfinished row by its chosen token, with the top alternatives from `logprobs`."""
+        k = self._settings.top_logprobs
+        top_lp, top_ids = logprobs.topk(max(k, 1), dim=-1)
+        now = time.monotonic()
+        for i, row in enumerate(rows):
+            if not row.done:
+                top = dict(zip(top_ids[i].tolist()[:k], top_lp[i].tolist()[:k], strict=True))
+                self._advance(row, int(chosen[i]), logprobs[i], top, now)
+
+    @contextlib.contextmanager
+    def _threads(self, count: int) -> Iterator[None]:
+        """torch's intra-op threads set to `count` for the block (only the batch worker runs the model)."""
+        before = self._torch.get_num_threads()
+        if count != before:
+            self._torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            if count != before:
+                self._torch.set_num_threads(before)
+
+    @staticmethod
+    def _adapter_key(ref: AdapterRef | None) -> str:
+        return f"{ref.name}@{ref.version}" if ref is not None else ""
 
     def _advance(self, row: _Row, token_id: int, logprobs: Any, top_ids: dict[int, float], now: float) -> None:
         """One decoding step for one request: stop it, or record its token and stream new text."""
