@@ -107,8 +107,10 @@ class AsyncGatewayClient:
     async def models(self, *, timeout: float | None = None) -> list[ModelInfo]:
         return convert.models_from_proto(await self._unary(self._stub.ListModels, pb.ListModelsRequest(), timeout))
 
-    async def usage(self, *, timeout: float | None = None) -> UsageReport:
-        return convert.usage_from_proto(await self._unary(self._stub.GetUsage, pb.GetUsageRequest(), timeout))
+    async def usage(self, *, client: str = "", timeout: float | None = None) -> UsageReport:
+        """Today's figures; `client` = only that API key's (or certificate subject's) requests."""
+        reply = await self._unary(self._stub.GetUsage, pb.GetUsageRequest(client=client), timeout)
+        return convert.usage_from_proto(reply)
 
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:

@@ -105,8 +105,9 @@ class GatewayClient:
     def models(self, *, timeout: float | None = None) -> list[ModelInfo]:
         return convert.models_from_proto(self._unary(self._stub.ListModels, pb.ListModelsRequest(), timeout))
 
-    def usage(self, *, timeout: float | None = None) -> UsageReport:
-        return convert.usage_from_proto(self._unary(self._stub.GetUsage, pb.GetUsageRequest(), timeout))
+    def usage(self, *, client: str = "", timeout: float | None = None) -> UsageReport:
+        """Today's figures; `client` = only that API key's (or certificate subject's) requests."""
+        return convert.usage_from_proto(self._unary(self._stub.GetUsage, pb.GetUsageRequest(client=client), timeout))
 
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:

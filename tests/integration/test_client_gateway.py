@@ -104,6 +104,7 @@ def test_models_and_usage(gw: GatewayClient) -> None:
     report = wait_until(counted, timeout_s=15, what="GetUsage to count a local answer")
     assert report is not None
     assert report.day and report.requests >= 1 and report.latency.count >= 1
+    assert gw.usage(client="nobody").requests == 0  # filtered by API key name
 
 
 async def test_async_client_against_the_gateway(gateway: GatewayProcess) -> None:

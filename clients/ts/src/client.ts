@@ -139,9 +139,10 @@ export class GatewayClient {
     return modelsFromProto(await this.unary<object, ListModelsResponse__Output>((a, m, o, cb) => this.stub.ListModels(a, m, o, cb), {}, options));
   }
 
-  /** Today's usage, budgets, latency and cost across every replica. */
-  async usage(options: CallOptions = {}): Promise<UsageReport> {
-    return usageFromProto(await this.unary<object, GetUsageResponse__Output>((a, m, o, cb) => this.stub.GetUsage(a, m, o, cb), {}, options));
+  /** Today's usage, budgets, latency and cost across every replica; `client` = only that API key's requests. */
+  async usage(options: CallOptions & { client?: string } = {}): Promise<UsageReport> {
+    const msg = { client: options.client ?? "" };
+    return usageFromProto(await this.unary<object, GetUsageResponse__Output>((a, m, o, cb) => this.stub.GetUsage(a, m, o, cb), msg, options));
   }
 
   close(): void {

@@ -109,5 +109,6 @@ describe("GatewayClient against a real gateway", () => {
     assert.match(usage.day, /^\d{4}-\d{2}-\d{2}$/);
     assert.ok(usage.requests >= 1 && usage.latency.count >= 1);
     assert.ok(Array.isArray(usage.providers));
+    assert.equal((await client.usage({ client: "nobody" })).requests, 0);
   });
 });
