@@ -1,7 +1,8 @@
 """An instant backend that answers with the last message's words: for benchmarks and tests.
 
 Every token has log-probability 0 (confidence 1.0), so it never escalates on
-confidence; `delay_ms` simulates work per request.
+confidence; `delay_ms` simulates work per request. `load().in_flight` counts plain
+and streamed requests until they finish or are cancelled.
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ class EchoBackend:
 
     async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
         words = self._words(call)
-        for i, word in enumerate(words):
-            if self._delay_s:
-                await asyncio.sleep(self._delay_s / max(len(words), 1))
-            yield Delta(word if i == 0 else " " + word)
+        if self._in_flight >= self._max_in_flight:
+            raise CapacityExceeded(f"echo backend is at its in-flight limit ({self._max_in_flight})")
+        self._in_flight += 1  # until the last word, or until the stream is closed or cancelled
+        try:
+            for i, word in enumerate(words):
+                if self._delay_s:
+                    await asyncio.sleep(self._delay_s / max(len(words), 1))
+                yield Delta(word if i == 0 else " " + word)
+        finally:
+            self._in_flight -= 1
         yield self._completion(call, words)
 
     async def aclose(self) -> None:

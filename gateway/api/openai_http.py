@@ -1,0 +1,213 @@
+"""The OpenAI-compatible door on the HTTP port: /v1/chat/completions (plain and SSE) and /v1/models.
+
+HTTP -> openai_request -> answerer (cache, recording, router: the same path as gRPC) ->
+openai_response -> HTTP. No routing decisions here. A stream waits for the answer's first
+event before it sends its headers, so a request refused up front (bad task, no budget, no
+tier) gets its real status code; a failure after that arrives as an SSE `error` event,
+which the OpenAI SDKs raise as APIError. The client's deadline bounds the work, and a
+client that goes away cancels it (the AppRunner is built with handler_cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api import openai_request, openai_response
+from gateway.api.http_auth import CLIENT_KEY  # where the authentication middleware leaves the caller's name
+from gateway.api.http_errors import error_response, gateway_error_body, gateway_error_response
+from gateway.core.contracts import Delta, Request, Result
+from gateway.core.errors import DeadlineExceeded, GatewayError, InvalidArgument
+from gateway.routing.answerer import Answerer
+
+log = logging.getLogger(__name__)
+JSON_TYPES = frozenset({"application/json"})
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OpenAIRoutes:
+    def __init__(
+        self,
+        answerer: Answerer,
+        *,
+        default_max_tokens: int,
+        max_request_bytes: int,
+        clock: Callable[[], datetime] = _now,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self._answerer = answerer
+        self._default_max_tokens = default_max_tokens
+        self._max_request_bytes = max_request_bytes
+        self._clock = clock
+        self._new_id = new_id
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/chat/completions", self.chat_completions),
+            web.get("/v1/models", self.list_models),
+            web.get("/v1/models/{name:.+}", self.get_model),
+        ]
+
+    async def list_models(self, _: web.Request) -> web.Response:
+        return web.json_response(openai_response.models_body(self._answerer.models()))
+
+    async def get_model(self, http_request: web.Request) -> web.Response:
+        name = http_request.match_info["name"]
+        for entry in self._answerer.models():
+            if entry.name == name:
+                return web.json_response(openai_response.model_object(entry))
+        return error_response(
+            404, f"model: '{name}' is not served here; GET /v1/models lists the names", code="model_not_found"
+        )
+
+    async def chat_completions(self, http_request: web.Request) -> web.StreamResponse:
+        refused = self._check_body(http_request)
+        if refused is not None:
+            return refused
+        try:
+            raw = await http_request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
+        try:
+            call = self._convert(http_request, raw)
+        except InvalidArgument as exc:
+            return gateway_error_response(exc, self._clock())
+        if call.stream:
+            return await self._stream(http_request, call)
+        try:
+            async with _deadline(call.request):
+                result = await self._answerer.generate(call.request)
+        except GatewayError as exc:
+            return gateway_error_response(exc, self._clock())
+        body = openai_response.completion_body(result, created=self._created())
+        return web.json_response(body, headers=openai_response.result_headers(result), dumps=_dumps)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _check_body(self, http_request: web.Request) -> web.Response | None:
+        """415 for a body that is not JSON, 413 for one whose Content-Length is over the limit."""
+        if http_request.content_type not in JSON_TYPES:
+            given = http_request.headers.get("Content-Type", "(none)")
+            return error_response(
+                415, f"Content-Type: send application/json (got {given!r})", code="unsupported_media_type"
+            )
+        length = http_request.content_length
+        if length is not None and length > self._max_request_bytes:
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> web.Response:
+        return error_response(
+            413,
+            f"body: over the limit of {self._max_request_bytes} bytes (server.max_request_bytes); "
+            "send a smaller request",
+            code="request_too_large",
+        )
+
+    def _convert(self, http_request: web.Request, raw: bytes) -> openai_request.ChatCall:
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise openai_request.BadParam("body", f"not valid JSON ({_reason(exc)})") from None
+        client = http_request.get(CLIENT_KEY, "")
+        return openai_request.chat_request(
+            body,
+            http_request.headers,
+            request_id=openai_request.request_id(http_request.headers, self._new_id),
+            default_max_tokens=self._default_max_tokens,
+            now=time.monotonic(),
+            client=client if isinstance(client, str) else "",
+        )
+
+    async def _stream(self, http_request: web.Request, call: openai_request.ChatCall) -> web.StreamResponse:
+        request, created = call.request, self._created()
+        events = self._answerer.stream(request)
+        response: web.StreamResponse | None = None
+        try:
+            async with _deadline(request):
+                event = await _next(events)
+                response = web.StreamResponse(headers=openai_response.stream_headers(request.request_id))
+                await response.prepare(http_request)
+                role = {"role": "assistant", "content": ""}
+                await response.write(self._chunk(call, created, role))
+                while event is not None:
+                    if isinstance(event, Result):
+                        for last in openai_response.final_chunks(
+                            event, created=created, include_usage=call.include_usage
+                        ):
+                            await response.write(openai_response.sse(last))
+                        break
+                    if event.text:
+                        await response.write(self._chunk(call, created, {"content": event.text}))
+                    event = await _next(events)
+                await response.write(openai_response.DONE)
+        except GatewayError as exc:
+            if response is None:
+                return gateway_error_response(exc, self._clock())
+            await response.write(openai_response.sse(gateway_error_body(exc)))
+        finally:
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
+        await response.write_eof()
+        return response
+
+    def _chunk(self, call: openai_request.ChatCall, created: int, delta: dict[str, str]) -> bytes:
+        request = call.request
+        return openai_response.sse(
+            openai_response.chunk(
+                request.request_id, created=created, model=request.model, delta=delta, include_usage=call.include_usage
+            )
+        )
+
+    def _created(self) -> int:
+        return int(self._clock().timestamp())
+
+
+async def _next(events: AsyncIterator[Delta | Result]) -> Delta | Result | None:
+    try:
+        return await anext(events)
+    except StopAsyncIteration:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def _deadline(request: Request) -> AsyncIterator[None]:
+    """Bound the work by the request's deadline; when it passes, DeadlineExceeded (504)."""
+    remaining = request.remaining_s()
+    if remaining is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(loop.time() + remaining) as scope:
+            yield
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        raise DeadlineExceeded(
+            "deadline passed before the answer was complete; raise x-gateway-timeout-ms or the client's timeout"
+        ) from None
+
+
+def _reason(exc: ValueError) -> str:
+    return str(exc) if isinstance(exc, json.JSONDecodeError) else "the body is not UTF-8 text"
+
+
+def _dumps(body: Any) -> str:
+    return json.dumps(body, separators=(",", ":"))

@@ -1,0 +1,378 @@
+"""OpenAI chat-completions request JSON (and the gateway's request headers) -> domain Request. Pure functions.
+
+Every field of OpenAI's `CompletionCreateParams` has one decision here (docs/openai_api.md):
+supported, ignored (it cannot change the answer), accepted only at its default value, or
+rejected. Anything else, unknown fields included, is a 400 naming the field, never a
+silent drop. The gateway's own fields (`task`, `privacy`, ...) come as top-level JSON
+fields (what the SDKs' `extra_body` sends) or as `x-gateway-*` headers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gateway.core.contracts import Message, Priority, Privacy, Request, Role
+from gateway.core.errors import InvalidArgument
+
+T = TypeVar("T")
+MAX_TEMPERATURE = 2.0
+HEADER_PREFIX = "x-gateway-"
+TIMEOUT_HEADER = "x-gateway-timeout-ms"
+REQUEST_ID_HEADER = "x-gateway-request-id"
+# What the official SDKs send by themselves: the Python SDK its read timeout in seconds (float),
+# the Node SDK its request timeout in whole seconds. Both bound the wait for the response
+# headers only, so they set the deadline of non-streamed requests (docs/openai_api.md).
+SDK_TIMEOUT_HEADERS = ("x-stainless-read-timeout", "x-stainless-timeout")
+
+SUPPORTED = frozenset(
+    {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "stream", "stream_options"}
+)
+EXTENSIONS = frozenset({"task", "privacy", "min_confidence", "priority", "bypass_cache", "tags"})
+# Read and dropped: bookkeeping for OpenAI's own service that cannot change the answer.
+IGNORED = frozenset(
+    {
+        "user",
+        "safety_identifier",
+        "metadata",
+        "store",
+        "seed",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "parallel_tool_calls",
+    }
+)
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value in ([], {}, "")
+
+
+def _number_is(target: float) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        return value is None or (isinstance(value, int | float) and not isinstance(value, bool) and value == target)
+
+    return check
+
+
+def _one_of(*allowed: object) -> Callable[[Any], bool]:
+    return lambda value: value is None or any(value == a and type(value) is type(a) for a in allowed)
+
+
+# Accepted only at the value that means "no such feature"; anything else is a 400 with the hint.
+DEFAULT_ONLY: Mapping[str, tuple[Callable[[Any], bool], str]] = {
+    "n": (_number_is(1), "only n = 1 is supported; send one request per answer"),
+    "tools": (_empty, "tools and function calling are not supported"),
+    "tool_choice": (_one_of("none"), "tools and function calling are not supported"),
+    "functions": (_empty, "tools and function calling are not supported"),
+    "function_call": (_one_of("none"), "tools and function calling are not supported"),
+    "response_format": (
+        lambda v: v is None or v == {"type": "text"},
+        'only {"type": "text"} is supported; JSON modes and schemas are not',
+    ),
+    "logprobs": (_one_of(False), "token log-probabilities are not returned; the gateway's confidence is in `gateway`"),
+    "top_logprobs": (_number_is(0), "token log-probabilities are not returned"),
+    "logit_bias": (_empty, "logit bias is not supported"),
+    "stop": (_empty, "stop sequences are not supported"),
+    "frequency_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
+    "presence_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
+    "top_p": (_number_is(1), "nucleus sampling is not supported; use temperature"),
+    "modalities": (lambda v: v is None or v == ["text"], 'only ["text"] is supported'),
+    "audio": (_absent, "audio output is not supported"),
+    "prediction": (_absent, "predicted outputs are not supported"),
+    "reasoning_effort": (_absent, "reasoning effort is not supported"),
+    "verbosity": (_absent, "verbosity is not supported"),
+    "web_search_options": (_absent, "web search is not supported"),
+    "moderation": (_absent, "moderation is not supported"),
+    "service_tier": (_one_of("auto", "default"), 'only "auto" or "default" is accepted'),
+}
+KNOWN = SUPPORTED | EXTENSIONS | IGNORED | DEFAULT_ONLY.keys()
+
+_ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "assistant": Role.ASSISTANT}
+_MESSAGE_FIELDS = frozenset({"role", "content", "name"})  # `name` is read and dropped
+# An assistant turn may carry these only when empty (SDKs echo a previous answer back whole).
+_ASSISTANT_EMPTY = frozenset({"refusal", "tool_calls", "function_call", "audio", "annotations"})
+_PRIVACY = {"default": Privacy.DEFAULT, "local_only": Privacy.LOCAL_ONLY}
+_PRIORITY = {"normal": Priority.NORMAL, "urgent": Priority.URGENT}
+_KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BadParam(InvalidArgument):
+    """Bad input at the OpenAI door: `param` names the field (OpenAI's `error.param`)."""
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"{param}: {problem}")
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """A chat-completions request, validated: the domain request and how to answer it."""
+
+    request: Request
+    stream: bool
+    include_usage: bool  # stream_options.include_usage: a last chunk with the token counts
+
+
+def request_id(headers: Mapping[str, str], generate: Callable[[], str]) -> str:
+    """The client's `x-gateway-request-id` (letters, digits and ._:- up to 128), else a new one."""
+    given = headers.get(REQUEST_ID_HEADER)
+    if given is None:
+        return generate()
+    if not _REQUEST_ID.match(given):
+        raise BadParam(REQUEST_ID_HEADER, "use up to 128 letters, digits, '.', '_', ':' or '-'")
+    return given
+
+
+def chat_request(
+    body: Any,
+    headers: Mapping[str, str],
+    *,
+    request_id: str,
+    default_max_tokens: int,
+    now: float,
+    client: str = "",
+) -> ChatCall:
+    """Validate and convert. `headers` are looked up by lower-case name; `now` is time.monotonic()."""
+    if not isinstance(body, dict):
+        raise BadParam("body", f"expected a JSON object, got {_kind(body)}")
+    for name in body:
+        if name not in KNOWN:
+            raise BadParam(name, "unknown parameter; the gateway does not support it (docs/openai_api.md)")
+    for name, (harmless, hint) in DEFAULT_ONLY.items():
+        if name in body and not harmless(body[name]):
+            raise BadParam(name, f"not supported: {hint}")
+    stream = _optional_bool(body, "stream") or False
+    include_usage = _stream_options(body.get("stream_options"), stream)
+    privacy = _choice(body, headers, "privacy", _PRIVACY)
+    priority = _choice(body, headers, "priority", _PRIORITY)
+    timeout_s = _timeout_s(headers, stream)
+    return ChatCall(
+        Request(
+            request_id=request_id,
+            messages=_messages(body.get("messages")),
+            max_tokens=_max_tokens(body) or default_max_tokens,
+            temperature=_temperature(body.get("temperature")),
+            task=_text(body, headers, "task"),
+            model=_model(body.get("model")),
+            priority=priority or Priority.NORMAL,
+            privacy=privacy or Privacy.DEFAULT,
+            min_confidence=_min_confidence(body, headers),
+            bypass_cache=_optional_bool(body, "bypass_cache") or False,
+            tags=_tags(body.get("tags")),
+            deadline=None if timeout_s is None else now + timeout_s,
+            client=client,
+        ),
+        stream=stream,
+        include_usage=include_usage,
+    )
+
+
+# -- OpenAI fields ---------------------------------------------------------------------------------
+
+
+def _messages(value: Any) -> tuple[Message, ...]:
+    if not isinstance(value, list) or not value:
+        raise BadParam("messages", "a non-empty list of {role, content} messages is required")
+    return tuple(_message(m, f"messages[{i}]") for i, m in enumerate(value))
+
+
+def _message(value: Any, where: str) -> Message:
+    if not isinstance(value, dict):
+        raise BadParam(where, f"expected an object with role and content, got {_kind(value)}")
+    raw_role = value.get("role")
+    role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
+    if role is None:
+        hint = " (tool and function results are not supported)" if raw_role in ("tool", "function") else ""
+        raise BadParam(f"{where}.role", f"{raw_role!r} is not one of {', '.join(_ROLES)}{hint}")
+    for name, field_value in value.items():
+        if name in _MESSAGE_FIELDS:
+            continue
+        if role is Role.ASSISTANT and name in _ASSISTANT_EMPTY:
+            if _empty(field_value):
+                continue
+            raise BadParam(f"{where}.{name}", "not supported: the gateway answers with text only")
+        raise BadParam(f"{where}.{name}", "unknown message field; send role and content")
+    return Message(role, _content(value.get("content"), f"{where}.content"))
+
+
+def _content(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list):
+        text = "\n".join(_text_part(part, f"{where}[{i}]") for i, part in enumerate(value))
+    else:
+        raise BadParam(where, f"expected a string or a list of text parts, got {_kind(value)}")
+    if not text.strip():
+        raise BadParam(where, "must not be empty")
+    return text
+
+
+def _text_part(part: Any, where: str) -> str:
+    if not isinstance(part, dict):
+        raise BadParam(where, f"expected a content part object, got {_kind(part)}")
+    kind = part.get("type")
+    if kind != "text":
+        raise BadParam(f"{where}.type", f"{kind!r} content is not supported; send text parts only")
+    text = part.get("text")
+    if not isinstance(text, str):
+        raise BadParam(f"{where}.text", f"expected a string, got {_kind(text)}")
+    return text
+
+
+def _model(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadParam("model", f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _max_tokens(body: Mapping[str, Any]) -> int | None:
+    given = {name: body[name] for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None}
+    for name, value in given.items():
+        if not _is_int(value) or value < 1:
+            raise BadParam(name, f"{value!r} is not a positive integer")
+    if len(set(given.values())) > 1:
+        raise BadParam("max_tokens", "max_tokens and max_completion_tokens differ; send one of them")
+    return next(iter(given.values()), None)
+
+
+def _temperature(value: Any) -> float:
+    if value is None:
+        return 0.0
+    if not _is_number(value) or not 0.0 <= value <= MAX_TEMPERATURE:
+        raise BadParam("temperature", f"{value!r} is out of range; use 0 to {MAX_TEMPERATURE:g}")
+    return float(value)
+
+
+def _stream_options(value: Any, stream: bool) -> bool:
+    if value is None:
+        return False
+    if not stream:
+        raise BadParam("stream_options", "only allowed with stream: true")
+    if not isinstance(value, dict):
+        raise BadParam("stream_options", f"expected an object, got {_kind(value)}")
+    for name in value:
+        if name != "include_usage":
+            raise BadParam(f"stream_options.{name}", "not supported; only include_usage is")
+    include = value.get("include_usage")
+    if include is not None and not isinstance(include, bool):
+        raise BadParam("stream_options.include_usage", f"expected true or false, got {_kind(include)}")
+    return bool(include)
+
+
+# -- gateway extensions: a top-level JSON field or an x-gateway-* header -----------------------------
+
+
+def _pick(body: Mapping[str, Any], headers: Mapping[str, str], name: str) -> tuple[Any, str] | None:
+    """(value, where it came from) for an extension sent in the body or as a header; both must agree."""
+    header = HEADER_PREFIX + name.replace("_", "-")
+    in_body = body.get(name)
+    in_header = headers.get(header)
+    if in_body is not None and in_header is not None and str(in_body) != in_header:
+        raise BadParam(name, f"the body says {in_body!r} and the {header} header says {in_header!r}; send one")
+    if in_body is not None:
+        return in_body, name
+    if in_header is not None:
+        return in_header, header
+    return None
+
+
+def _text(body: Mapping[str, Any], headers: Mapping[str, str], name: str) -> str:
+    picked = _pick(body, headers, name)
+    if picked is None:
+        return ""
+    value, where = picked
+    if not isinstance(value, str):
+        raise BadParam(where, f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _choice(body: Mapping[str, Any], headers: Mapping[str, str], name: str, values: Mapping[str, T]) -> T | None:
+    picked = _pick(body, headers, name)
+    if picked is None:
+        return None
+    value, where = picked
+    if not isinstance(value, str) or value not in values:
+        raise BadParam(where, f"{value!r} is not one of {', '.join(repr(v) for v in values)}")
+    return values[value]
+
+
+def _min_confidence(body: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:
+    picked = _pick(body, headers, "min_confidence")
+    if picked is None:
+        return None
+    value, where = picked
+    from_header = where.startswith(HEADER_PREFIX)
+    number = _float(value) if from_header else value if _is_number(value) else None
+    if number is None or not 0.0 <= number <= 1.0:
+        raise BadParam(where, f"{value!r} is out of range; use a number from 0 to 1")
+    return float(number)
+
+
+def _optional_bool(body: Mapping[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadParam(name, f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise BadParam("tags", 'expected an object of string values, e.g. {"desk": "rates"}')
+    return dict(value)
+
+
+def _timeout_s(headers: Mapping[str, str], stream: bool) -> float | None:
+    """The client's deadline in seconds from now: x-gateway-timeout-ms, and for non-streamed requests
+    the SDKs' own timeout headers; the shortest wins. None: no deadline."""
+    found: list[float] = []
+    given = headers.get(TIMEOUT_HEADER)
+    if given is not None:
+        ms = _float(given)
+        if ms is None or ms <= 0:
+            raise BadParam(TIMEOUT_HEADER, f"{given!r} is not a positive number of milliseconds")
+        found.append(ms / 1000)
+    if not stream:
+        for name in SDK_TIMEOUT_HEADERS:
+            seconds = _float(headers.get(name, ""))
+            if seconds is not None and seconds > 0:  # the Node SDK truncates a sub-second timeout to "0"
+                found.append(seconds)
+    return min(found, default=None)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _float(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return _KINDS.get(type(value), type(value).__name__)

@@ -1,0 +1,254 @@
+"""The OpenAI-compatible HTTP door end to end: the official `openai` SDKs (Python, and npm under Node)
+-> a gateway process (echo backend) -> the OpenAI stand-in, through the same router as gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import openai
+import pytest
+
+from gateway.v1 import gateway_pb2 as pb
+from gateway.v1 import gateway_pb2_grpc as pb_grpc
+from tests.fakes.base import FakeProviderServer
+from tests.fakes.providers import TEST_KEYS, base_url, running
+from tests.gateway_process import ROOT, GatewayProcess, start_gateway
+from tests.waiting import wait_until
+
+NODE_DIR = ROOT / "tests" / "node"
+USER = [{"role": "user", "content": "the trend is up"}]
+
+
+def config(openai_fake: FakeProviderServer, *, echo_delay_ms: float = 0.0) -> str:
+    return f"""
+[server]
+max_request_bytes = 65536
+
+[local]
+backend = "echo"
+
+[local.echo]
+delay_ms = {echo_delay_ms}
+
+[routing]
+escalation_order = ["openai"]
+
+[[routing.rules]]
+match_task = "detailed_analysis"
+escalate = true
+
+[tasks.detailed_analysis]
+
+[providers.openai]
+model = "gpt-test"
+base_url = "{base_url(openai_fake)}"
+api_key_env = "OPENAI_API_KEY"
+daily_token_budget = 15000
+max_retries = 0
+"""
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[dict[str, FakeProviderServer]]:
+    async with running("openai") as started:
+        yield started
+
+
+async def start(fakes: dict[str, FakeProviderServer], workdir: Path, **options: float) -> GatewayProcess:
+    return await asyncio.to_thread(start_gateway, config(fakes["openai"], **options), workdir, env=TEST_KEYS)
+
+
+def sdk(gateway: GatewayProcess) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{gateway.http_url}/v1", api_key="unused", max_retries=0)
+
+
+async def test_python_sdk_plain_stream_escalation_cache_budget_and_usage(
+    fakes: dict[str, FakeProviderServer], tmp_path: Path
+) -> None:
+    gateway = await start(fakes, tmp_path)
+    try:
+        client = sdk(gateway)
+
+        # Local-first: the echo backend answers, with its confidence.
+        raw = await client.chat.completions.with_raw_response.create(model="", messages=USER, max_tokens=16)  # type: ignore[arg-type]
+        local = raw.parse()
+        assert local.choices[0].message.content == "the trend is up"
+        assert (raw.headers["x-gateway-tier"], raw.headers["x-gateway-provider"]) == ("local", "echo")
+        assert raw.headers["x-gateway-confidence"] == "1.0000"
+        assert local.gateway["escalation"] == "none"  # type: ignore[attr-defined]
+
+        # A rule escalates the task (sent through extra_body) to the OpenAI stand-in.
+        raw = await client.chat.completions.with_raw_response.create(
+            model="",
+            messages=USER,
+            max_tokens=16,
+            extra_body={"task": "detailed_analysis"},  # type: ignore[arg-type]
+        )
+        remote = raw.parse()
+        assert remote.choices[0].message.content == fakes["openai"].reply.text
+        assert remote.model == "gpt-test"
+        assert (raw.headers["x-gateway-tier"], raw.headers["x-gateway-escalation"]) == ("remote", "rule")
+        assert raw.headers["x-gateway-attempts"] == "openai:ok"
+        assert [a["provider"] for a in remote.gateway["attempts"]] == ["openai"]  # type: ignore[attr-defined]
+        assert fakes["openai"].requests == 1
+
+        # The same request again: the response cache answers, the provider is not called.
+        again = await client.chat.completions.create(
+            model="",
+            messages=USER,
+            max_tokens=16,
+            extra_body={"task": "detailed_analysis"},  # type: ignore[arg-type]
+        )
+        assert again.gateway["tier"] == "cache"  # type: ignore[attr-defined]
+        assert fakes["openai"].requests == 1
+
+        # privacy as a header keeps the escalating task on the box.
+        kept = await client.chat.completions.create(
+            model="",
+            messages=USER,  # type: ignore[arg-type]
+            extra_body={"task": "detailed_analysis"},
+            extra_headers={"x-gateway-privacy": "local_only"},
+            temperature=0.5,
+        )
+        assert kept.gateway["tier"] == "local"  # type: ignore[attr-defined]
+
+        # Streamed: text deltas, then usage and the gateway object on the last chunk.
+        stream = await client.chat.completions.create(
+            model="",
+            messages=USER,  # type: ignore[arg-type]
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"task": "detailed_analysis", "bypass_cache": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == fakes["openai"].reply.text
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+        assert chunks[-1].gateway["tier"] == "remote"  # type: ignore[attr-defined]
+        assert fakes["openai"].requests == 2
+
+        # A pin whose provider budget cannot cover the request: 429 with Retry-After until the reset.
+        with pytest.raises(openai.RateLimitError) as spent:
+            await client.chat.completions.create(model="openai/gpt-test", messages=USER, max_tokens=20000)  # type: ignore[arg-type]
+        assert 0 < int(spent.value.response.headers["retry-after"]) <= 86_400
+        assert "budget" in spent.value.message
+
+        # Unsupported parameters are refused, naming them.
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(model="", messages=USER, n=2)  # type: ignore[arg-type]
+        assert refused.value.param == "n"  # type: ignore[attr-defined]
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="",
+                messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}],
+            )
+        assert refused.value.param == "messages[0].content[0].type"  # type: ignore[attr-defined]
+
+        # The models are gRPC ListModels' (local model, adapters, provider pins), and the HTTP
+        # door's answers count in GetUsage like gRPC's.
+        models = [m.id async for m in client.models.list()]
+        async with grpc.aio.insecure_channel(gateway.target) as channel:
+            stub = pb_grpc.InferenceGatewayStub(channel)
+            listed = await stub.ListModels(pb.ListModelsRequest())
+            usage = await stub.GetUsage(pb.GetUsageRequest())
+        assert models == [m.name for m in listed.models]
+        assert models[0] == "echo"
+        assert "openai/gpt-test" in models
+        assert dict(usage.requests_by_tier) == {"local": 2, "remote": 2, "cache": 1}
+        assert dict(usage.escalations_by_reason)["rule"] >= 2
+        await client.close()
+    finally:
+        gateway.stop()
+
+
+async def test_deadline_and_disconnect_cancel_the_work(fakes: dict[str, FakeProviderServer], tmp_path: Path) -> None:
+    # 600 s of echo work per request: only a cancellation brings the in-flight count back to 0 in time.
+    gateway = await start(fakes, tmp_path, echo_delay_ms=600_000)
+    try:
+        client = sdk(gateway)
+        with pytest.raises(openai.InternalServerError) as late:
+            await client.chat.completions.create(
+                model="",
+                messages=USER,
+                extra_headers={"x-gateway-timeout-ms": "300"},  # type: ignore[arg-type]
+            )
+        assert late.value.status_code == 504
+        await asyncio.to_thread(idle, gateway, "the work past its deadline to be cancelled")
+
+        # A stream of 1,000 words at 0.6 s a word: read the first, then hang up.
+        words = " ".join(f"w{i}" for i in range(1000))
+        stream = await client.chat.completions.create(
+            model="", messages=[{"role": "user", "content": words}], max_tokens=1000, stream=True
+        )
+        first = [c async for c in _take(stream, 2)]
+        assert first[-1].choices[0].delta.content == "w0"
+        assert gateway.metric("gateway_local_in_flight") == 1
+        await stream.close()
+        await asyncio.to_thread(idle, gateway, "the stream's work to be cancelled after the client hung up")
+        await client.close()
+    finally:
+        gateway.stop()
+
+
+async def _take(
+    stream: openai.AsyncStream[openai.types.chat.ChatCompletionChunk], n: int
+) -> AsyncIterator[openai.types.chat.ChatCompletionChunk]:
+    count = 0
+    async for chunk in stream:
+        yield chunk
+        count += 1
+        if count == n:
+            return
+
+
+def idle(gateway: GatewayProcess, what: str) -> None:
+    wait_until(lambda: gateway.metric("gateway_local_in_flight") == 0, timeout_s=30, what=what, interval_s=0.1)
+
+
+@pytest.fixture(scope="session")
+def node_client() -> Iterator[Path]:
+    """The official openai npm package, installed from tests/node/package-lock.json into tests/node/node_modules."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are not installed; the npm openai package test needs Node 20 or later")
+    if not (NODE_DIR / "node_modules" / "openai" / "package.json").exists():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True, timeout=300
+        )
+    yield NODE_DIR / "openai_client.mjs"
+
+
+async def test_npm_openai_package_plain_stream_and_errors(
+    fakes: dict[str, FakeProviderServer], tmp_path: Path, node_client: Path
+) -> None:
+    gateway = await start(fakes, tmp_path)
+    try:
+        env = {**os.environ, "GATEWAY_BASE_URL": f"{gateway.http_url}/v1"}
+        done = await asyncio.to_thread(
+            subprocess.run, ["node", str(node_client)], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout)
+    finally:
+        gateway.stop()
+    plain = seen["plain"]
+    assert plain["text"] == fakes["openai"].reply.text
+    assert plain["headers"] == {"tier": "remote", "provider": "openai", "escalation": "rule", "attempts": "openai:ok"}
+    assert plain["gateway"]["tier"] == "remote"
+    assert plain["usage"]["completion_tokens"] > 0
+    stream = seen["stream"]
+    assert stream["text"] == "node says the trend is up"
+    assert stream["gateway"]["tier"] == "local"
+    assert stream["gateway"]["confidence"] == 1.0
+    assert stream["usage"]["total_tokens"] > 0
+    assert seen["tools"]["status"] == 400
+    assert seen["tools"]["param"] == "tools"
+    assert seen["models"][0] == "echo"
+    assert "openai/gpt-test" in seen["models"]
