@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api import convert, http, wire
 from gateway.api.auth import Authenticator
+from gateway.api.openai_http import OpenAIRoutes
 from gateway.api.servicer import InferenceGatewayServicer
 from gateway.app.front import build_front
 from gateway.app.learning import Learning
@@ -121,6 +122,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     address = f"{config.server.host}:{config.server.port}"
 
     draining = False
+    openai_routes = OpenAIRoutes(
+        front.answerer,
+        default_max_tokens=config.server.default_max_tokens,
+        max_request_bytes=config.server.max_request_bytes,
+    )
     app = http.build_app(
         metrics,
         serving=lambda: not draining,
@@ -128,8 +134,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         dashboard=front.dashboard,
         authenticator=authenticator,
         probes=not config.server.probe_host,
+        openai=openai_routes,
+        max_request_bytes=config.server.max_request_bytes,
     )
-    runner = web.AppRunner(app, access_log=None)
+    # handler_cancellation: a client that closes its connection cancels its request's work
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     probes = http.build_app(metrics, lambda: not draining, before_scrape=front.refresher)
     runners = await _listen_http(config, runner, probes)
