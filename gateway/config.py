@@ -184,6 +184,9 @@ class BudgetConfig(_Strict):
 
     path: str = Field("", description="SQLite file; empty = <state_dir>/ledger.sqlite3")
     chars_per_token: float = Field(3.0, gt=0, description="prompt estimate: characters per token (conservative)")
+    reservation_expiry_s: float = Field(
+        900.0, gt=0, description="a reservation still open this long is settled at its estimate; > any call's length"
+    )
 
 
 class StateConfig(_Strict):

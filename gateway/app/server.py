@@ -30,6 +30,7 @@ from gateway.observe.metrics import Metrics
 from gateway.routing.access import usage_scope
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
+from gateway.state.budget.expiry import ReservationExpiry
 from gateway.state.keys.table import KeyTable
 from gateway.state.open import SharedState, describe_state, open_state
 from gateway.v1 import gateway_pb2 as pb
@@ -74,6 +75,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
     local_box.append(local)
     log.info(describe_state(config))
+    expiry = ReservationExpiry(state.ledger, expiry_s=config.budget.reservation_expiry_s)
+    expiry.start()
     remote = await asyncio.to_thread(
         build_remote_tier,
         config,
@@ -167,6 +170,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     await local.aclose()
     if remote is not None:
         await remote.aclose()
+    await expiry.aclose()
     await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
     log.info("stopped")
 

@@ -182,3 +182,42 @@ async def test_totals_follow_reconcile_and_release_under_concurrency(tmp_path: P
         conn.close()
     finally:
         await ledger.aclose()
+
+
+async def test_an_open_reservation_expires_at_its_estimate_and_a_settled_one_never(ledger: TokenLedger) -> None:
+    settled = await ledger.reserve("openai", 300, day=DAY, limit=1000)
+    released = await ledger.reserve("openai", 100, day=DAY, limit=1000)
+    left_open = await ledger.reserve("openai", 200, day=DAY, limit=1000)
+    assert settled is not None and released is not None and left_open is not None
+    await ledger.reconcile(settled, 250)
+    await ledger.release(released)
+    assert await ledger.settle_expired(datetime.now(UTC) - timedelta(hours=1)) == 0  # nothing that old yet
+    assert await ledger.settle_expired(datetime.now(UTC) + timedelta(seconds=1)) == 1  # only the open one
+    usage = (await ledger.usage(DAY))["openai"]
+    assert (usage.tokens_used, usage.requests) == (450, 2)  # expiry keeps the estimate, counts it once
+    assert await ledger.settle_expired(datetime.now(UTC) + timedelta(seconds=1)) == 0  # expired once only
+    await ledger.reconcile(left_open, 180)  # a reconcile arriving after all still replaces the estimate
+    usage = (await ledger.usage(DAY))["openai"]
+    assert (usage.tokens_used, usage.requests) == (430, 2)
+
+
+async def test_the_expiry_sweep_settles_what_a_killed_process_left_open(tmp_path: Path) -> None:
+    from gateway.state.budget.expiry import ReservationExpiry
+
+    path = tmp_path / "ledger.sqlite3"
+    dead = SqliteLedger(path)  # stands in for a process killed mid-call: reserved, never settled
+    assert await dead.reserve("openai", 400, day=DAY, limit=1000) is not None
+    await dead.aclose()
+    ledger = SqliteLedger(path)
+    now = [datetime.now(UTC).timestamp()]
+    sweeper = ReservationExpiry(ledger, expiry_s=60, wall=lambda: now[0])
+    try:
+        assert await sweeper.sweep() == 0  # younger than the expiry: may still be running somewhere
+        now[0] += 61
+        assert await sweeper.sweep() == 1
+        assert (await ledger.usage(DAY))["openai"].tokens_used == 400
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT settled FROM token_reservations").fetchall() == [(2,)]
+        conn.close()
+    finally:
+        await ledger.aclose()

@@ -6,6 +6,13 @@ did not serve (an HTTP error before any generation). A reservation that can
 never be settled (the process died mid-call) keeps counting its estimate: the
 ledger errs on the side of spending less than the free tier.
 
+Reservations expire. One still open after `[budget] reservation_expiry_s` (set
+longer than any provider call can last) belongs to a call nobody will settle:
+`settle_expired` closes it at its estimate, which is then final. Expiry never
+gives tokens back (the provider may have served the call) and never counts a
+request twice; it only ends the reservation's open state, so no reservation
+stays in flight for ever (gateway/state/budget/expiry.py runs it).
+
 Implementations: gateway/state/budget/sqlite.py (default, survives restarts),
 gateway/state/budget/memory.py (tests, single process). A Redis ledger fills the
 same Protocol.
@@ -52,6 +59,10 @@ class TokenLedger(Protocol):
 
     async def usage(self, day: str) -> dict[str, LedgerUsage]:
         """Per provider spend on `day`; providers with no spend are absent."""
+        ...
+
+    async def settle_expired(self, before: datetime) -> int:
+        """Settle at its estimate every reservation made before `before` and still open; how many there were."""
         ...
 
     async def aclose(self) -> None: ...

@@ -9,6 +9,8 @@ dedicated thread that owns the connection, never on the event loop.
 Each reservation is a row; `token_totals` keeps the per day and provider sums,
 maintained by triggers in the file itself (so every process writing the file
 keeps them right), and the check reads one row instead of summing the day.
+`settled` is 0 while the call runs, 1 once reconciled, 2 when it expired open
+(counted at its estimate); a partial index keeps the open ones quick to find.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS token_reservations (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS token_reservations_day ON token_reservations (day, provider);
+CREATE INDEX IF NOT EXISTS token_reservations_open ON token_reservations (created_at) WHERE settled = 0;
 CREATE TABLE IF NOT EXISTS token_totals (
     day TEXT NOT NULL,
     provider TEXT NOT NULL,
@@ -91,6 +94,10 @@ class SqliteLedger:
         )
         return {provider: LedgerUsage(provider, int(tokens), int(count)) for provider, tokens, count in rows}
 
+    async def settle_expired(self, before: datetime) -> int:
+        cutoff = before.astimezone(UTC).isoformat()
+        return await self._worker.transaction(lambda conn: _expire(conn, cutoff))
+
     async def aclose(self) -> None:
         await self._worker.aclose()
 
@@ -110,3 +117,9 @@ def _reserve(
     )
     assert cursor.lastrowid is not None
     return Reservation(cursor.lastrowid, provider, day, tokens)
+
+
+def _expire(conn: sqlite3.Connection, cutoff: str) -> int:
+    """Mark the reservations still open and made before `cutoff` as expired (their estimate stays counted)."""
+    sql = "UPDATE token_reservations SET settled = 2 WHERE settled = 0 AND created_at < ?"
+    return conn.execute(sql, (cutoff,)).rowcount
