@@ -267,6 +267,26 @@ class DashboardConfig(_Strict):
     recent: int = Field(50, ge=0, le=1000, description="recent requests listed")
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces of each request, sent over OTLP (docs/operations.md). Off by default."""
+
+    enabled: bool = Field(False, description="true: one trace per request (needs the `tracing` extra)")
+    endpoint: str = Field(
+        "",
+        description="OTLP collector URL; empty = the exporter's default "
+        "(grpc: http://localhost:4317, http: http://localhost:4318/v1/traces)",
+    )
+    protocol: Literal["grpc", "http"] = Field("grpc", description="OTLP over gRPC, or over HTTP (protobuf)")
+    service_name: str = Field("trading-gateway", min_length=1, description="service.name of every span")
+    sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="share of new traces kept; a caller's traceparent decides for its own trace"
+    )
+    headers_env: str = Field(
+        "", description="environment variable holding exporter headers as 'key=value,key2=value2'; empty = none"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="longest one export may take")
+
+
 class Config(_Strict):
     offline: bool = Field(False, description="true: never call any remote provider")
     cache_dir: str = Field("", description="model cache; empty = $XDG_CACHE_HOME/trading-gateway")
@@ -286,6 +306,7 @@ class Config(_Strict):
     learning: LearningConfig = LearningConfig()
     dashboard: DashboardConfig = DashboardConfig()
     keys: KeysConfig = KeysConfig()
+    tracing: TracingConfig = TracingConfig()
 
 
 def load_config(

@@ -18,6 +18,7 @@ from gateway.api.dashboard import Dashboard
 from gateway.config import Config
 from gateway.core.accuracy import LiveAccuracy
 from gateway.core.contracts import Request, Result, TaskCatalog
+from gateway.core.trace import NO_TRACER, Tracer
 from gateway.observe.metrics import Metrics
 from gateway.observe.metrics_refresh import MetricsRefresher
 from gateway.observe.pricing import Price, PriceTable
@@ -63,6 +64,7 @@ def build_front(
     answer_observers: Sequence[AnswerObserver] = (),
     accuracy: Callable[[], Awaitable[Sequence[LiveAccuracy]]] = no_accuracy,
     keys: KeyPolicies | None = None,
+    tracer: Tracer = NO_TRACER,
 ) -> Front:
     prices = price_table(config)
 
@@ -80,14 +82,14 @@ def build_front(
     inner: Answerer = router
     if state.cache is not None:
         policy = CachePolicy(ttl_s=config.cache.ttl_s, cache_sampled=config.cache.cache_sampled)
-        inner = CachedRouter(router, state.cache, tasks, policy, on_lookup=metrics.cache_lookup)
+        inner = CachedRouter(router, state.cache, tasks, policy, on_lookup=metrics.cache_lookup, tracer=tracer)
     if keys is not None:
         estimate = CharEstimator(config.budget.chars_per_token)
         inner = AccessRouter(inner, keys, state.key_quotas, state.rate_limits, estimate=estimate)
     on_answer: list[AnswerObserver] = [recorder.record, metrics.answered]
     on_answer += answer_observers
     on_answer += [_result_only(observe) for observe in result_observers]
-    answerer = RecordingRouter(inner, on_answer=on_answer, on_failure=[metrics.failed])
+    answerer = RecordingRouter(inner, on_answer=on_answer, on_failure=[metrics.failed], tracer=tracer)
     budgets = {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled}
     reporter = UsageReporter(
         state.ledger,

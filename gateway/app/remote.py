@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gateway.config import Config, ProviderConfig
 from gateway.core.clock import SYSTEM_CLOCK, Clock
+from gateway.core.trace import NO_TRACER, Tracer
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.providers.registry import PROVIDER_KINDS, build_provider, find_key, key_envs, kind_of
 from gateway.remote.tier import RemoteTier
@@ -32,6 +33,7 @@ def build_remote_tier(
     clock: Clock = SYSTEM_CLOCK,
     breakers: ProviderBreakers | None = None,
     rate_limits: ProviderRateLimits | None = None,
+    tracer: Tracer = NO_TRACER,
 ) -> RemoteTier | None:
     """The remote tier, or None when offline or no provider is configured and enabled.
 
@@ -66,6 +68,7 @@ def build_remote_tier(
         breakers=breakers,
         rate_limits=rate_limits,
         clock=clock,
+        tracer=tracer,
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
@@ -21,6 +22,7 @@ from gateway.app.front import build_front
 from gateway.app.learning import Learning
 from gateway.app.local import build_local_backend, open_adapter_registry
 from gateway.app.remote import build_remote_tier
+from gateway.app.tracing import build_tracing
 from gateway.app.transport import check_transport, describe_transport, grpc_credentials, http_ssl_context
 from gateway.config import Config
 from gateway.core.contracts import LocalBackend
@@ -34,6 +36,9 @@ from gateway.state.budget.expiry import ReservationExpiry
 from gateway.state.keys.table import KeyTable
 from gateway.state.open import SharedState, describe_state, open_state
 from gateway.v1 import gateway_pb2 as pb
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceGateway"].full_name
@@ -59,10 +64,17 @@ def _describe_tiers(config: Config) -> str:
     return f"serving {local}, escalating to {', '.join(providers)}"
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[str, str] | None = None) -> None:
+async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece per statement
+    config: Config,
+    stop: asyncio.Event | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    span_exporter: SpanExporter | None = None,
+) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then drain in-flight calls and exit.
 
     `env`: where provider API keys are read (default: the process environment).
+    `span_exporter`: replaces the OTLP exporter of `[tracing]` (the tracing tests hand in an in-memory one).
     """
     state, keys = await _open_state(config)
     stop = stop or asyncio.Event()
@@ -75,6 +87,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
     local_box.append(local)
     log.info(describe_state(config))
+    tracing = build_tracing(config.tracing, os.environ if env is None else env, span_exporter)
     expiry = ReservationExpiry(state.ledger, expiry_s=config.budget.reservation_expiry_s)
     expiry.start()
     remote = await asyncio.to_thread(
@@ -84,6 +97,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         state.ledger,
         breakers=state.breakers,
         rate_limits=state.rate_limits,
+        tracer=tracing.tracer,
     )
 
     async def provider_usage() -> list[pb.ProviderUsage]:
@@ -95,7 +109,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
     learning = Learning(config, ChainedTasks(adapters, ConfigTasks(config.tasks)), state, metrics)
     await learning.start()
     tasks = learning.tasks  # with the thresholds the live audit raised
-    router = Router(local, tasks, config.routing, remote=remote, offline=config.offline)
+    router = Router(local, tasks, config.routing, remote=remote, offline=config.offline, tracer=tracing.tracer)
     learning.audit(router, {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled})
     front = build_front(
         config,
@@ -107,6 +121,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         answer_observers=learning.observers(),
         accuracy=learning.accuracy,
         keys=keys,
+        tracer=tracing.tracer,
     )
     front.start()
     authenticator = Authenticator(keys)
@@ -172,6 +187,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, env: Mapping[
         await remote.aclose()
     await expiry.aclose()
     await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
+    await asyncio.to_thread(tracing.close)  # the spans still queued
     log.info("stopped")
 
 

@@ -66,6 +66,8 @@ class Request:
     tags: Mapping[str, str] = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() value; None = no deadline
     client: str = ""  # the authenticated caller (API key name or certificate subject); "" = anonymous
+    traceparent: str = ""  # the caller's W3C trace context (gRPC metadata or HTTP headers); "" = none
+    tracestate: str = ""
 
     def remaining_s(self, now: float | None = None) -> float | None:
         if self.deadline is None:
@@ -186,6 +188,7 @@ class Result:
     latency_ms: float
     task: str = ""
     local_text: str = ""  # the local answer that was escalated ("" when none was produced or it was kept)
+    overhead_ms: float = 0.0  # the gateway's own time: total minus the time spent waiting on backends/providers
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,11 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from gateway.core import trace as tracing
 from gateway.core.clock import SYSTEM_CLOCK, Clock
 from gateway.core.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
 from gateway.core.errors import BackendError, GatewayError
@@ -51,8 +52,13 @@ StreamStart = tuple[StreamEvent, AsyncIterator[StreamEvent]]
 
 @dataclass
 class _Trace:
-    """What happened to one call, provider by provider (local to the call)."""
+    """What happened to one call, provider by provider (local to the call).
 
+    Each try and skip is also an event on `span`: the remote chain's span, or the span of
+    the provider being tried.
+    """
+
+    span: tracing.Span = tracing.NO_SPAN
     attempts: list[Attempt] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # errors, open circuits, missing keys
     spent: list[str] = field(default_factory=list)  # budgets that cannot cover the estimate
@@ -60,6 +66,15 @@ class _Trace:
 
     def add(self, provider: str, model: str, outcome: str, latency_ms: float, error: str = "") -> None:
         self.attempts.append(Attempt(provider, model, outcome, round(latency_ms, 3), error))
+        event = "provider.skipped" if outcome == "skipped" else "provider.attempt"
+        attributes: dict[str, tracing.AttributeValue] = {
+            "gateway.provider": provider,
+            "gateway.outcome": outcome,
+            "gateway.latency_ms": round(latency_ms, 3),
+        }
+        if error:
+            attributes["gateway.error"] = error
+        self.span.add_event(event, attributes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +110,7 @@ class RemoteTier:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tracer: tracing.Tracer = tracing.NO_TRACER,
     ) -> None:
         self._slots = {slot.name: slot for slot in slots}
         self._disabled = {d.name: d for d in disabled}
@@ -108,6 +124,7 @@ class RemoteTier:
         self._breakers = breakers or MemoryBreakerStore(settings.breaker, wall=clock.monotonic)
         self._rate_limits = rate_limits or MemoryRateLimits(clock.monotonic)
         self._latency = LatencyTracker(settings.latency_alpha)
+        self._tracer = tracer
 
     # -- what the router and servicer ask --------------------------------------------------------
 
@@ -154,15 +171,21 @@ class RemoteTier:
         self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
     ) -> RemoteResult:
         deadline = call.deadline if deadline is None else deadline
-        trace = _Trace()
         estimate = self._estimate(call)
         day = utc_day(self._clock.wall())
-        for slot in await self._candidates(order, urgent, estimate, day, trace):
-            won = await self._attempt(slot, call, estimate, day, deadline, trace, _generate)
-            if won is not None:
-                await self._succeeded(slot, won.ticket, won.value, estimate, trace)
-                return RemoteResult(won.value, tuple(trace.attempts))
-        raise await self._no_answer(trace, estimate, day)
+        with self._tracer.span("gateway.remote", _chain_attributes(order, urgent, estimate)) as chain:
+            trace = _Trace(chain)
+            for slot in await self._candidates(order, urgent, estimate, day, trace):
+                with self._tracer.span("gateway.provider", _provider_attributes(slot, call)) as span:
+                    trace.span = span
+                    won = await self._attempt(slot, call, estimate, day, deadline, trace, _generate)
+                    if won is not None:
+                        await self._succeeded(slot, won.ticket, won.value, estimate, trace)
+                        _answered(span, won.value)
+                        return RemoteResult(won.value, tuple(trace.attempts))
+                    _gave_up(span, trace)
+                trace.span = chain
+            raise await self._no_answer(trace, estimate, day)
 
     async def stream(
         self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
@@ -173,40 +196,64 @@ class RemoteTier:
         failing after that ends the stream with RemoteUnavailable.
         """
         deadline = call.deadline if deadline is None else deadline
-        trace = _Trace()
         estimate = self._estimate(call)
         day = utc_day(self._clock.wall())
-        for slot in await self._candidates(order, urgent, estimate, day, trace):
-            won = await self._attempt(slot, call, estimate, day, deadline, trace, _open_stream)
-            if won is None:
-                continue
-            event, events = won.value
-            model = call.model or slot.backend.model
-            try:
+        with self._tracer.span("gateway.remote", _chain_attributes(order, urgent, estimate)) as chain:
+            trace = _Trace(chain)
+            for slot in await self._candidates(order, urgent, estimate, day, trace):
+                with self._tracer.span("gateway.provider", _provider_attributes(slot, call)) as span:
+                    trace.span = span
+                    won = await self._attempt(slot, call, estimate, day, deadline, trace, _open_stream)
+                    if won is None:
+                        _gave_up(span, trace)
+                        trace.span = chain
+                        continue
+                    pieces = self._stream_from(slot, call, won, deadline, estimate, trace)
+                    try:
+                        async for piece in pieces:
+                            yield piece
+                    finally:
+                        await pieces.aclose()  # a consumer that leaves settles the try now, not at collection
+                    return
+            raise await self._no_answer(trace, estimate, day)
+
+    async def _stream_from(
+        self,
+        slot: ProviderSlot,
+        call: BackendCall,
+        won: _Won[StreamStart],
+        deadline: float | None,
+        estimate: int,
+        trace: _Trace,
+    ) -> AsyncGenerator[Delta | RemoteResult, None]:
+        """The pieces of the provider that answered, then its RemoteResult; nothing else is tried after the first."""
+        event, events = won.value
+        model = call.model or slot.backend.model
+        try:
+            with tracing.waiting():  # the provider, and the consumer between pieces
                 while not isinstance(event, Completion):
                     yield event
                     event = await _next_event(events, deadline, self._clock)
-            except _DeadlineHit:
-                await self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="timeout")
-                raise RemoteDeadlineExceeded(
-                    f"deadline reached while {slot.name} was streaming; raise the deadline", tuple(trace.attempts)
-                ) from None
-            except Exception as exc:
-                error = _as_provider_error(slot.name, exc)
-                await self._failed(slot, won.ticket, error, model, trace)
-                raise RemoteUnavailable(
-                    f"{slot.name} failed mid-stream after sending text: {error.message}", tuple(trace.attempts)
-                ) from exc
-            except BaseException:  # the consumer went away (cancelled, or closed the stream)
-                await asyncio.shield(self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="cancelled"))
-                raise
-            finally:
-                with contextlib.suppress(Exception):
-                    await events.aclose()  # type: ignore[attr-defined]
-            await self._succeeded(slot, won.ticket, event, estimate, trace)
-            yield RemoteResult(event, tuple(trace.attempts))
-            return
-        raise await self._no_answer(trace, estimate, day)
+        except _DeadlineHit:
+            await self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="timeout")
+            raise RemoteDeadlineExceeded(
+                f"deadline reached while {slot.name} was streaming; raise the deadline", tuple(trace.attempts)
+            ) from None
+        except Exception as exc:
+            error = _as_provider_error(slot.name, exc)
+            await self._failed(slot, won.ticket, error, model, trace)
+            raise RemoteUnavailable(
+                f"{slot.name} failed mid-stream after sending text: {error.message}", tuple(trace.attempts)
+            ) from exc
+        except BaseException:  # the consumer went away (cancelled, or closed the stream)
+            await asyncio.shield(self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="cancelled"))
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+        await self._succeeded(slot, won.ticket, event, estimate, trace)
+        _answered(trace.span, event)
+        yield RemoteResult(event, tuple(trace.attempts))
 
     # -- steps --------------------------------------------------------------------------------------
 
@@ -266,7 +313,8 @@ class RemoteTier:
                 return None
             ticket = _Ticket(reservation, permit, self._clock.monotonic())
             try:
-                value = await _within(start(slot, call), remaining)
+                with tracing.waiting():
+                    value = await _within(start(slot, call), remaining)
             except _DeadlineHit:
                 await self._failed(slot, ticket, _abandoned(), model, trace, outcome="timeout")
                 raise RemoteDeadlineExceeded(self._deadline_message(name), tuple(trace.attempts)) from None
@@ -290,7 +338,9 @@ class RemoteTier:
                 if delay is None or next_permit is None:
                     return None  # not retryable, out of retries or time, or the circuit opened: next provider
                 permit = next_permit
-                await self._sleep(delay)
+                trace.span.add_event("provider.retry", {"gateway.retry": retry_index + 1, "gateway.delay_s": delay})
+                with tracing.waiting():  # the provider asked for it (Retry-After) or is failing: its time, not ours
+                    await self._sleep(delay)
                 continue
             return _Won(value, ticket)
         return None
@@ -385,6 +435,25 @@ class RemoteTier:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _chain_attributes(order: tuple[str, ...], urgent: bool, estimate: int) -> tracing.Attributes:
+    return {"gateway.remote.order": ",".join(order), "gateway.urgent": urgent, "gateway.estimate_tokens": estimate}
+
+
+def _provider_attributes(slot: ProviderSlot, call: BackendCall) -> tracing.Attributes:
+    return {"gateway.provider": slot.name, "gateway.model": call.model or slot.backend.model}
+
+
+def _gave_up(span: tracing.Span, trace: _Trace) -> None:
+    span.set_attribute("gateway.outcome", trace.attempts[-1].outcome if trace.attempts else "skipped")
+
+
+def _answered(span: tracing.Span, completion: Completion) -> None:
+    span.set_attribute("gateway.outcome", "ok")
+    span.set_attribute("gateway.model", completion.model)
+    span.set_attribute("gen_ai.usage.input_tokens", completion.usage.prompt_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", completion.usage.completion_tokens)
 
 
 async def _generate(slot: ProviderSlot, call: BackendCall) -> Completion:

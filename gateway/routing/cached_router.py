@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
+from gateway.core import trace
 from gateway.core.contracts import Attempt, Delta, Escalation, ModelEntry, Request, Result, TaskCatalog, Tier
 from gateway.routing.answerer import Answerer
 from gateway.routing.cache_policy import CachePolicy, answer_from_result, cache_key
@@ -35,6 +36,7 @@ class CachedRouter:
         *,
         on_lookup: LookupObserver = _ignore,
         wall: Callable[[], float] = time.time,
+        tracer: trace.Tracer = trace.NO_TRACER,
     ) -> None:
         self._inner = inner
         self._cache = cache
@@ -42,14 +44,13 @@ class CachedRouter:
         self._policy = policy
         self._on_lookup = on_lookup
         self._wall = wall
+        self._tracer = tracer
 
     async def generate(self, request: Request) -> Result:
         started = time.perf_counter()
-        key = self._key(request)
-        if key is not None:
-            hit = await self._lookup(request, key)
-            if hit is not None:
-                return _hit_result(request, hit, started)
+        key, hit = await self._find(request)
+        if hit is not None:
+            return _hit_result(request, hit, started)
         result = await self._inner.generate(request)
         await self._store(request, key, result)
         return result
@@ -62,13 +63,11 @@ class CachedRouter:
         not be served later to a request that would have escalated.
         """
         started = time.perf_counter()
-        key = self._key(request)
-        if key is not None:
-            hit = await self._lookup(request, key)
-            if hit is not None:
-                yield Delta(hit.text)
-                yield _hit_result(request, hit, started)
-                return
+        key, hit = await self._find(request)
+        if hit is not None:
+            yield Delta(hit.text)
+            yield _hit_result(request, hit, started)
+            return
         async for event in self._inner.stream(request):
             if isinstance(event, Result) and event.tier is Tier.REMOTE:
                 await self._store(request, key, event)
@@ -79,26 +78,35 @@ class CachedRouter:
 
     # -- steps ---------------------------------------------------------------------------------
 
+    async def _find(self, request: Request) -> tuple[str | None, CachedAnswer | None]:
+        """The request's key (None when it may not be cached at all) and the cached answer, if any."""
+        with self._tracer.span("gateway.cache") as span:
+            key = self._key(request)
+            if key is None:
+                outcome, hit = "uncacheable", None
+            else:
+                outcome, hit = await self._lookup(request, key)
+            self._on_lookup(outcome)
+            span.set_attribute("gateway.cache.result", outcome)
+        return key, hit
+
     def _key(self, request: Request) -> str | None:
         """The key for a request that may be cached at all (bypass_cache still stores), else None."""
         task = self._tasks.get(request.task)
         if task is None or not self._policy.cacheable(request):
-            self._on_lookup("uncacheable")
             return None
         return cache_key(request, task.adapter)
 
-    async def _lookup(self, request: Request, key: str) -> CachedAnswer | None:
+    async def _lookup(self, request: Request, key: str) -> tuple[str, CachedAnswer | None]:
+        """hit | miss | bypass | error, and the answer on a hit."""
         if not self._policy.lookup_allowed(request):
-            self._on_lookup("bypass")
-            return None
+            return "bypass", None
         try:
             hit = await self._cache.get(key)
         except Exception as exc:  # noqa: BLE001 - a broken cache is a miss, never a failed request
             log.warning("cache lookup failed; answering without it", extra={"error": repr(exc)})
-            self._on_lookup("error")
-            return None
-        self._on_lookup("hit" if hit is not None else "miss")
-        return hit
+            return "error", None
+        return ("hit" if hit is not None else "miss"), hit
 
     async def _store(self, request: Request, key: str | None, result: Result) -> None:
         if key is None or not self._policy.store_allowed(request, result):

@@ -2,14 +2,19 @@
 
 Usage records, Prometheus metrics, the in-memory counters and the request log
 all hang off this one place, so a cached answer is counted exactly like a
-routed one.
+routed one. It also opens the request's span (the cache, local and provider
+spans below are its children) and measures the gateway's own time: from here
+to the answer, less the time spent waiting on backends and providers
+(`Result.overhead_ms`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from gateway.core import trace
 from gateway.core.contracts import Delta, ModelEntry, Request, Result
 from gateway.core.errors import GatewayError
 from gateway.routing.answerer import Answerer
@@ -25,31 +30,51 @@ class RecordingRouter:
         *,
         on_answer: Sequence[AnswerObserver] = (),
         on_failure: Sequence[FailureObserver] = (),
+        tracer: trace.Tracer = trace.NO_TRACER,
     ) -> None:
         self._inner = inner
         self._on_answer = on_answer
         self._on_failure = on_failure
+        self._tracer = tracer
 
     async def generate(self, request: Request) -> Result:
         started = time.perf_counter()
+        meter, token = trace.measure()
         try:
-            result = await self._inner.generate(request)
-        except GatewayError as exc:
-            self._failed(request, exc, started)
-            raise
+            with self._tracer.request(request) as span:
+                try:
+                    result = await self._inner.generate(request)
+                except GatewayError as exc:
+                    span.failed(exc)
+                    self._failed(request, exc, started)
+                    raise
+                result = _with_overhead(result, started, meter)
+                span.answered(result)
+        finally:
+            trace.stop_measuring(token)
         self._answered(request, result)
         return result
 
     async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
+        """As generate; the time the consumer takes between pieces is not the gateway's (it waits in `yield`)."""
         started = time.perf_counter()
+        meter, token = trace.measure()
         try:
-            async for event in self._inner.stream(request):
-                if isinstance(event, Result):
-                    self._answered(request, event)
-                yield event
-        except GatewayError as exc:
-            self._failed(request, exc, started)
-            raise
+            with self._tracer.request(request) as span:
+                try:
+                    async for piece in self._inner.stream(request):
+                        event = _with_overhead(piece, started, meter) if isinstance(piece, Result) else piece
+                        if isinstance(event, Result):
+                            span.answered(event)
+                            self._answered(request, event)
+                        with meter:
+                            yield event
+                except GatewayError as exc:
+                    span.failed(exc)
+                    self._failed(request, exc, started)
+                    raise
+        finally:
+            trace.stop_measuring(token)
 
     def models(self) -> list[ModelEntry]:
         return self._inner.models()
@@ -62,3 +87,8 @@ class RecordingRouter:
         seconds = time.perf_counter() - started
         for observe in self._on_failure:
             observe(request, error, seconds)
+
+
+def _with_overhead(result: Result, started: float, meter: trace.WaitMeter) -> Result:
+    own_s = max(time.perf_counter() - started - meter.waited_s, 0.0)
+    return dataclasses.replace(result, overhead_ms=own_s * 1000)

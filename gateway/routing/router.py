@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.config import RoutingConfig
-from gateway.core import confidence
+from gateway.core import confidence, trace
 from gateway.core.contracts import (
     Attempt,
     BackendCall,
@@ -22,6 +22,7 @@ from gateway.core.contracts import (
     Delta,
     Escalation,
     LocalBackend,
+    LocalLoad,
     Message,
     ModelEntry,
     Request,
@@ -86,12 +87,14 @@ class Router:
         *,
         remote: RemoteTier | None = None,
         offline: bool = False,
+        tracer: trace.Tracer = trace.NO_TRACER,
     ) -> None:
         self._local = local
         self._tasks = tasks
         self._routing = routing
         self._remote = remote
         self._offline = offline
+        self._tracer = tracer
 
     # -- public --------------------------------------------------------------------
 
@@ -153,21 +156,29 @@ class Router:
         escalation = Escalation.RULE if the_plan.rule_escalation else Escalation.NONE
         attempts: list[Attempt] = []
         if the_plan.try_local:
-            capacity = check_capacity(self._local.load(), request.remaining_s())
-            if capacity.ok:
-                local_started = time.perf_counter()
-                try:
-                    async for event in self._local.stream(call):
-                        if isinstance(event, Delta):
-                            yield event
-                            continue
-                        score = self._score(event, task)
-                        attempt = Attempt(self._local.name, event.model, "ok", _ms(local_started))
-                        yield self._finish(request, started, event, Tier.LOCAL, score, Escalation.NONE, [attempt])
-                    return
-                except CapacityExceeded as exc:
-                    capacity = CapacityDecision(False, exc.message)
-            attempts.append(Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason))
+            load = self._local.load()
+            with self._tracer.span("gateway.local", self._local_attributes(load)) as span:
+                capacity = check_capacity(load, request.remaining_s())
+                if capacity.ok:
+                    local_started = time.perf_counter()
+                    try:
+                        with trace.waiting():  # the backend, and the consumer between pieces
+                            async for event in self._local.stream(call):
+                                if isinstance(event, Delta):
+                                    yield event
+                                    continue
+                                score = self._score(event, task)
+                                attempt = Attempt(self._local.name, event.model, "ok", _ms(local_started))
+                                _local_outcome(span, _LocalOutcome(event, score, Escalation.NONE, attempt))
+                                yield self._finish(
+                                    request, started, event, Tier.LOCAL, score, Escalation.NONE, [attempt]
+                                )
+                        return
+                    except CapacityExceeded as exc:
+                        capacity = CapacityDecision(False, exc.message)
+                attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason)
+                _local_outcome(span, _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt))
+            attempts.append(attempt)
             escalation = Escalation.LOCAL_CAPACITY
         if not the_plan.remote_allowed or self._remote is None:
             raise self._no_tier_error(_LocalOutcome(None, None, escalation, attempts[-1] if attempts else None), False)
@@ -251,13 +262,30 @@ class Router:
     async def _run_local(
         self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan
     ) -> _LocalOutcome:
-        capacity = check_capacity(self._local.load(), request.remaining_s())
+        load = self._local.load()
+        with self._tracer.span("gateway.local", self._local_attributes(load)) as span:
+            outcome = await self._local_attempt(request, call, task, the_plan, load)
+            _local_outcome(span, outcome)
+        return outcome
+
+    def _local_attributes(self, load: LocalLoad) -> trace.Attributes:
+        return {
+            "gateway.backend": self._local.name,
+            "gateway.local.in_flight": load.in_flight,
+            "gateway.local.queue_estimate_ms": round(load.est_wait_s * 1000, 3),
+        }
+
+    async def _local_attempt(
+        self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan, load: LocalLoad
+    ) -> _LocalOutcome:
+        capacity = check_capacity(load, request.remaining_s())
         if not capacity.ok:
             attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason)
             return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
         started = time.perf_counter()
         try:
-            completion = await self._local.generate(call)
+            with trace.waiting():
+                completion = await self._local.generate(call)
         except CapacityExceeded as exc:
             attempt = Attempt(self._local.name, self._local.model, "skipped", _ms(started), exc.message)
             return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
@@ -325,6 +353,22 @@ class Router:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
+
+
+def _local_outcome(span: trace.Span, outcome: _LocalOutcome) -> None:
+    """How the local attempt ended, on its span: outcome, model, confidence, tokens; never text."""
+    if outcome.attempt is not None:
+        span.set_attribute("gateway.outcome", outcome.attempt.outcome)
+        span.set_attribute("gateway.model", outcome.attempt.model)
+        if outcome.attempt.error:
+            span.set_attribute("gateway.error", outcome.attempt.error)
+    if outcome.confidence is not None:
+        span.set_attribute("gateway.confidence", outcome.confidence)
+    if outcome.escalation is not Escalation.NONE:
+        span.set_attribute("gateway.escalation", outcome.escalation.value)
+    if outcome.completion is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", outcome.completion.usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", outcome.completion.usage.completion_tokens)
 
 
 def _describe(exc: BaseException) -> str:
