@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +38,7 @@ _ERROR_TYPE = {
     503: "service_unavailable",
     504: "timeout",
 }
+SDK_LONGEST_RETRY_AFTER_S = 60  # longer waits: x-should-retry: false
 _PARAM = re.compile(r"^([A-Za-z_][\w.\[\]-]*): ")  # messages say "field: what to change"
 
 
@@ -70,15 +71,21 @@ def gateway_error_body(error: GatewayError) -> dict[str, Any]:
 
 
 def error_headers(error: GatewayError, now: datetime) -> dict[str, str]:
-    """`Retry-After` (seconds, at least 1) when a spent budget or quota resets at a known time.
+    """`Retry-After` (seconds, at least 1) and `x-gateway-resets-at` (as gRPC's trailers) when a spent
+    budget or quota resets at a known time.
 
-    Waiting is then the only cure, so `x-should-retry: false` tells OpenAI SDKs not to spend
-    their automatic retries; a deadline that passed is not retried either.
+    The OpenAI SDKs retry a 429 by themselves: the Python SDK waits out a Retry-After of up to a
+    minute (a longer one it replaces by its own short backoff), the Node SDK any Retry-After (it
+    would sleep until a daily budget resets). Beyond a minute, `x-should-retry: false` tells both
+    not to retry. A deadline that passed is not retried either.
     """
     headers: dict[str, str] = {}
     if isinstance(error, ResourceExhausted) and error.resets_at is not None:
-        headers["Retry-After"] = str(max(1, math.ceil((error.resets_at - now).total_seconds())))
-        headers["x-should-retry"] = "false"
+        wait_s = max(1, math.ceil((error.resets_at - now).total_seconds()))
+        headers["Retry-After"] = str(wait_s)
+        headers["x-gateway-resets-at"] = error.resets_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if wait_s > SDK_LONGEST_RETRY_AFTER_S:
+            headers["x-should-retry"] = "false"
     elif error.status is Status.DEADLINE_EXCEEDED:
         headers["x-should-retry"] = "false"
     return headers

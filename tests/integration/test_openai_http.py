@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,8 +27,11 @@ NODE_DIR = ROOT / "tests" / "node"
 USER = [{"role": "user", "content": "the trend is up"}]
 
 
-def config(openai_fake: FakeProviderServer, *, echo_delay_ms: float = 0.0) -> str:
+def config(openai_fake: FakeProviderServer, workdir: Path, *, echo_delay_ms: float = 0.0) -> str:
+    """Echo backend, the OpenAI stand-in behind a rule, state (keys included) in this test's folder."""
     return f"""
+state_dir = "{workdir / "state"}"
+
 [server]
 max_request_bytes = 65536
 
@@ -62,7 +66,7 @@ async def fakes() -> AsyncIterator[dict[str, FakeProviderServer]]:
 
 
 async def start(fakes: dict[str, FakeProviderServer], workdir: Path, **options: float) -> GatewayProcess:
-    return await asyncio.to_thread(start_gateway, config(fakes["openai"], **options), workdir, env=TEST_KEYS)
+    return await asyncio.to_thread(start_gateway, config(fakes["openai"], workdir, **options), workdir, env=TEST_KEYS)
 
 
 def sdk(gateway: GatewayProcess) -> openai.AsyncOpenAI:
@@ -210,6 +214,63 @@ async def _take(
 
 def idle(gateway: GatewayProcess, what: str) -> None:
     wait_until(lambda: gateway.metric("gateway_local_in_flight") == 0, timeout_s=30, what=what, interval_s=0.1)
+
+
+def keys_cli(config_file: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "keys", *args, "--config", str(config_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+async def test_api_keys_at_the_openai_door(fakes: dict[str, FakeProviderServer], tmp_path: Path) -> None:
+    """401, 403 and 429 as the SDK raises them, and the key's name on the usage of HTTP requests."""
+    text = config(fakes["openai"], tmp_path)
+    (tmp_path / "keys.toml").write_text(text)
+    keys = {
+        name: await asyncio.to_thread(keys_cli, tmp_path / "keys.toml", "create", name, *flags)
+        for name, flags in {
+            "ops": ("--admin",),
+            "desk": (),
+            "private": ("--local-only",),
+            "slow": ("--rpm", "1"),
+        }.items()
+    }
+    gateway = await asyncio.to_thread(start_gateway, text, tmp_path, env=TEST_KEYS)
+    try:
+
+        def as_key(name: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(base_url=f"{gateway.http_url}/v1", api_key=keys.get(name, name), max_retries=0)
+
+        with pytest.raises(openai.AuthenticationError):
+            await as_key("gw_not_a_key").chat.completions.create(model="", messages=USER)  # type: ignore[arg-type]
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            await as_key("private").chat.completions.create(model="openai/gpt-test", messages=USER)  # type: ignore[arg-type]
+        assert "local-only" in denied.value.message
+        assert fakes["openai"].requests == 0
+        slow = as_key("slow")
+        await slow.chat.completions.create(model="", messages=USER)  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as limited:
+            await slow.chat.completions.create(model="", messages=USER)  # type: ignore[arg-type]
+        assert 0 < int(limited.value.response.headers["retry-after"]) <= 60
+        assert "x-should-retry" not in limited.value.response.headers  # a wait the SDKs honour
+        desk = as_key("desk")
+        for _ in range(3):
+            await desk.chat.completions.create(model="", messages=USER)  # type: ignore[arg-type]
+        async with grpc.aio.insecure_channel(gateway.target) as channel:
+            usage = await pb_grpc.InferenceGatewayStub(channel).GetUsage(
+                pb.GetUsageRequest(client="desk"), metadata=(("authorization", f"Bearer {keys['ops']}"),)
+            )
+        assert usage.requests == 3
+    finally:
+        gateway.stop()
+    log = gateway.log_text()
+    assert not [name for name, key in keys.items() if key in log], "a key is in the log"
 
 
 @pytest.fixture(scope="session")

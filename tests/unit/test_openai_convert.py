@@ -413,8 +413,14 @@ def test_param_of_a_router_error_is_read_from_its_message() -> None:
 def test_retry_after_when_a_budget_resets() -> None:
     now = datetime(2026, 1, 1, 23, 0, tzinfo=UTC)
     spent = ResourceExhausted("daily token budget spent", resets_at=now + timedelta(hours=1, milliseconds=1))
-    assert error_headers(spent, now) == {"Retry-After": "3601", "x-should-retry": "false"}
+    assert error_headers(spent, now) == {
+        "Retry-After": "3601",
+        "x-gateway-resets-at": "2026-01-02T00:00:00Z",
+        "x-should-retry": "false",
+    }
     assert error_headers(ResourceExhausted("quota", resets_at=now - timedelta(seconds=5)), now)["Retry-After"] == "1"
+    per_minute = error_headers(ResourceExhausted("1 request per minute", resets_at=now + timedelta(seconds=40)), now)
+    assert (per_minute["Retry-After"], "x-should-retry" in per_minute) == ("40", False)  # the SDK waits, then retries
     assert error_headers(CapacityExceeded("full"), now) == {}  # no reset time: the SDK may retry soon
     assert error_headers(DeadlineExceeded("late"), now) == {"x-should-retry": "false"}
     assert error_headers(Unavailable("down"), now) == {}
