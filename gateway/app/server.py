@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api import convert, http, wire
 from gateway.api.auth import Authenticator
+from gateway.api.http_server import GatewayAppRunner
 from gateway.api.openai_http import OpenAIRoutes
 from gateway.api.servicer import InferenceGatewayServicer
 from gateway.app.front import build_front
@@ -156,7 +157,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         max_request_bytes=config.server.max_request_bytes,
     )
     # handler_cancellation: a client that closes its connection cancels its request's work
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    runner = GatewayAppRunner(app, handler_cancellation=True)  # malformed requests: a bare 400, nothing quoted
     await runner.setup()
     probes = http.build_app(metrics, lambda: not draining, before_scrape=front.refresher)
     runners = await _listen_http(config, runner, probes)
@@ -209,7 +210,7 @@ async def _listen_http(config: Config, runner: web.AppRunner, probes: web.Applic
     await web.TCPSite(runner, server.http_host, server.http_port, ssl_context=http_ssl_context(tls)).start()
     if not server.probe_host:
         return [runner]
-    probe_runner = web.AppRunner(probes, access_log=None)  # /healthz and /metrics only, no client certificates
+    probe_runner = GatewayAppRunner(probes)  # /healthz and /metrics only, no client certificates
     await probe_runner.setup()
     ssl_context = http_ssl_context(tls, client_certificates=False)
     await web.TCPSite(probe_runner, server.probe_host, server.probe_port, ssl_context=ssl_context).start()
