@@ -60,6 +60,14 @@ class TransformersConfig(_Strict):
     max_wait_ms: float = Field(5.0, ge=0, description="how long a micro-batch waits to fill up")
     max_in_flight: int = Field(64, gt=0, description="requests accepted before capacity says no")
     top_logprobs: int = Field(5, ge=0, le=20)
+    label_fast_path: bool = Field(
+        True, description="greedy label tasks: cached prompt prefix, label checked in one pass (same answers)"
+    )
+    prefix_cache: int = Field(32, ge=0, description="prompt-prefix key/value caches kept for label tasks")
+    prefill_threads: int = Field(0, ge=0, description="torch threads for a label batch's prefill; 0 = threads")
+    quantize_int8: bool = Field(
+        False, description="int8 linear layers: faster prefill, but changes labels; re-measure the cards first"
+    )
 
 
 class EchoConfig(_Strict):

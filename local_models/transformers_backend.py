@@ -60,6 +60,7 @@ class TransformersSettings:
     label_fast_path: bool = True  # greedy label tasks: reused prefix cache, one verification pass
     prefix_cache: int = 32  # prompt-prefix key/value caches kept for label tasks (least recently used go first)
     prefill_threads: int = 0  # torch threads for a label batch's prefill; 0 = `threads`
+    quantize_int8: bool = False  # int8 linear layers (local_models.int8): faster, but changes answers
 
 
 @dataclass(eq=False)
@@ -114,6 +115,10 @@ class TransformersBackend:
         self._tokenizer: Any = AutoTokenizer.from_pretrained(settings.model_dir)
         model: Any = AutoModelForCausalLM.from_pretrained(settings.model_dir, dtype=torch.float32)
         self._model = model.eval()
+        if settings.quantize_int8:
+            from local_models.int8 import quantize_linear_layers
+
+            quantize_linear_layers(self._model, torch)
         self.context_length = int(self._model.config.max_position_embeddings)
         eos = self._model.generation_config.eos_token_id
         self._eos_ids = frozenset(eos if isinstance(eos, list) else [eos])

@@ -44,6 +44,10 @@ def build_local_backend(config: Config, on_batch: BatchObserver) -> LocalBackend
         max_wait_s=tcfg.max_wait_ms / 1000,
         max_in_flight=tcfg.max_in_flight,
         top_logprobs=tcfg.top_logprobs,
+        label_fast_path=tcfg.label_fast_path,
+        prefix_cache=tcfg.prefix_cache,
+        prefill_threads=tcfg.prefill_threads,
+        quantize_int8=tcfg.quantize_int8,
     )
     return TransformersBackend(settings, on_batch=on_batch)
 

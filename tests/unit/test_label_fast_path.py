@@ -155,3 +155,21 @@ async def test_published_adapters_answer_as_their_cards_were_measured(
     batch = calls(card["prompt"]["system"], [card["prompt"]["user"].replace("{input}", x) for x in inputs], labels, ref)
     before, after = await answers(slow, batch), await answers(fast, batch)
     assert_same(before, after, labels)
+
+
+async def test_int8_quantisation_is_opt_in_and_still_serves_adapters(
+    backends: tuple[TransformersBackend, TransformersBackend], base_dir: Path, tmp_path: Path
+) -> None:
+    """quantize_int8 keeps LoRA adapters working (peft wraps the int8 layers); its numbers differ."""
+    from local_models.transformers_backend import TransformersBackend, TransformersSettings
+
+    adapter = random_adapter(base_dir, tmp_path / "one", seed=1)
+    batch = calls("Answer with one word: up, down or flat.", ["AAPL 5-day trend?", "down?"], ("up", "down"), adapter)
+    quantized = TransformersBackend(TransformersSettings(base_dir, "base", quantize_int8=True))
+    try:
+        int8 = await answers(quantized, batch)
+    finally:
+        await quantized.aclose()
+    float32 = await answers(backends[1], batch)
+    assert all(c.tokens and c.model == adapter.name for c in int8)
+    assert [c.tokens[0].logprob for c in int8] != pytest.approx([c.tokens[0].logprob for c in float32], abs=TOLERANCE)
