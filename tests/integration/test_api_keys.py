@@ -324,3 +324,28 @@ def test_a_revoke_on_one_replica_is_seen_by_the_other(tmp_path: Path) -> None:
             replica.stop()
     for replica in replicas:
         assert key not in replica.log_text() and key.rsplit("_", 1)[-1] not in replica.log_text()
+
+
+async def test_the_http_status_table_on_the_openai_door(keyed: Keyed) -> None:
+    k = keyed.keys
+
+    def chat(**extra: object) -> dict[str, object]:
+        return {"model": "echo", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, **extra}
+
+    def auth(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    async with httpx.AsyncClient(base_url=keyed.gateway.http_url) as http:
+        made_up = "gw_0123456789ab_" + secrets.token_urlsafe(32)
+        for headers in ({}, auth(made_up), auth("sk-not-ours"), auth(k["gone"])):
+            refused = await http.post("/v1/chat/completions", json=chat(), headers=headers)
+            assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+        assert (await http.post("/v1/chat/completions", json=chat(task="trend"), headers=auth(k["desk"]))).is_success
+        denied = await http.post("/v1/chat/completions", json=chat(), headers=auth(k["desk"]))
+        assert denied.status_code == 403 and "may ask only the tasks" in denied.json()["error"]["message"]
+        pinned = await http.post("/v1/chat/completions", json=chat(model="openai/gpt-test"), headers=auth(k["private"]))
+        assert pinned.status_code == 403 and "local-only" in pinned.json()["error"]["message"]
+        while (limited := await http.post("/v1/chat/completions", json=chat(), headers=auth(k["slow"]))).is_success:
+            pass  # the gRPC test may have used this minute's request already
+        assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 60
+        assert "requests per minute" in limited.json()["error"]["message"]
