@@ -20,10 +20,18 @@ latencies, the latency each adds over the direct call, and the ratio
 gateway/LiteLLM. The stand-in's own ceiling is measured first, so a figure that
 it limits can be recognised.
 
+Part 3, `doors` (the two front doors): the same echo backend answered (a) by a
+bare grpc.aio server, (b) through the gateway's gRPC door, (c) by a bare aiohttp
+server that returns a fixed chat completion, (d) through the gateway's
+OpenAI-compatible HTTP door (POST /v1/chat/completions), and (e) by LiteLLM's
+proxy answering from `mock_response` (LiteLLM's own instant backend). What each
+door adds is measured over its own floor in the same run: gRPC door = (b) - (a),
+HTTP door = (d) - (c), LiteLLM = (e) - (c).
+
 Asserts nothing; prints figures, with the load average (the machine is shared).
 
-    python scripts/bench_overhead.py [--only echo|remote] [--rates 100 500 1000]
-        [--remote-rates 10 25 100 500 1000] [--duration 5]
+    python scripts/bench_overhead.py [--only echo|remote|doors] [--rates 100 500 1000]
+        [--remote-rates 10 25 100 500 1000] [--door-rates 100 500 1000] [--duration 5]
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from benchlib import ROOT, arun, free_port, load_average, serve_command, taskset, wait_for, wait_generate
+from benchlib import ROOT, arun, free_port, load_average, serve_command, taskset, wait_for, wait_generate, wait_port
 
 LITELLM_VENV = ROOT / ".venv-litellm"
 LITELLM_SPEC = "litellm[proxy]==1.108.7"  # the release the recorded figures were taken with
@@ -63,16 +71,18 @@ Row = tuple[str, int, Stats]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("echo", "remote"), help="run one part (default: both)")
+    parser.add_argument("--only", choices=("echo", "remote", "doors"), help="run one part (default: all)")
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000], help="offered QPS, echo part")
     parser.add_argument(
         "--remote-rates", type=int, nargs="+", default=[10, 25, 100, 500, 1000], help="offered QPS, remote part"
     )
+    parser.add_argument("--door-rates", type=int, nargs="+", default=[100, 500, 1000], help="offered QPS, doors part")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per rate")
     parser.add_argument("--litellm-spec", default=LITELLM_SPEC, help="pip requirement for .venv-litellm")
     parser.add_argument("--loadgen", nargs=3, metavar=("TARGET", "RATE", "DURATION"), help=argparse.SUPPRESS)
     parser.add_argument("--pin", default="", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", metavar="PORT", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-http", metavar="PORT", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stand-in", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ceiling", nargs=2, metavar=("URL", "DURATION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -81,6 +91,8 @@ def main() -> None:
         print(json.dumps(arun(_load(target, int(rate), float(duration), args.pin))))
     elif args.bare_server:
         arun(_bare_server(args.bare_server))
+    elif args.bare_http:
+        arun(_bare_http(args.bare_http))
     elif args.stand_in:
         arun(_stand_in())
     elif args.ceiling:
@@ -92,6 +104,8 @@ def main() -> None:
             _run(args.rates, args.duration)
         if args.only in (None, "remote"):
             _run_remote(args.remote_rates, args.duration, args.litellm_spec)
+        if args.only in (None, "doors"):
+            _run_doors(args.door_rates, args.duration, args.litellm_spec)
         print(f"\nload average at the end: {load_average()}")
 
 
@@ -182,6 +196,109 @@ def _import_ms() -> float:
     bare = statistics.median(run("pass") for _ in range(5))
     full = statistics.median(run("import gateway.app.server") for _ in range(5))
     return (full - bare) * 1000
+
+
+# -- orchestration: the two front doors (gRPC and OpenAI-compatible HTTP) against LiteLLM ---------
+
+ECHO_MODEL = "echo"  # the echo backend's model name: what an HTTP client puts in `model`
+
+
+def _run_doors(rates: list[int], duration: float, litellm_spec: str) -> None:
+    print()
+    print("== front doors over the echo backend: gRPC and HTTP, each against its bare floor; LiteLLM (mock) ==")
+    print(f"load average at start: {load_average()}")
+    print(f"pinning: {_pinning_note()}")
+    litellm_bin, litellm_note = _ensure_litellm(litellm_spec)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        started: list[subprocess.Popen[bytes]] = []
+        try:
+            gateway, grpc_target, http_origin = _start_gateway_doors(tmp)
+            started.append(gateway)
+            bare_grpc, bare_target = _start_bare()
+            started.append(bare_grpc)
+            bare_http, bare_origin = _start_bare_http()
+            started.append(bare_http)
+            targets = {
+                "bare grpc.aio": (bare_target, ""),
+                "gateway gRPC": (grpc_target, ""),
+                "bare aiohttp": (f"{bare_origin}/v1/chat/completions", ECHO_MODEL),
+                "gateway HTTP": (f"{http_origin}/v1/chat/completions", ECHO_MODEL),
+            }
+            if litellm_bin is not None:
+                litellm = _start_litellm(litellm_bin, tmp, "", mock=True)
+                if isinstance(litellm, str):
+                    litellm_note = litellm
+                else:
+                    started.append(litellm[0])
+                    targets["LiteLLM (mock)"] = (f"{litellm[1]}/v1/chat/completions", REMOTE_MODEL)
+            print(f"LiteLLM: {litellm_note}")
+            rows: list[Row] = []
+            for rate in rates:
+                for name, (address, pin) in targets.items():
+                    _load_in_process(address, min(rate, 50), 1.0, pin)  # warm-up
+                    stats = _load_in_process(address, rate, duration, pin)
+                    rows.append((name, rate, stats))
+                    print(
+                        f"  {name:<15} {rate:>5} QPS offered: {stats['qps']:.0f} achieved, "
+                        f"load average {load_average()}",
+                        flush=True,
+                    )
+        finally:
+            for process in reversed(started):
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    _print_doors(rows)
+    print(f"load average after the doors part: {load_average()}")
+
+
+def _print_doors(rows: list[Row]) -> None:
+    print()
+    print(f"{'server':<15} {'offered':>8} {'achieved':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}")
+    by_rate: dict[int, dict[str, Stats]] = {}
+    for name, rate, s in rows:
+        by_rate.setdefault(rate, {})[name] = s
+        cells = f"{s['qps']:>9.0f} {s['errors']:>7.0f} {s['p50']:>8.3f} {s['p99']:>8.3f} {s['p999']:>9.3f}"
+        print(f"{name:<15} {rate:>8} {cells}{'  saturated' if _saturated(rate, s) else ''}")
+    print()
+    print("added over the floor, ms (p50 / p99): gRPC door over bare grpc.aio; HTTP door and LiteLLM over bare aiohttp")
+    print(
+        f"{'offered':>8} {'gRPC p50':>9} {'gRPC p99':>9} {'HTTP p50':>9} {'HTTP p99':>9}"
+        f" {'LiteLLM p50':>12} {'LiteLLM p99':>12}"
+    )
+    for rate, by_name in by_rate.items():
+        grpc_gw, grpc_bare = by_name["gateway gRPC"], by_name["bare grpc.aio"]
+        http_gw, http_bare = by_name["gateway HTTP"], by_name["bare aiohttp"]
+        line = f"{rate:>8} {grpc_gw['p50'] - grpc_bare['p50']:>9.3f} {grpc_gw['p99'] - grpc_bare['p99']:>9.3f}"
+        line += f" {http_gw['p50'] - http_bare['p50']:>9.3f} {http_gw['p99'] - http_bare['p99']:>9.3f}"
+        lite = by_name.get("LiteLLM (mock)")
+        if lite is not None:
+            line += f" {lite['p50'] - http_bare['p50']:>12.3f} {lite['p99'] - http_bare['p99']:>12.3f}"
+        print(line)
+
+
+def _start_gateway_doors(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The echo gateway serving both doors; (process, gRPC target, HTTP origin)."""
+    port, http_port = free_port(), free_port()
+    config = tmp / "bench-doors.toml"
+    config.write_text(
+        f'state_dir = "{tmp / "doors-state"}"\n[local]\nbackend = "echo"\n[server]\nlog_level = "WARNING"\n'
+        "[cache]\nenabled = false\n"
+    )
+    process = subprocess.Popen([*taskset(0), *serve_command(config, port, http_port)], cwd=ROOT)
+    target = f"127.0.0.1:{port}"
+    _wait_ready(target, process)
+    return process, target, f"http://127.0.0.1:{http_port}"
+
+
+def _start_bare_http() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen([*taskset(0), sys.executable, __file__, "--bare-http", str(port)], cwd=ROOT)
+    wait_port(port, what="the bare aiohttp server", process=process)
+    return process, f"http://127.0.0.1:{port}"
 
 
 # -- orchestration: remote path (direct vs gateway vs LiteLLM) ------------------------------------
@@ -476,16 +593,20 @@ def _ensure_litellm(spec: str) -> tuple[Path | None, str]:
     return binary, f"litellm {version or '?'} proxy, 1 worker, master key, no database"
 
 
-def _start_litellm(binary: Path, tmp: Path, origin: str) -> tuple[subprocess.Popen[bytes], str] | str:
-    """LiteLLM's proxy with one model routed to the stand-in; its address, or why it did not start."""
+def _start_litellm(
+    binary: Path, tmp: Path, origin: str, *, mock: bool = False
+) -> tuple[subprocess.Popen[bytes], str] | str:
+    """LiteLLM's proxy with one model routed to the stand-in (or answering from `mock_response`, its
+    instant backend); its address, or why it did not start."""
     port = free_port()
-    config = tmp / "litellm.yaml"
+    config = tmp / ("litellm-mock.yaml" if mock else "litellm.yaml")
+    upstream = f"      mock_response: {PROMPT}\n" if mock else f"      api_base: {origin}/v1\n"
     config.write_text(
         "model_list:\n"
         f"  - model_name: {REMOTE_MODEL}\n"
         "    litellm_params:\n"
         f"      model: openai/{REMOTE_MODEL}\n"
-        f"      api_base: {origin}/v1\n"
+        f"{upstream}"
         f"      api_key: {PROVIDER_KEY}\n"
         "litellm_settings:\n"
         "  num_retries: 0\n"
@@ -501,7 +622,7 @@ def _start_litellm(binary: Path, tmp: Path, origin: str) -> tuple[subprocess.Pop
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"})
     command = [*taskset(0), str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--num_workers", "1"]
-    log_path = tmp / "litellm.log"
+    log_path = tmp / ("litellm-mock.log" if mock else "litellm.log")
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=tmp, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -536,9 +657,9 @@ def _request(pb: object, model: str = "") -> object:
     )
 
 
-def _chat_body() -> dict[str, Any]:
+def _chat_body(model: str = "") -> dict[str, Any]:
     return {
-        "model": REMOTE_MODEL,
+        "model": model or REMOTE_MODEL,
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": MAX_TOKENS,
         "temperature": 0,
@@ -547,7 +668,7 @@ def _chat_body() -> dict[str, Any]:
 
 async def _load(target: str, rate: int, duration: float, pin: str = "") -> Stats:
     if target.startswith("http://"):
-        return await _load_http(target, rate, duration)
+        return await _load_http(target, rate, duration, pin)
     return await _load_grpc(target, rate, duration, pin)
 
 
@@ -575,10 +696,10 @@ class _HTTPStatusError(Exception):
     pass
 
 
-async def _load_http(url: str, rate: int, duration: float) -> Stats:
+async def _load_http(url: str, rate: int, duration: float, model: str = "") -> Stats:
     import aiohttp
 
-    body = json.dumps(_chat_body()).encode()
+    body = json.dumps(_chat_body(model)).encode()
     # The stand-in ignores the key; LiteLLM checks it against its master key.
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
     timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
@@ -693,6 +814,35 @@ async def _bare_server(port: int) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await server.stop(grace=1)
+
+
+async def _bare_http(port: int) -> None:
+    """The HTTP floor: aiohttp parsing the request JSON and answering one fixed chat completion."""
+    from aiohttp import web
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        text = body["messages"][-1]["content"]
+        return web.json_response(
+            {
+                "id": "chatcmpl-bare",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", ECHO_MODEL),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
 
 
 # -- the OpenAI stand-in as a process ---------------------------------------------------------
