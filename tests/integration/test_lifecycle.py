@@ -47,6 +47,7 @@ def test_first_log_line_says_what_is_served(tmp_path: Path) -> None:
     try:
         first = json.loads(gateway.log_text().splitlines()[0])
         assert first["msg"].startswith("serving echo, local only")
+        assert first["msg"].endswith("; authentication off (no API keys), plaintext on loopback")
     finally:
         assert gateway.stop() == 0
 
