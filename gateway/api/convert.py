@@ -93,6 +93,7 @@ def response_to_proto(result: Result) -> pb.GenerateResponse:
         ],
         finish_reason=result.finish_reason,
         latency_ms=result.latency_ms,
+        overhead_ms=result.overhead_ms,
     )
     if result.confidence is not None:
         response.confidence = result.confidence

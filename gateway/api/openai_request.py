@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gateway.api import trace_context
 from gateway.core.contracts import Message, Priority, Privacy, Request, Role
 from gateway.core.errors import InvalidArgument
 
@@ -157,20 +158,23 @@ def chat_request(
     priority = _choice(body, headers, "priority", _PRIORITY)
     timeout_s = _timeout_s(headers, stream)
     return ChatCall(
-        Request(
-            request_id=request_id,
-            messages=_messages(body.get("messages")),
-            max_tokens=_max_tokens(body) or default_max_tokens,
-            temperature=_temperature(body.get("temperature")),
-            task=_text(body, headers, "task"),
-            model=_model(body.get("model")),
-            priority=priority or Priority.NORMAL,
-            privacy=privacy or Privacy.DEFAULT,
-            min_confidence=_min_confidence(body, headers),
-            bypass_cache=_optional_bool(body, "bypass_cache") or False,
-            tags=_tags(body.get("tags")),
-            deadline=None if timeout_s is None else now + timeout_s,
-            client=client,
+        trace_context.from_headers(
+            Request(
+                request_id=request_id,
+                messages=_messages(body.get("messages")),
+                max_tokens=_max_tokens(body) or default_max_tokens,
+                temperature=_temperature(body.get("temperature")),
+                task=_text(body, headers, "task"),
+                model=_model(body.get("model")),
+                priority=priority or Priority.NORMAL,
+                privacy=privacy or Privacy.DEFAULT,
+                min_confidence=_min_confidence(body, headers),
+                bypass_cache=_optional_bool(body, "bypass_cache") or False,
+                tags=_tags(body.get("tags")),
+                deadline=None if timeout_s is None else now + timeout_s,
+                client=client,
+            ),
+            headers.get,
         ),
         stream=stream,
         include_usage=include_usage,

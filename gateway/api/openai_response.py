@@ -44,6 +44,7 @@ def gateway_fields(result: Result) -> dict[str, Any]:
             for a in result.attempts
         ],
         "latency_ms": result.latency_ms,
+        "overhead_ms": result.overhead_ms,
         "finish_reason": result.finish_reason,
     }
 

@@ -16,7 +16,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from gateway.api import convert
+from gateway.api import convert, trace_context
 from gateway.api.auth import Authenticator
 from gateway.api.usage_convert import usage_to_proto
 from gateway.core.contracts import Request, Result
@@ -159,6 +159,7 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
             )
         except InvalidArgument as exc:
             await abort_with(context, exc)
+        domain = trace_context.from_metadata(domain, context.invocation_metadata())
         return dataclasses.replace(domain, client=caller) if caller else domain
 
 

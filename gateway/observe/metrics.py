@@ -11,6 +11,7 @@ from gateway.core.contracts import Request, Result
 from gateway.core.errors import GatewayError
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+OVERHEAD_BUCKETS_S = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 
 class Metrics:
@@ -46,6 +47,13 @@ class Metrics:
             "End-to-end latency by tier and the provider that answered",
             ["tier", "provider"],
             buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.overhead = Histogram(
+            "gateway_overhead_seconds",
+            "The gateway's own time per answer: its time on the request less the waits on backends and providers",
+            ["tier"],
+            buckets=OVERHEAD_BUCKETS_S,
             registry=self.registry,
         )
         self.cache_lookups = Counter(
@@ -102,12 +110,14 @@ class Metrics:
                 self.outcomes.labels(tier, provider, "ok"),
                 self.latency.labels(tier),
                 self.provider_latency.labels(tier, provider),
+                self.overhead.labels(tier),
             )
         seconds = result.latency_ms / 1000
         series.requests.inc()
         series.outcomes.inc()
         series.latency.observe(seconds)
         series.provider_latency.observe(seconds)
+        series.overhead.observe(result.overhead_ms / 1000)
 
     def failed(self, request: Request, error: GatewayError, seconds: float) -> None:
         self.outcomes.labels("none", "none", error.status.value.lower()).inc()
@@ -161,3 +171,4 @@ class _AnswerSeries:
     outcomes: Counter
     latency: Histogram
     provider_latency: Histogram
+    overhead: Histogram

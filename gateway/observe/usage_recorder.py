@@ -81,6 +81,7 @@ class UsageRecorder:
             prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens,
             latency_ms=round(result.latency_ms, 3),
+            overhead_ms=round(result.overhead_ms, 3),
             confidence=None if result.confidence is None else round(result.confidence, 4),
             escalation=result.escalation.value,
             cost_usd=self._prices.spent(result.tier, result.provider, result.usage),

@@ -260,6 +260,7 @@ class GenerateResponse(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
+    OVERHEAD_MS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     text: _builtins.str
     tier: Global___Tier.ValueType
@@ -271,6 +272,8 @@ class GenerateResponse(_message.Message):
     escalation: Global___Escalation.ValueType
     finish_reason: _builtins.str
     latency_ms: _builtins.float
+    overhead_ms: _builtins.float
+    """the gateway's own time: its time on the request less the waits on backends and providers"""
     @_builtins.property
     def usage(self) -> Global___Usage: ...
     @_builtins.property
@@ -289,10 +292,11 @@ class GenerateResponse(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         finish_reason: _builtins.str = ...,
         latency_ms: _builtins.float = ...,
+        overhead_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "attempts", b"attempts", "confidence", b"confidence", "escalation", b"escalation", "finish_reason", b"finish_reason", "latency_ms", b"latency_ms", "model", b"model", "provider", b"provider", "request_id", b"request_id", "text", b"text", "tier", b"tier", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "attempts", b"attempts", "confidence", b"confidence", "escalation", b"escalation", "finish_reason", b"finish_reason", "latency_ms", b"latency_ms", "model", b"model", "overhead_ms", b"overhead_ms", "provider", b"provider", "request_id", b"request_id", "text", b"text", "tier", b"tier", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
     _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015

@@ -137,3 +137,24 @@ async def test_one_clients_summary_and_records_leave_the_others_out(store: Usage
     recent = await store.recent(3, client="desk-2")
     assert [r.request_id for r in recent] == ["r99", "r97", "r95"]
     assert [r.request_id for r in await store.recent(2)] == ["r99", "r98"]
+
+
+async def test_overhead_percentiles_are_exact_and_apart_from_latency(store: UsageStore) -> None:
+    """The gateway's own time per answer (0.01..1.00 ms), summarised like latency, for everyone and per client."""
+    mixed = [
+        replace(r, overhead_ms=(i + 1) / 100, client_id="desk-2" if i % 2 else "desk-1")
+        for i, r in enumerate(records())
+    ]
+    await store.add(mixed)
+    overhead = (await store.summary(DAY)).overhead
+    assert overhead.count == 100
+    assert dict(overhead.percentiles_ms) == {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+    assert overhead.max_ms == 1.0
+    desk2 = (await store.summary(DAY, client="desk-2")).overhead
+    assert (desk2.count, desk2.max_ms, desk2.percentiles_ms["p50"]) == (50, 1.0, 0.5)
+    assert (await store.recent(1))[0].overhead_ms == 1.0
+
+
+async def test_an_empty_day_has_no_overhead(store: UsageStore) -> None:
+    empty = (await store.summary("2026-01-01")).overhead
+    assert (empty.count, dict(empty.percentiles_ms), empty.max_ms) == (0, {}, 0.0)

@@ -4,6 +4,7 @@ Layout (under the configured prefix):
   usage:records        sorted set, score = time, member = the record as JSON (recent requests, retention)
   usage:day:<day>      hash of counters: requests, tier:<t>, provider:<p>, escalation:<r>, tokens:<t>, cost, ref
   usage:latency:<day>  sorted set, score = latency in ms (exact percentiles by rank)
+  usage:overhead:<day> sorted set, score = the gateway's own time in ms (same members)
 Day keys expire after the retention period; records older than it are trimmed by `purge`.
 """
 
@@ -30,10 +31,11 @@ if TYPE_CHECKING:
 DAY_S = 86_400
 RECENT_PAGE = 500
 RECENT_SCAN = 20_000  # `recent` for one client looks no further back than this many records
-FIELDS_PER_RECORD = 11
+FIELDS_PER_RECORD = 12
 
 # ARGV: prefix, day_ttl_s, then per record: day, ts, json, tier, provider, escalation, tokens, cost, ref,
-# latency_ms, latency member. Day keys are computed here (one Redis, not Cluster: see gateway/state/cache/redis.py).
+# latency_ms, latency member, overhead_ms. Day keys are computed here (one Redis, not Cluster: see
+# gateway/state/cache/redis.py).
 _ADD = """
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local days = {}
@@ -49,11 +51,13 @@ for i = 3, #ARGV, FIELDS do
   redis.call('HINCRBYFLOAT', counters, 'cost', ARGV[i + 7])
   redis.call('HINCRBYFLOAT', counters, 'ref', ARGV[i + 8])
   redis.call('ZADD', prefix .. 'usage:latency:' .. day, ARGV[i + 9], ARGV[i + 10])
+  redis.call('ZADD', prefix .. 'usage:overhead:' .. day, ARGV[i + 11], ARGV[i + 10])
   days[day] = true
 end
 for day, _ in pairs(days) do
   redis.call('EXPIRE', prefix .. 'usage:day:' .. day, ttl)
   redis.call('EXPIRE', prefix .. 'usage:latency:' .. day, ttl)
+  redis.call('EXPIRE', prefix .. 'usage:overhead:' .. day, ttl)
 end
 return 1
 """.replace("FIELDS", str(FIELDS_PER_RECORD))
@@ -75,28 +79,18 @@ class RedisUsageStore:
         for r in records:
             args += [r.day, r.ts, r.to_json(), r.tier, r.provider, r.escalation]
             args += [r.prompt_tokens + r.completion_tokens, r.cost_usd, r.reference_cost_usd, r.latency_ms]
-            args.append(f"{r.ts!r}:{r.request_id}")
+            args += [f"{r.ts!r}:{r.request_id}", r.overhead_ms]
         await self._add(keys=[self._records], args=args)
 
     async def summary(self, day: str, *, client: str = "") -> DaySummary:
         if client:  # per-caller figures come from the day's records themselves
             return summarize(day, [r for r in await self._day_records(day) if r.client_id == client])
-        latency_key = self._latency_key(day)
-        pipe = self._client.pipeline(transaction=True)
+        pipe = self._client.pipeline(transaction=False)
         pipe.hgetall(self._day_key(day))
-        pipe.zcard(latency_key)
-        pipe.zrange(latency_key, -1, -1, withscores=True)
-        raw, count, top = await pipe.execute()
+        (raw,) = await pipe.execute()
         counters = {k.decode(): v.decode() for k, v in raw.items()}
-        count = int(count)
-        percentiles = {}
-        if count:
-            ranks = [rank_index(count, p) for p in PERCENTILES]
-            pipe = self._client.pipeline(transaction=False)
-            for index in ranks:
-                pipe.zrange(latency_key, index, index, withscores=True)
-            for p, found in zip(PERCENTILES, await pipe.execute(), strict=True):
-                percentiles[percentile_name(p)] = float(found[0][1])
+        latency = await self._ranked(self._latency_key(day))
+        overhead = await self._ranked(key_join(self._prefix, "usage", "overhead", day))
 
         def group(kind: str) -> dict[str, int]:
             head = kind + ":"
@@ -109,7 +103,8 @@ class RedisUsageStore:
             requests_by_provider=group("provider"),
             escalations_by_reason=group("escalation"),
             tokens_by_tier=group("tokens"),
-            latency=LatencySummary(count, percentiles, float(top[0][1]) if top else 0.0),
+            latency=latency,
+            overhead=overhead,
             cost_usd=float(counters.get("cost", 0.0)),
             reference_cost_usd=float(counters.get("ref", 0.0)),
         )
@@ -137,6 +132,23 @@ class RedisUsageStore:
         start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
         raw = await self._client.zrangebyscore(self._records, start, f"({start + DAY_S!r}")
         return [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
+
+    async def _ranked(self, key: str) -> LatencySummary:
+        """Count, nearest-rank percentiles and maximum of one day's sorted set of milliseconds."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zcard(key)
+        pipe.zrange(key, -1, -1, withscores=True)
+        count, top = await pipe.execute()
+        count = int(count)
+        if not count:
+            return LatencySummary()
+        pipe = self._client.pipeline(transaction=False)
+        for p in PERCENTILES:
+            index = rank_index(count, p)
+            pipe.zrange(key, index, index, withscores=True)
+        found = await pipe.execute()
+        percentiles = {percentile_name(p): float(f[0][1]) for p, f in zip(PERCENTILES, found, strict=True)}
+        return LatencySummary(count, percentiles, float(top[0][1]) if top else 0.0)
 
     def _day_key(self, day: str) -> str:
         return key_join(self._prefix, "usage", "day", day)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, fields
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.state.sqlite_worker import SqliteWorker
 from gateway.state.usage.store import (
@@ -18,6 +19,7 @@ from gateway.state.usage.store import (
     rank_index,
 )
 
+T = TypeVar("T")
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS usage_records (
@@ -39,21 +41,27 @@ _INSERT = (
 )
 
 
+# Columns added after the first release: (name, declaration). A file written before them gains them on open.
+_ADDED_COLUMNS = (("overhead_ms", "REAL NOT NULL DEFAULT 0"),)
+_ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS usage_records_overhead ON usage_records (day, overhead_ms);"
+
+
 class SqliteUsageStore:
     def __init__(self, path: Path | str) -> None:
         self._worker = SqliteWorker(path, _SCHEMA, name="usage-store")
+        self._migrated = False
 
     async def add(self, records: Sequence[UsageRecord]) -> None:
         if records:
             batch = json.dumps([[r.day, *astuple(r)] for r in records], ensure_ascii=False)
-            await self._worker.run(lambda conn: conn.execute(_INSERT, (batch,)))
+            await self._run(lambda conn: conn.execute(_INSERT, (batch,)))
 
     async def summary(self, day: str, *, client: str = "") -> DaySummary:
-        return await self._worker.run(lambda conn: _summary(conn, day, client))
+        return await self._run(lambda conn: _summary(conn, day, client))
 
     async def recent(self, limit: int, *, client: str = "") -> list[UsageRecord]:
         where, args = ("WHERE client_id = ?", (client, limit)) if client else ("", (limit,))
-        rows = await self._worker.run(
+        rows = await self._run(
             lambda conn: conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM usage_records {where} ORDER BY ts DESC, id DESC LIMIT ?", args
             ).fetchall()
@@ -61,10 +69,29 @@ class SqliteUsageStore:
         return [UsageRecord(*row) for row in rows]
 
     async def purge(self, before_ts: float) -> None:
-        await self._worker.run(lambda conn: conn.execute("DELETE FROM usage_records WHERE ts < ?", (before_ts,)))
+        await self._run(lambda conn: conn.execute("DELETE FROM usage_records WHERE ts < ?", (before_ts,)))
 
     async def aclose(self) -> None:
         await self._worker.aclose()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._migrated:
+            await self._worker.run(_add_columns)
+            self._migrated = True
+        return await self._worker.run(fn)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an earlier version up to the current columns (another process may race us)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(usage_records)")}
+    for name, declaration in _ADDED_COLUMNS:
+        if name not in present:
+            try:
+                conn.execute(f"ALTER TABLE usage_records ADD COLUMN {name} {declaration}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+    conn.executescript(_ADDED_INDEXES)
 
 
 def _summary(conn: sqlite3.Connection, day: str, client: str) -> DaySummary:
@@ -80,14 +107,20 @@ def _summary(conn: sqlite3.Connection, day: str, client: str) -> DaySummary:
         f"COALESCE(MAX(latency_ms), 0) FROM usage_records WHERE {scope}",
         args,
     ).fetchone()
-    percentiles = {}
-    if requests:
-        for p in PERCENTILES:
+
+    def percentiles(column: str) -> dict[str, float]:
+        found = {}
+        for p in PERCENTILES if requests else ():
             (value,) = conn.execute(
-                f"SELECT latency_ms FROM usage_records WHERE {scope} ORDER BY latency_ms LIMIT 1 OFFSET ?",
+                f"SELECT {column} FROM usage_records WHERE {scope} ORDER BY {column} LIMIT 1 OFFSET ?",
                 (*args, rank_index(int(requests), p)),
             ).fetchone()
-            percentiles[percentile_name(p)] = float(value)
+            found[percentile_name(p)] = float(value)
+        return found
+
+    (max_overhead,) = conn.execute(
+        f"SELECT COALESCE(MAX(overhead_ms), 0) FROM usage_records WHERE {scope}", args
+    ).fetchone()
     return DaySummary(
         day=day,
         requests=int(requests),
@@ -95,7 +128,8 @@ def _summary(conn: sqlite3.Connection, day: str, client: str) -> DaySummary:
         requests_by_provider=grouped("provider"),
         escalations_by_reason=grouped("escalation", where="AND escalation != 'none'"),
         tokens_by_tier=grouped("tier", "SUM(prompt_tokens + completion_tokens)"),
-        latency=LatencySummary(int(requests), percentiles, float(max_ms)),
+        latency=LatencySummary(int(requests), percentiles("latency_ms"), float(max_ms)),
+        overhead=LatencySummary(int(requests), percentiles("overhead_ms"), float(max_overhead)),
         cost_usd=float(cost),
         reference_cost_usd=float(reference),
     )

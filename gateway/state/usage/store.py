@@ -35,6 +35,7 @@ class UsageRecord:
     cost_usd: float  # what this answer cost (remote tier at the provider's price; local and cache: 0)
     reference_cost_usd: float  # what the reference provider would have charged for the same tokens
     prompt: str = ""  # the last user message, only when [usage] record_prompts = true
+    overhead_ms: float = 0.0  # the gateway's own time (latency less the waits on backends and providers)
 
     @property
     def day(self) -> str:
@@ -67,6 +68,7 @@ class DaySummary:
     escalations_by_reason: Mapping[str, int] = field(default_factory=dict)
     tokens_by_tier: Mapping[str, int] = field(default_factory=dict)
     latency: LatencySummary = field(default_factory=LatencySummary)
+    overhead: LatencySummary = field(default_factory=LatencySummary)  # the gateway's own time per answer
     cost_usd: float = 0.0
     reference_cost_usd: float = 0.0
 
@@ -106,10 +108,19 @@ def percentile_name(percentile: float) -> str:
     return f"p{percentile:g}"
 
 
+def summarize_values(ordered: Sequence[float]) -> LatencySummary:
+    """Count, nearest-rank percentiles and maximum of values sorted in ascending order."""
+    if not ordered:
+        return LatencySummary()
+    percentiles = {percentile_name(p): ordered[rank_index(len(ordered), p)] for p in PERCENTILES}
+    return LatencySummary(len(ordered), percentiles, ordered[-1])
+
+
 def summarize(day: str, records: Sequence[UsageRecord]) -> DaySummary:
     """A DaySummary computed from the records themselves (the stores' aggregates give the same figures)."""
     mine = [r for r in records if r.day == day]
     latencies = sorted(r.latency_ms for r in mine)
+    overheads = sorted(r.overhead_ms for r in mine)
     by_tier: dict[str, int] = {}
     by_provider: dict[str, int] = {}
     escalations: dict[str, int] = {}
@@ -120,7 +131,6 @@ def summarize(day: str, records: Sequence[UsageRecord]) -> DaySummary:
         if r.escalation != "none":
             escalations[r.escalation] = escalations.get(r.escalation, 0) + 1
         tokens[r.tier] = tokens.get(r.tier, 0) + r.prompt_tokens + r.completion_tokens
-    percentiles = {percentile_name(p): latencies[rank_index(len(latencies), p)] for p in PERCENTILES} if mine else {}
     return DaySummary(
         day=day,
         requests=len(mine),
@@ -128,7 +138,8 @@ def summarize(day: str, records: Sequence[UsageRecord]) -> DaySummary:
         requests_by_provider=by_provider,
         escalations_by_reason=escalations,
         tokens_by_tier={tier: total for tier, total in tokens.items() if total},
-        latency=LatencySummary(len(mine), percentiles, latencies[-1] if mine else 0.0),
+        latency=summarize_values(latencies),
+        overhead=summarize_values(overheads),
         cost_usd=sum(r.cost_usd for r in mine),
         reference_cost_usd=sum(r.reference_cost_usd for r in mine),
     )
