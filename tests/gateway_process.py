@@ -75,9 +75,9 @@ def start_gateway(
     config = workdir / "gateway.toml"
     config.write_text(config_toml)
     log_path = workdir / "gateway.log"
-    state = {  # every process gets its own ledger, cache, usage records and training rows
+    state = {  # every process gets its own ledger, cache, usage records, training rows and API keys
         f"GATEWAY__{section}__PATH": str(workdir / f"{section.lower()}.sqlite3")
-        for section in ("BUDGET", "CACHE", "USAGE", "LEARNING")
+        for section in ("BUDGET", "CACHE", "USAGE", "LEARNING", "KEYS")
     }
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **state, **(env or {})}
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]

@@ -75,6 +75,11 @@ def keys_cli(config_file: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def keys_file(state_dir: Path) -> dict[str, str]:
+    """The keys `keys_cli` writes (start_gateway gives each process a key file of its own unless told)."""
+    return {"GATEWAY__KEYS__PATH": str(state_dir / "keys.sqlite3")}
+
+
 def ask(content: str = "hello", **fields: object) -> pb.GenerateRequest:
     return pb.GenerateRequest(messages=[pb.ChatMessage(role="user", content=content)], max_tokens=4, **fields)  # type: ignore[arg-type]
 
@@ -114,7 +119,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
             "gone": keys_cli(cli, "create", "gone"),
         }
         keys_cli(cli, "revoke", "gone")
-        gateway = start_gateway(text, workdir, env=TEST_KEYS)
+        gateway = start_gateway(text, workdir, env={**TEST_KEYS, **keys_file(workdir / "state")})
         try:
             yield Keyed(gateway, openai, keys)
         finally:
@@ -300,7 +305,7 @@ def test_a_revoke_on_one_replica_is_seen_by_the_other(tmp_path: Path) -> None:
     replicas = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        replicas.append(start_gateway(text, tmp_path / name))
+        replicas.append(start_gateway(text, tmp_path / name, env=keys_file(tmp_path / "state")))
     try:
         channels = [grpc.insecure_channel(r.target) for r in replicas]
         stubs = [pb_grpc.InferenceGatewayStub(c) for c in channels]
