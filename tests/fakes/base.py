@@ -2,7 +2,9 @@
 
 Each provider's wire format lives in a subclass; this base owns the server
 lifecycle and the faults: an HTTP status (with Retry-After), added latency, a
-connection reset mid-body and a malformed JSON body. Faults queued with
+connection reset mid-body and a malformed JSON body; for streams also a reset,
+a frame that is not SSE, or a stall after a given number of frames (the
+stand-in's first frame carries no text, its second the first piece). Faults queued with
 `fail()` apply to the next requests in order; `always()` sets one for every
 request after the queue is empty.
 """
@@ -26,6 +28,9 @@ class Fault:
     delay_s: float = 0.0  # added before answering
     reset_mid_body: bool = False  # send headers and half the body, then drop the connection
     malformed_json: bool = False  # 200 with a truncated JSON body
+    reset_after_frames: int = 0  # stream: send this many frames, then drop the connection (0: off)
+    garbage_after_frames: int = 0  # stream: send this many frames, then one that is not JSON, then the rest (0: off)
+    stall_after_frames: int = 0  # stream: send this many frames, then nothing until the stand-in stops (0: off)
 
 
 NO_FAULT = Fault()
@@ -56,6 +61,7 @@ class FakeProviderServer:
     reply: Reply = field(default_factory=Reply)
     seen: list[Seen] = field(default_factory=list)
     last_usage: tuple[int, int] = (0, 0)
+    streams_abandoned: int = 0  # stalled streams whose caller hung up
     _faults: list[Fault] = field(default_factory=list)
     _always: Fault = NO_FAULT
     _runner: web.AppRunner | None = None
@@ -153,13 +159,27 @@ class FakeProviderServer:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         for index, frame in enumerate(frames):
-            if fault.reset_mid_body and index == max(1, len(frames) // 2):
+            if (fault.reset_mid_body and index == max(1, len(frames) // 2)) or index == fault.reset_after_frames > 0:
                 _drop(request)
                 return response
+            if index == fault.stall_after_frames > 0:
+                await self._stall(request)
+                return response
+            if index == fault.garbage_after_frames > 0:
+                await response.write(b'data: {"choices": [{"delta": <not json>\n\n')
             data = frame if not (fault.malformed_json and index == 1) else frame[: len(frame) // 2] + "\n\n"
             await response.write(data.encode())
         await response.write_eof()
         return response
+
+    async def _stall(self, request: web.Request) -> None:
+        """Send nothing more until the caller hangs up (counted in `streams_abandoned`) or the stand-in stops."""
+        while self._stopping is not None and not self._stopping.is_set():
+            if request.transport is None or request.transport.is_closing():
+                self.streams_abandoned += 1
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.05)
 
     async def _reset(self, request: web.Request, payload: bytes, content_type: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(len(payload))})
