@@ -18,9 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.auth import Authenticator
+from gateway.api.http_errors import error_response
 from gateway.core.errors import GatewayError
 
-CLIENT_KEY = "gateway.client"
+CLIENT_KEY = web.RequestKey("gateway.client", str)
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 BROWSER_CHALLENGE = 'Basic realm="gateway: any user name, an admin API key as the password"'
 CLIENT_PATH_PREFIX = "/v1/"  # what any key may call; everything else outside OPEN_PATHS is for admin keys
@@ -38,20 +39,14 @@ def auth_middleware(authenticator: Authenticator) -> Any:
         except GatewayError as exc:
             admin_only = not request.path.startswith(CLIENT_PATH_PREFIX)
             challenge = BROWSER_CHALLENGE if admin_only else "Bearer"  # a browser asks for the key, as a password
-            return error_response(401, exc.message, "authentication_error", "unauthenticated", challenge)
+            return error_response(401, exc.message, code="unauthenticated", headers={"WWW-Authenticate": challenge})
         admin_only = not request.path.startswith(CLIENT_PATH_PREFIX)
         if authenticator.enabled and admin_only and not authenticator.is_admin(caller):
-            return error_response(403, "this page needs an admin API key", "permission_error", "permission_denied")
+            return error_response(403, "this page needs an admin API key", code="permission_denied")
         request[CLIENT_KEY] = caller
         return await handler(request)
 
     return authenticate
-
-
-def error_response(status: int, message: str, kind: str, code: str, challenge: str = "") -> web.Response:
-    headers = {"WWW-Authenticate": challenge} if challenge else {}
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
 
 
 def _certificate_name(request: web.Request) -> str:

@@ -14,14 +14,13 @@ import pytest
 from aiohttp import web
 
 from gateway.api import http
+from gateway.api.http_auth import CLIENT_KEY
 from gateway.api.openai_http import OpenAIRoutes
 from gateway.core.contracts import Delta, Escalation, ModelEntry, Privacy, Request, Result, Tier, Usage
 from gateway.core.errors import GatewayError, InvalidArgument, ResourceExhausted, Unavailable
 from gateway.observe.metrics import Metrics
 from tests.waiting import wait_until_async
 
-# The authentication middleware stores the caller under a plain string key, which aiohttp warns about.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web.NotAppKeyWarning")
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 LIMIT = 4096
 USER = [{"role": "user", "content": "Is the trend up?"}]
@@ -95,7 +94,7 @@ async def start() -> AsyncIterator[Start]:
     async def as_client(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        request["gateway.client"] = request.headers.get("x-test-client", "")  # what the auth middleware leaves
+        request[CLIENT_KEY] = request.headers.get("x-test-client", "")  # what the auth middleware leaves
         return await handler(request)
 
     async def run(answerer: Scripted) -> str:
