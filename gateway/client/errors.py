@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from types import MappingProxyType
 
 import grpc
@@ -32,6 +33,15 @@ class PermissionDenied(GatewayError):
 
 class ResourceExhausted(GatewayError):
     """Every allowed tier is out of budget or capacity, or the key is over its quota (the message says until when)."""
+
+    @property
+    def resets_at(self) -> datetime | None:
+        """When the spent budget or quota comes back (the `x-gateway-resets-at` trailer); None when unknown."""
+        value = self.metadata.get("x-gateway-resets-at", "")
+        try:
+            return datetime.fromisoformat(value) if value else None
+        except ValueError:
+            return None
 
 
 class DeadlineExceeded(GatewayError):

@@ -52,3 +52,16 @@ def test_backoff_grows_exponentially_up_to_the_cap_with_full_jitter() -> None:
 def test_a_bad_policy_names_its_field(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_resource_exhausted_reads_the_reset_time_from_the_trailer() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.client.errors import ResourceExhausted
+
+    spent = ResourceExhausted(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", {"x-gateway-resets-at": "2026-12-01T00:00:00Z"}
+    )
+    assert spent.resets_at == datetime(2026, 12, 1, tzinfo=UTC)
+    assert ResourceExhausted(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy").resets_at is None
+    assert ResourceExhausted(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", {"x-gateway-resets-at": "soon"}).resets_at is None
