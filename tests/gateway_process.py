@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,9 +69,17 @@ class GatewayProcess:
 
 
 def start_gateway(
-    config_toml: str, workdir: Path, *, env: dict[str, str] | None = None, ready_timeout_s: float = 300.0
+    config_toml: str,
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    ready_timeout_s: float = 300.0,
+    entry: Sequence[str] = ("-m", "gateway"),
 ) -> GatewayProcess:
-    """Write the config, start the server, wait until gRPC health says SERVING."""
+    """Write the config, start the server, wait until gRPC health says SERVING.
+
+    `entry`: what runs `serve ...` (another module for a process built differently, e.g. tests.tracing_gateway).
+    """
     port, http_port = free_port(), free_port()
     config = workdir / "gateway.toml"
     config.write_text(config_toml)
@@ -80,7 +89,7 @@ def start_gateway(
         for section in ("BUDGET", "CACHE", "USAGE", "LEARNING", "KEYS")
     }
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **state, **(env or {})}
-    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    command = [sys.executable, *entry, "serve", "--config", str(config), "--port", str(port)]
     command += ["--http-port", str(http_port)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
