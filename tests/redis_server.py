@@ -59,23 +59,43 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log: Path, timeout_
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = _require_binary()
     workdir = tmp_path_factory.mktemp("redis")
     port = free_port()
+    process = launch_redis(workdir, port)
+    try:
+        yield RedisServer(f"redis://127.0.0.1:{port}/0", port)
+    finally:
+        stop_redis(process)
+
+
+def launch_redis(workdir: Path, port: int, *, persistent: bool = False) -> subprocess.Popen[bytes]:
+    """A redis-server on 127.0.0.1:`port` keeping its files in `workdir`, answering PING when this returns.
+
+    `persistent`: an append-only file written on every command, as docs/operations.md recommends, so a
+    restart on the same folder comes back with every acknowledged write.
+    """
+    binary = _require_binary()
     log = workdir / "redis.log"
-    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    command += ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
     command += ["--dir", str(workdir), "--logfile", str(log)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         _wait_ready(process, port, log)
-        yield RedisServer(f"redis://127.0.0.1:{port}/0", port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    except BaseException:
+        stop_redis(process)
+        raise
+    return process
+
+
+def stop_redis(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (Redis finishes its files and exits), SIGKILL if it has not within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from gateway.core import trace as tracing
 from gateway.core.clock import SYSTEM_CLOCK, Clock
 from gateway.core.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
-from gateway.core.errors import BackendError, GatewayError
+from gateway.core.errors import BackendError, GatewayError, Unavailable
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.latency import LatencyTracker
 from gateway.remote.providers.errors import ProviderError, map_error
@@ -374,8 +374,13 @@ class RemoteTier:
     ) -> None:
         latency_ms = (self._clock.monotonic() - ticket.started) * 1000
         reported = completion.usage.total
-        await self._ledger.reconcile(ticket.reservation, reported if reported > 0 else estimate)
-        await self._breakers.record_success(slot.name)
+        try:
+            await self._ledger.reconcile(ticket.reservation, reported if reported > 0 else estimate)
+            await self._breakers.record_success(slot.name)
+        except Unavailable as exc:  # the answer is paid for: keep it; the estimate stays counted until it expires
+            log.warning(
+                "provider answered but shared state is unreachable", extra={"provider": slot.name, "error": exc.message}
+            )
         self._latency.observe(slot.name, latency_ms)
         trace.add(slot.name, completion.model, "ok", latency_ms)
 
