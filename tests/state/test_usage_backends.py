@@ -158,3 +158,22 @@ async def test_overhead_percentiles_are_exact_and_apart_from_latency(store: Usag
 async def test_an_empty_day_has_no_overhead(store: UsageStore) -> None:
     empty = (await store.summary("2026-01-01")).overhead
     assert (empty.count, dict(empty.percentiles_ms), empty.max_ms) == (0, {}, 0.0)
+
+
+async def test_day_rows_hold_every_clients_records_of_that_day_in_time_order(store: UsageStore) -> None:
+    mixed = [replace(r, client_id="desk-2") if i % 2 else r for i, r in enumerate(records())]
+    late = replace(BASE, ts=T0 + 500, request_id="late", confidence=None, prompt_tokens=3, completion_tokens=4)
+    await store.add([late, replace(BASE, ts=T0 + 86_400, request_id="tomorrow"), *reversed(mixed)])
+    rows = await store.day_rows(DAY)
+    assert len(rows) == 101 and rows.day == DAY
+    assert list(rows.ts) == [T0 + i for i in range(100)] + [T0 + 500]
+    assert rows.client_id[:3] == ("desk-1", "desk-2", "desk-1")
+    assert (rows.tier[0], rows.tier[60], rows.tier[99]) == ("local", "cache", "remote")
+    assert (rows.provider[99], rows.escalation[90], rows.escalation[99]) == ("openai", "low_confidence", "rule")
+    assert (rows.tokens[0], rows.tokens[100]) == (12, 7)
+    assert (rows.latency_ms[0], rows.latency_ms[99]) == (100.0, 1.0)
+    assert (rows.confidence[0], rows.confidence[100]) == (0.9, None)
+    assert rows.cost_usd[99] == pytest.approx(0.002) and rows.reference_cost_usd[0] == pytest.approx(0.001)
+    assert rows.task == ("trend",) * 101
+    assert len(await store.day_rows("2026-11-19")) == 1
+    assert len(await store.day_rows("2026-01-01")) == 0

@@ -10,6 +10,7 @@ Day keys expire after the retention period; records older than it are trimmed by
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -17,9 +18,11 @@ from typing import TYPE_CHECKING
 from gateway.state.redis_client import key_join
 from gateway.state.usage.store import (
     PERCENTILES,
+    DayRows,
     DaySummary,
     LatencySummary,
     UsageRecord,
+    day_rows_from_records,
     percentile_name,
     rank_index,
     summarize,
@@ -122,6 +125,11 @@ class RedisUsageStore:
                 break
         return found[:limit]
 
+    async def day_rows(self, day: str) -> DayRows:
+        """From the day's records (kept for the retention period), decoded off the event loop."""
+        raw = await self._client.zrangebyscore(self._records, *self._day_range(day))
+        return await asyncio.to_thread(_day_rows, day, raw)
+
     async def purge(self, before_ts: float) -> None:
         await self._client.zremrangebyscore(self._records, "-inf", f"({before_ts!r}")
 
@@ -129,9 +137,14 @@ class RedisUsageStore:
         return None  # the client belongs to whoever opened it
 
     async def _day_records(self, day: str) -> list[UsageRecord]:
-        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-        raw = await self._client.zrangebyscore(self._records, start, f"({start + DAY_S!r}")
+        raw = await self._client.zrangebyscore(self._records, *self._day_range(day))
         return [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))]
+
+    @staticmethod
+    def _day_range(day: str) -> tuple[float, str]:
+        """The scores of the day's records: [midnight, next midnight)."""
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        return start, f"({start + DAY_S!r}"
 
     async def _ranked(self, key: str) -> LatencySummary:
         """Count, nearest-rank percentiles and maximum of one day's sorted set of milliseconds."""
@@ -155,3 +168,7 @@ class RedisUsageStore:
 
     def _latency_key(self, day: str) -> str:
         return key_join(self._prefix, "usage", "latency", day)
+
+
+def _day_rows(day: str, raw: Sequence[object]) -> DayRows:
+    return day_rows_from_records(day, [UsageRecord.from_json(item) for item in raw if isinstance(item, (bytes, str))])

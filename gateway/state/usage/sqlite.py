@@ -11,10 +11,13 @@ from typing import TypeVar
 
 from gateway.state.sqlite_worker import SqliteWorker
 from gateway.state.usage.store import (
+    DAY_ROW_COLUMNS,
     PERCENTILES,
+    DayRows,
     DaySummary,
     LatencySummary,
     UsageRecord,
+    day_rows_of,
     percentile_name,
     rank_index,
 )
@@ -67,6 +70,10 @@ class SqliteUsageStore:
             ).fetchall()
         )
         return [UsageRecord(*row) for row in rows]
+
+    async def day_rows(self, day: str) -> DayRows:
+        sql = f"SELECT {', '.join(DAY_ROW_COLUMNS)} FROM usage_records WHERE day = ? ORDER BY ts, id"
+        return await self._run(lambda conn: day_rows_of(day, conn.execute(sql, (day,)).fetchall()))
 
     async def purge(self, before_ts: float) -> None:
         await self._run(lambda conn: conn.execute("DELETE FROM usage_records WHERE ts < ?", (before_ts,)))

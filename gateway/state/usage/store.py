@@ -77,6 +77,90 @@ class DaySummary:
         return max(self.reference_cost_usd - self.cost_usd, 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class DayRows:
+    """One UTC day's answered requests, column by column, oldest first: what the series over the day come from.
+
+    Row i is (ts[i], client_id[i], ...); `tokens` is prompt + completion tokens.
+    """
+
+    day: str
+    ts: tuple[float, ...] = ()
+    client_id: tuple[str, ...] = ()
+    task: tuple[str, ...] = ()
+    tier: tuple[str, ...] = ()
+    provider: tuple[str, ...] = ()
+    escalation: tuple[str, ...] = ()
+    tokens: tuple[int, ...] = ()
+    latency_ms: tuple[float, ...] = ()
+    confidence: tuple[float | None, ...] = ()
+    cost_usd: tuple[float, ...] = ()
+    reference_cost_usd: tuple[float, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+DAY_ROW_COLUMNS = (
+    "ts",
+    "client_id",
+    "task",
+    "tier",
+    "provider",
+    "escalation",
+    "prompt_tokens + completion_tokens",
+    "latency_ms",
+    "confidence",
+    "cost_usd",
+    "reference_cost_usd",
+)
+
+
+def day_rows_of(day: str, rows: Sequence[Sequence[Any]]) -> DayRows:
+    """DayRows from rows whose values are in DAY_ROW_COLUMNS order (already sorted by time)."""
+    if not rows:
+        return DayRows(day)
+    ts, client, task, tier, provider, escalation, tokens, latency, confidence, cost, ref = zip(*rows, strict=True)
+    return DayRows(
+        day,
+        tuple(map(float, ts)),
+        client,
+        task,
+        tier,
+        provider,
+        escalation,
+        tuple(map(int, tokens)),
+        tuple(map(float, latency)),
+        confidence,
+        tuple(map(float, cost)),
+        tuple(map(float, ref)),
+    )
+
+
+def day_rows_from_records(day: str, records: Sequence[UsageRecord]) -> DayRows:
+    """DayRows of the records on `day`, in time order."""
+    mine = sorted((r for r in records if r.day == day), key=lambda r: r.ts)
+    return day_rows_of(
+        day,
+        [
+            (
+                r.ts,
+                r.client_id,
+                r.task,
+                r.tier,
+                r.provider,
+                r.escalation,
+                r.prompt_tokens + r.completion_tokens,
+                r.latency_ms,
+                r.confidence,
+                r.cost_usd,
+                r.reference_cost_usd,
+            )
+            for r in mine
+        ],
+    )
+
+
 class UsageStore(Protocol):
     async def add(self, records: Sequence[UsageRecord]) -> None: ...
 
@@ -86,6 +170,10 @@ class UsageStore(Protocol):
 
     async def recent(self, limit: int, *, client: str = "") -> list[UsageRecord]:
         """The newest records first (`client` as in summary)."""
+        ...
+
+    async def day_rows(self, day: str) -> DayRows:
+        """Every client's records on `day`, oldest first, in the columns the series need."""
         ...
 
     async def purge(self, before_ts: float) -> None:
