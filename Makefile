@@ -34,6 +34,7 @@ lint: $(INSTALLED) proto-check  ## ruff, mypy, the layer contracts (import-linte
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy gateway local_models finetune scripts
+	$(VENV)/bin/hadolint --failure-threshold style deploy/docker/*.Dockerfile
 
 # buf (the @bufbuild/buf npm package, locked in package-lock.json) checks proto/ (docs/proto.md).
 node_modules/.package-lock.json: package.json package-lock.json
