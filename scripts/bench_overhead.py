@@ -540,8 +540,12 @@ def _stand_in_ceiling(origin: str, duration: float = 3.0) -> Stats:
     return dict(json.loads(done.stdout))
 
 
-def _start_remote_gateway(tmp: Path, origin: str) -> tuple[subprocess.Popen[bytes], str]:
-    """The gateway with the echo local tier and one provider, `openai`, pointed at the stand-in."""
+def _start_remote_gateway(
+    tmp: Path, origin: str, python_args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The gateway with the echo local tier and one provider, `openai`, pointed at the stand-in.
+
+    `python_args` go to the interpreter before `-m gateway` (scripts/profile_remote.py: `-m cProfile -o FILE`)."""
     port = free_port()
     config = tmp / "bench-remote.toml"
     config.write_text(
@@ -565,7 +569,8 @@ def _start_remote_gateway(tmp: Path, origin: str) -> tuple[subprocess.Popen[byte
         "max_retries = 0\n"
         "top_logprobs = 0\n"  # the direct and LiteLLM requests ask for no logprobs either
     )
-    command = [*taskset(0), *serve_command(config, port, free_port())]
+    serve = serve_command(config, port, free_port())
+    command = [*taskset(0), serve[0], *python_args, *serve[1:]]
     env = {**os.environ, "OPENAI_API_KEY": PROVIDER_KEY}
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     target = f"127.0.0.1:{port}"
