@@ -229,8 +229,26 @@ class LocalBackend(Backend, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LocalLoad:
-    """A snapshot of a local backend's load, for the capacity policy."""
+    """A snapshot of a local backend's load, for the capacity policy.
+
+    The estimates describe a request that would arrive now: how long it would wait
+    for its batch to start, that batch's first forward pass (the prompt's prefill),
+    and one decode step at that batch's size, all from what the backend has measured.
+    """
 
     in_flight: int  # requests accepted and not finished
     max_in_flight: int
     est_wait_s: float  # estimated queue wait before a new request starts
+    est_prefill_s: float = 0.0  # the first forward pass of the batch it would join
+    est_step_s: float = 0.0  # one decode step at that batch's size
+    measured: bool = True  # False until the backend has timed its first batch: the estimates are guesses
+
+    def est_finish_s(self, max_tokens: int, *, label: bool = False) -> float:
+        """Seconds from now until a request asking for `max_tokens` would have its answer.
+
+        A label answer takes one pass after the prefill (the label checked at once);
+        free text one step per token, up to max_tokens (it may stop earlier).
+        """
+        steps = 1 if label else max(max_tokens, 1)
+        return self.est_wait_s + self.est_prefill_s + steps * self.est_step_s
+    down: str = ""  # why the backend cannot take anything now (its server is not answering); "" when up

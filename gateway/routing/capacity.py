@@ -1,4 +1,10 @@
-"""Can the local tier start this request within its deadline?"""
+"""Can the local tier finish this request within its deadline?
+
+Pure: the decision reads the backend's load snapshot (what it is doing now and
+how fast it has been) and the request's shape, nothing else. A request the tier
+cannot finish in time is refused before any work starts, so the router can
+escalate it at once (or answer RESOURCE_EXHAUSTED with this reason).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,36 @@ from gateway.core.contracts import LocalLoad
 class CapacityDecision:
     ok: bool
     reason: str = ""
+    est_finish_s: float = 0.0  # the estimate the decision was made on (0 when none was needed)
 
 
-def check_capacity(load: LocalLoad, remaining_s: float | None) -> CapacityDecision:
-    """No when the backend is full, or when its queue wait estimate exceeds the time left."""
+def check_capacity(
+    load: LocalLoad, remaining_s: float | None, *, max_tokens: int = 1, label: bool = False
+) -> CapacityDecision:
+    """No when the backend is full, or when it would answer after the deadline.
+
+    The finish estimate is queue wait + prefill + steps x the measured step time at
+    the batch size the request would join (one step for a label answer, max_tokens
+    for free text). Before the backend has timed a batch it admits only requests
+    that would start in the next batch.
+    """
     if load.in_flight >= load.max_in_flight:
         return CapacityDecision(False, f"local in-flight limit reached ({load.in_flight}/{load.max_in_flight})")
-    if remaining_s is not None and load.est_wait_s >= remaining_s:
+    if remaining_s is None:
+        return CapacityDecision(True)
+    if remaining_s <= 0:
+        return CapacityDecision(False, "the deadline has already passed")
+    if not load.measured:
+        if load.est_wait_s > 0:
+            return CapacityDecision(False, "local model busy with its first batch (not timed yet)")
+        return CapacityDecision(True)
+    finish = load.est_finish_s(max_tokens, label=label)
+    if finish > remaining_s:
+        what = "a label answer" if label else f"{max_tokens} tokens"
         return CapacityDecision(
-            False, f"local queue wait ~{load.est_wait_s * 1000:.0f} ms exceeds the {remaining_s * 1000:.0f} ms left"
+            False,
+            f"local tier would answer in ~{finish * 1000:.0f} ms ({what}; queue ~{load.est_wait_s * 1000:.0f} ms, "
+            f"step ~{load.est_step_s * 1000:.1f} ms), after the {remaining_s * 1000:.0f} ms left",
+            finish,
         )
-    return CapacityDecision(True)
+    return CapacityDecision(True, est_finish_s=finish)

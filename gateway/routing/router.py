@@ -158,7 +158,9 @@ class Router:
         if the_plan.try_local:
             load = self._local.load()
             with self._tracer.span("gateway.local", self._local_attributes(load)) as span:
-                capacity = check_capacity(load, request.remaining_s())
+                capacity = check_capacity(
+                    load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels)
+                )
                 if capacity.ok:
                     local_started = time.perf_counter()
                     try:
@@ -278,7 +280,7 @@ class Router:
     async def _local_attempt(
         self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan, load: LocalLoad
     ) -> _LocalOutcome:
-        capacity = check_capacity(load, request.remaining_s())
+        capacity = check_capacity(load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels))
         if not capacity.ok:
             attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason)
             return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
