@@ -241,7 +241,8 @@ async def test_api_keys_at_the_openai_door(fakes: dict[str, FakeProviderServer],
             "slow": ("--rpm", "1"),
         }.items()
     }
-    gateway = await asyncio.to_thread(start_gateway, text, tmp_path, env=TEST_KEYS)
+    keys_file = {"GATEWAY__KEYS__PATH": str(tmp_path / "state" / "keys.sqlite3")}  # where `keys create` wrote them
+    gateway = await asyncio.to_thread(start_gateway, text, tmp_path, env={**TEST_KEYS, **keys_file})
     try:
 
         def as_key(name: str) -> openai.AsyncOpenAI:
