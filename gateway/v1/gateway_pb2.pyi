@@ -464,16 +464,24 @@ class GetUsageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLIENT_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    BUCKET_S_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     """only this caller's requests (API key name or certificate subject); empty = everyone"""
+    day: _builtins.str
+    """YYYY-MM-DD (UTC), from [usage] retention_days ago up to today; empty = today"""
+    bucket_s: _builtins.int
+    """> 0: also `series` and `tasks`, in buckets of this many seconds (>= 60, dividing a day)"""
     def __init__(
         self,
         *,
         client: _builtins.str = ...,
+        day: _builtins.str = ...,
+        bucket_s: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_s", b"bucket_s", "client", b"client", "day", b"day"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -638,6 +646,8 @@ class GetUsageResponse(_message.Message):
     SAVED_USD_FIELD_NUMBER: _builtins.int
     REFERENCE_PROVIDER_FIELD_NUMBER: _builtins.int
     LOCAL_ACCURACY_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     """YYYY-MM-DD (UTC)"""
     requests: _builtins.int
@@ -652,7 +662,7 @@ class GetUsageResponse(_message.Message):
     """empty when none is configured"""
     @_builtins.property
     def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderUsage]:
-        """one per configured provider, today (UTC)"""
+        """one per configured provider, on `day`"""
 
     @_builtins.property
     def requests_by_tier(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
@@ -678,6 +688,14 @@ class GetUsageResponse(_message.Message):
     def local_accuracy(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskAccuracy]:
         """learning tasks: the audit's live estimate"""
 
+    @_builtins.property
+    def series(self) -> Global___UsageSeries:
+        """the day in time buckets (asked for with bucket_s)"""
+
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskUsage]:
+        """each task seen that day (asked for with bucket_s)"""
+
     def __init__(
         self,
         *,
@@ -694,14 +712,191 @@ class GetUsageResponse(_message.Message):
         saved_usd: _builtins.float = ...,
         reference_provider: _builtins.str = ...,
         local_accuracy: _abc.Iterable[Global___TaskAccuracy] | None = ...,
+        series: Global___UsageSeries | None = ...,
+        tasks: _abc.Iterable[Global___TaskUsage] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency", "series", b"series"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "day", b"day", "escalations_by_reason", b"escalations_by_reason", "latency", b"latency", "local_accuracy", b"local_accuracy", "providers", b"providers", "reference_cost_usd", b"reference_cost_usd", "reference_provider", b"reference_provider", "requests", b"requests", "requests_by_provider", b"requests_by_provider", "requests_by_tier", b"requests_by_tier", "saved_usd", b"saved_usd", "tokens_by_tier", b"tokens_by_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "day", b"day", "escalations_by_reason", b"escalations_by_reason", "latency", b"latency", "local_accuracy", b"local_accuracy", "providers", b"providers", "reference_cost_usd", b"reference_cost_usd", "reference_provider", b"reference_provider", "requests", b"requests", "requests_by_provider", b"requests_by_provider", "requests_by_tier", b"requests_by_tier", "saved_usd", b"saved_usd", "series", b"series", "tasks", b"tasks", "tokens_by_tier", b"tokens_by_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
+
+@_typing.final
+class UsageSeries(_message.Message):
+    """The day in time buckets: element i of every series covers
+    [start_unix_s + i * bucket_s, start_unix_s + (i + 1) * bucket_s). Today's run up to the current bucket.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_S_FIELD_NUMBER: _builtins.int
+    START_UNIX_S_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    REQUESTS_BY_TIER_FIELD_NUMBER: _builtins.int
+    ESCALATIONS_BY_REASON_FIELD_NUMBER: _builtins.int
+    TOKENS_BY_PROVIDER_FIELD_NUMBER: _builtins.int
+    LATENCY_P50_MS_FIELD_NUMBER: _builtins.int
+    LATENCY_P99_MS_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    REFERENCE_COST_USD_FIELD_NUMBER: _builtins.int
+    CLIENTS_FIELD_NUMBER: _builtins.int
+    BURN_FIELD_NUMBER: _builtins.int
+    bucket_s: _builtins.int
+    start_unix_s: _builtins.int
+    """the day's midnight (UTC)"""
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """answered requests per bucket"""
+
+    @_builtins.property
+    def requests_by_tier(self) -> _containers.RepeatedCompositeFieldContainer[Global___BucketCounts]: ...
+    @_builtins.property
+    def escalations_by_reason(self) -> _containers.RepeatedCompositeFieldContainer[Global___BucketCounts]: ...
+    @_builtins.property
+    def tokens_by_provider(self) -> _containers.RepeatedCompositeFieldContainer[Global___BucketCounts]:
+        """remote answers' tokens, every client's (budgets are shared)"""
+
+    @_builtins.property
+    def latency_p50_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """nearest rank within the bucket; 0 when it has no requests"""
+
+    @_builtins.property
+    def latency_p99_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def cost_usd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """spent in the bucket"""
+
+    @_builtins.property
+    def reference_cost_usd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """the same answers at reference_provider's prices"""
+
+    @_builtins.property
+    def clients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """every client seen that day, whatever `client` asked for"""
+
+    @_builtins.property
+    def burn(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetBurn]:
+        """today only: one per configured provider"""
+
+    def __init__(
+        self,
+        *,
+        bucket_s: _builtins.int = ...,
+        start_unix_s: _builtins.int = ...,
+        requests: _abc.Iterable[_builtins.int] | None = ...,
+        requests_by_tier: _abc.Iterable[Global___BucketCounts] | None = ...,
+        escalations_by_reason: _abc.Iterable[Global___BucketCounts] | None = ...,
+        tokens_by_provider: _abc.Iterable[Global___BucketCounts] | None = ...,
+        latency_p50_ms: _abc.Iterable[_builtins.float] | None = ...,
+        latency_p99_ms: _abc.Iterable[_builtins.float] | None = ...,
+        cost_usd: _abc.Iterable[_builtins.float] | None = ...,
+        reference_cost_usd: _abc.Iterable[_builtins.float] | None = ...,
+        clients: _abc.Iterable[_builtins.str] | None = ...,
+        burn: _abc.Iterable[Global___BudgetBurn] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_s", b"bucket_s", "burn", b"burn", "clients", b"clients", "cost_usd", b"cost_usd", "escalations_by_reason", b"escalations_by_reason", "latency_p50_ms", b"latency_p50_ms", "latency_p99_ms", b"latency_p99_ms", "reference_cost_usd", b"reference_cost_usd", "requests", b"requests", "requests_by_tier", b"requests_by_tier", "start_unix_s", b"start_unix_s", "tokens_by_provider", b"tokens_by_provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageSeries: _TypeAlias = UsageSeries  # noqa: Y015
+
+@_typing.final
+class BucketCounts(_message.Message):
+    """One series: a value per bucket."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """the tier, escalation reason or provider"""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        values: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BucketCounts: _TypeAlias = BucketCounts  # noqa: Y015
+
+@_typing.final
+class BudgetBurn(_message.Message):
+    """A provider's daily budget at its current burn rate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_S_FIELD_NUMBER: _builtins.int
+    EXHAUSTED_AT_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    tokens_per_s: _builtins.float
+    """its remote answers' tokens over the last hour (or since midnight), every client"""
+    exhausted_at: _builtins.str
+    """ISO UTC when the budget runs out at that rate; empty = not before the reset"""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        tokens_per_s: _builtins.float = ...,
+        exhausted_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exhausted_at", b"exhausted_at", "provider", b"provider", "tokens_per_s", b"tokens_per_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BudgetBurn: _TypeAlias = BudgetBurn  # noqa: Y015
+
+@_typing.final
+class TaskUsage(_message.Message):
+    """One task's requests on the day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    LOCAL_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_MEAN_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """empty: requests without a task"""
+    requests: _builtins.int
+    local: _builtins.int
+    """answered by the local tier"""
+    confidence_mean: _builtins.float
+    """mean local confidence over the requests that have one"""
+    threshold: _builtins.float
+    """the confidence threshold in force now"""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        local: _builtins.int = ...,
+        confidence_mean: _builtins.float | None = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence_mean", b"_confidence_mean", "confidence_mean", b"confidence_mean"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence_mean", b"_confidence_mean", "confidence_mean", b"confidence_mean", "local", b"local", "requests", b"requests", "task", b"task", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__confidence_mean: _TypeAlias = _typing.Literal["confidence_mean"]  # noqa: Y015
+    _WhichOneofArgType__confidence_mean: _TypeAlias = _typing.Literal["_confidence_mean", b"_confidence_mean"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence_mean) -> _WhichOneofReturnType__confidence_mean | None: ...
+
+Global___TaskUsage: _TypeAlias = TaskUsage  # noqa: Y015
 
 @_typing.final
 class TaskAccuracy(_message.Message):
