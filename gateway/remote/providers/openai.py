@@ -1,9 +1,12 @@
 """OpenAI chat completions over the official async SDK (`openai`), with token logprobs.
 
-A plain answer is read from the SDK's raw response (`with_raw_response`): the
-same call, the same errors, but the body is read straight from its JSON rather
-than built into the SDK's response models first, which costs more CPU than
-the rest of the gateway's work on a forwarded request.
+A plain answer goes through the SDK's generic `post` (its documented way to send
+a body as is: "Undocumented endpoints" in its README) to the same path, with the
+same client, auth, timeout and errors as `chat.completions.create`, and is read
+straight from the response's JSON. `create` first walks every parameter against
+the SDK's TypedDicts (a no-op for the plain values sent here) and builds its
+answer into pydantic models: together that cost more CPU than the rest of the
+gateway's work on a forwarded request (docs/benchmarks.md, remote-path CPU).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class OpenAIProvider:
     max_tokens_field = "max_completion_tokens"
 
     def __init__(self, name: str, config: ProviderConfig, api_key: str) -> None:
+        import httpx2  # the SDK's HTTP library (its dependency)
         import openai
 
         self.name = name
@@ -48,7 +52,8 @@ class OpenAIProvider:
         )
         # Bound once (this also imports the SDK's lazy modules now, not inside the first deadline).
         self._create = self._client.chat.completions.create
-        self._create_raw = self._client.chat.completions.with_raw_response.create
+        self._post = self._client.post
+        self._raw = httpx2.Response
 
     def _params(self, call: BackendCall) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -64,8 +69,13 @@ class OpenAIProvider:
 
     async def generate(self, call: BackendCall) -> Completion:
         try:
-            response = await self._create_raw(**self._params(call))
-            return read_completion(json.loads(response.http_response.content), self.name, call.model or self.model)
+            response = await self._post(
+                "/chat/completions",
+                cast_to=self._raw,
+                body=self._params(call),
+                options={"security": {"bearer_auth": True}},  # the auth chat.completions.create asks for
+            )
+            return read_completion(json.loads(response.content), self.name, call.model or self.model)
         except Exception as exc:
             raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
 
