@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from dataclasses import dataclass, field
 
+from gateway.core.errors import DeadlineExceeded
 from local_models.batcher import MicroBatcher
 from tests.waiting import wait_until_async
 
@@ -47,3 +50,71 @@ async def test_cancelled_jobs_are_dropped_and_failures_reach_every_job() -> None
     assert isinstance(gone.errors[0], asyncio.CancelledError)
     assert isinstance(live.errors[0], ValueError)
     assert sizes == [1]
+
+
+@dataclass(eq=False)
+class TimedJob:
+    deadline: float | None = None
+    steps: int = 1
+    cancelled: bool = False
+    errors: list[BaseException] = field(default_factory=list)
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+
+async def test_queued_work_past_its_deadline_or_cancelled_is_dropped_before_the_model() -> None:
+    release = threading.Event()
+    ran: list[list[TimedJob]] = []
+
+    def run(jobs: list[TimedJob]) -> None:
+        ran.append(jobs)
+        release.wait(10)
+
+    batcher: MicroBatcher[TimedJob] = MicroBatcher(
+        run, max_batch=4, max_wait_s=0.0, deadline=lambda j: j.deadline, steps=lambda j: j.steps
+    )
+    batcher.start()
+    blocker = TimedJob()
+    batcher.submit(blocker)
+    await wait_until_async(lambda: batcher.running_batch is not None, timeout_s=10, what="the first batch to run")
+    expired = TimedJob(deadline=time.monotonic() - 1.0)  # its deadline passed while it waited
+    gone = TimedJob(cancelled=True)  # its caller went away
+    live = TimedJob(deadline=time.monotonic() + 60, steps=24)
+    for job in (expired, gone, live):
+        batcher.submit(job)
+    assert batcher.queued_steps() == [1, 1, 24]
+    release.set()
+    await wait_until_async(lambda: len(ran) == 2, timeout_s=10, what="the second batch to run")
+    await batcher.aclose()
+    assert ran[1] == [live]
+    assert isinstance(expired.errors[0], DeadlineExceeded) and "deadline passed" in expired.errors[0].message
+    assert isinstance(gone.errors[0], asyncio.CancelledError)
+    assert not live.errors
+
+
+async def test_a_withdrawn_job_leaves_the_queue_at_once_and_the_running_batch_is_visible() -> None:
+    release = threading.Event()
+    ran: list[list[TimedJob]] = []
+
+    def run(jobs: list[TimedJob]) -> None:
+        ran.append(jobs)
+        release.wait(10)
+
+    batcher: MicroBatcher[TimedJob] = MicroBatcher(run, max_batch=2, max_wait_s=0.0, steps=lambda j: j.steps)
+    batcher.start()
+    batcher.submit(TimedJob(steps=7))
+    await wait_until_async(lambda: batcher.running_batch is not None, timeout_s=10, what="the first batch to run")
+    running = batcher.running_batch
+    assert running is not None and (running.size, running.steps) == (1, 7)
+    withdrawn, kept = TimedJob(steps=3), TimedJob(steps=5)
+    batcher.submit(withdrawn)
+    batcher.submit(kept)
+    batcher.withdraw(withdrawn)
+    batcher.withdraw(withdrawn)  # a second time, or after it left the queue: nothing happens
+    assert batcher.queued_steps() == [5]
+    release.set()
+    await wait_until_async(lambda: len(ran) == 2, timeout_s=10, what="the second batch to run")
+    await batcher.aclose()
+    assert ran[1] == [kept] and not withdrawn.errors
+    assert batcher.running_batch is None

@@ -1,0 +1,152 @@
+"""How fast the in-process model is now, and when a request arriving now would finish.
+
+`Pace` keeps moving averages of the model's forward passes by batch size: the
+first pass of a batch (the prefill) and each pass after it (a decode step). It
+learns them from forward hooks on the model, so every batch the backend runs
+refreshes them; on a machine that gets busier the figures follow.
+
+`estimate_load` turns them, the batch running now and the jobs queued, into the
+`LocalLoad` the capacity policy reads. Batches run one at a time, in arrival
+order, up to `max_batch` jobs each; a batch lasts its prefill plus its longest
+job's steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core.contracts import LocalLoad
+
+ALPHA = 0.3  # weight of the newest sample in each moving average
+
+
+@dataclass(frozen=True, slots=True)
+class RunningBatch:
+    """The batch on the model now: its size, its longest job's steps, when it started (time.monotonic)."""
+
+    size: int
+    steps: int
+    started: float
+
+
+class Pace:
+    """Moving averages of prefill and decode-step seconds, by batch size (1..max_batch).
+
+    Written by the model's worker thread, read on the event loop: each figure is a
+    float in a list of fixed length, replaced whole.
+    """
+
+    def __init__(self, max_batch: int) -> None:
+        self.max_batch = max(1, max_batch)
+        self._prefill = [0.0] * (self.max_batch + 1)
+        self._step = [0.0] * (self.max_batch + 1)
+        self._passes = 0  # forward passes since the current batch started
+        self._pass_started = 0.0
+
+    # -- learning ------------------------------------------------------------------------
+
+    def batch_started(self) -> None:
+        """The next forward pass is a new batch's prefill."""
+        self._passes = 0
+
+    def observe(self, size: int, seconds: float) -> None:
+        """One forward pass of `size` rows took `seconds`: the batch's prefill if it is its first pass."""
+        table = self._prefill if self._passes == 0 else self._step
+        self._passes += 1
+        i = min(max(size, 1), self.max_batch)
+        table[i] = seconds if table[i] == 0 else (1 - ALPHA) * table[i] + ALPHA * seconds
+
+    def attach(self, model: Any) -> None:
+        """Time every forward pass of a torch module (its batch size from `input_ids`)."""
+
+        def before(module: Any, args: Any, kwargs: Any) -> None:
+            self._pass_started = time.perf_counter()
+
+        def after(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if ids is not None:
+                self.observe(int(ids.shape[0]), time.perf_counter() - self._pass_started)
+
+        model.register_forward_pre_hook(before, with_kwargs=True)
+        model.register_forward_hook(after, with_kwargs=True)
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def measured(self) -> bool:
+        return any(self._prefill) and any(self._step)
+
+    def prefill_s(self, size: int) -> float:
+        return _at(self._prefill, size)
+
+    def step_s(self, size: int) -> float:
+        return _at(self._step, size)
+
+    def batch_s(self, size: int, steps: int) -> float:
+        """How long a batch of `size` jobs lasts when its longest job takes `steps` steps after the prefill."""
+        return self.prefill_s(size) + steps * self.step_s(size)
+
+
+def _at(table: Sequence[float], size: int) -> float:
+    """The figure for `size`: measured, else interpolated between measured sizes; above the largest measured,
+    extrapolated along the last two (at most in proportion to size); below the smallest, the smallest's."""
+    size = min(max(size, 1), len(table) - 1)
+    if table[size]:
+        return table[size]
+    below = [i for i in range(1, size) if table[i]]
+    above = [i for i in range(size + 1, len(table)) if table[i]]
+    if below and above:
+        lo, hi = below[-1], above[0]
+        return table[lo] + (table[hi] - table[lo]) * (size - lo) / (hi - lo)
+    if above:
+        return table[above[0]]
+    if not below:
+        return 0.0
+    top = below[-1]
+    proportional = table[top] * size / top
+    if len(below) < 2:
+        return proportional
+    prev = below[-2]
+    slope = max(0.0, (table[top] - table[prev]) / (top - prev))
+    return min(proportional, table[top] + slope * (size - top))
+
+
+def estimate_load(
+    pace: Pace,
+    *,
+    in_flight: int,
+    max_in_flight: int,
+    running: RunningBatch | None,
+    queued: Sequence[int],
+    max_wait_s: float,
+    now: float | None = None,
+) -> LocalLoad:
+    """The load a request arriving now would meet.
+
+    `queued`: the steps of each job waiting (admitted and not yet running), in order;
+    a label job takes 1, free text its max_tokens. A new job joins the last queued
+    batch when it has room, else starts one after it. While a batch runs, the batch
+    being filled behind it may fill up before it starts, so its prefill and steps
+    are those of a full batch; when nothing runs it starts within `max_wait_s`.
+    """
+    max_batch = pace.max_batch
+    if not pace.measured:
+        next_batch = running is None and len(queued) < max_batch
+        return LocalLoad(in_flight, max_in_flight, 0.0 if next_batch else math.inf, measured=False)
+    now = time.monotonic() if now is None else now
+    wait = 0.0
+    if running is not None:
+        step = pace.step_s(running.size)
+        wait = max(pace.batch_s(running.size, running.steps) - (now - running.started), step)
+    full = len(queued) - len(queued) % max_batch
+    for start in range(0, full, max_batch):
+        wait += pace.batch_s(max_batch, max(queued[start : start + max_batch]))
+    size = len(queued) - full + 1
+    if running is not None or full:
+        size = max_batch
+    wait += max_wait_s
+    return LocalLoad(in_flight, max_in_flight, wait, est_prefill_s=pace.prefill_s(size), est_step_s=pace.step_s(size))
