@@ -22,7 +22,7 @@ from gateway.api.usage_convert import usage_to_proto
 from gateway.core.contracts import Request, Result
 from gateway.core.errors import GatewayError, InvalidArgument, ResourceExhausted, Status, Unavailable
 from gateway.observe.counters import UsageCounters
-from gateway.observe.usage_report import UsageReport
+from gateway.observe.usage_report import UsageQuery, UsageReport
 from gateway.routing.answerer import Answerer
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ProviderUsageSource = Callable[[], Awaitable[list[pb.ProviderUsage]]]
-UsageReportSource = Callable[[str], Awaitable[UsageReport]]  # the caller whose usage (""= everyone)
+UsageReportSource = Callable[[UsageQuery], Awaitable[UsageReport]]
 UsageScope = Callable[[str, str], str]  # (caller, client asked for) -> client to report; raises when not allowed
 
 
@@ -125,9 +125,11 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
                 client = self._usage_scope(caller, client)
             except GatewayError as exc:
                 await abort_with(context, exc)
-        if self._usage_report is not None:  # today's figures across every replica sharing the usage store
+        if self._usage_report is not None:  # the day's figures across every replica sharing the usage store
             try:
-                report = await self._usage_report(client)
+                report = await self._usage_report(UsageQuery(client, request.day, request.bucket_s))
+            except GatewayError as exc:  # a day or bucket size it cannot report: INVALID_ARGUMENT naming it
+                await abort_with(context, exc)
             except Exception as exc:  # noqa: BLE001 - a state store outage is UNAVAILABLE, with its cause
                 await abort_with(context, Unavailable(f"usage store unreachable ({type(exc).__name__}: {exc})"))
             return usage_to_proto(report)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.observe.usage_report import UsageReport
+from collections.abc import Mapping
+
+from gateway.observe.usage_report import UsageReport, iso_utc
+from gateway.observe.usage_series import DaySeries
 from gateway.v1 import gateway_pb2 as pb
 
 
@@ -46,4 +49,47 @@ def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
             )
             for a in report.local_accuracy
         ],
+        series=None if report.series is None else series_to_proto(report.series),
+        tasks=[] if report.series is None else tasks_to_proto(report.series),
     )
+
+
+def series_to_proto(series: DaySeries) -> pb.UsageSeries:
+    return pb.UsageSeries(
+        bucket_s=series.bucket_s,
+        start_unix_s=int(series.start),
+        requests=series.requests,
+        requests_by_tier=_counts(series.requests_by_tier),
+        escalations_by_reason=_counts(series.escalations_by_reason),
+        tokens_by_provider=_counts(series.tokens_by_provider),
+        latency_p50_ms=series.latency_p50_ms,
+        latency_p99_ms=series.latency_p99_ms,
+        cost_usd=series.cost_usd,
+        reference_cost_usd=series.reference_cost_usd,
+        clients=series.clients,
+        burn=[
+            pb.BudgetBurn(
+                provider=b.provider,
+                tokens_per_s=b.tokens_per_s,
+                exhausted_at="" if b.exhausted_at is None else iso_utc(b.exhausted_at),
+            )
+            for b in series.burn
+        ],
+    )
+
+
+def tasks_to_proto(series: DaySeries) -> list[pb.TaskUsage]:
+    return [
+        pb.TaskUsage(
+            task=t.task,
+            requests=t.requests,
+            local=t.local,
+            confidence_mean=t.confidence_mean,
+            threshold=t.threshold,
+        )
+        for t in series.tasks
+    ]
+
+
+def _counts(series: Mapping[str, tuple[int, ...]]) -> list[pb.BucketCounts]:
+    return [pb.BucketCounts(name=name, values=values) for name, values in series.items()]

@@ -98,6 +98,8 @@ def build_front(
         reference_provider=config.usage.reference_provider,
         flush=recorder.flush,
         accuracy=accuracy,
+        threshold=lambda task: threshold_in_force(tasks, task, config.routing.default_min_confidence),
+        retention_days=config.usage.retention_days,
     )
     refresher = MetricsRefresher(metrics, budgets=reporter.budgets, breakers=state.breakers.states, cache=state.cache)
     dashboard = None
@@ -116,6 +118,12 @@ def _result_only(observe: Callable[[Result], None]) -> AnswerObserver:
         observe(result)
 
     return observer
+
+
+def threshold_in_force(tasks: TaskCatalog, task: str, default: float) -> float:
+    """The task's confidence threshold (its card's or config's, raised by the audit), else the routing default."""
+    spec = tasks.get(task) if task else None
+    return spec.threshold if spec is not None and spec.threshold is not None else default
 
 
 def price_table(config: Config) -> PriceTable:

@@ -132,7 +132,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         default_max_tokens=config.server.default_max_tokens,
         max_batch_items=config.server.max_batch_items,
         provider_usage=provider_usage,
-        usage_report=lambda client: front.reporter.report(client=client),
+        usage_report=lambda q: front.reporter.report(client=q.client, day=q.day, bucket_s=q.bucket_s),
         authenticator=authenticator,
         usage_scope=lambda caller, asked: usage_scope(keys, caller, asked),
     )

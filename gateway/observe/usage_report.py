@@ -43,6 +43,15 @@ class ProviderBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """What GetUsage asks for: whose requests ("" = everyone), which UTC day ("" = today), buckets (0 = none)."""
+
+    client: str = ""
+    day: str = ""
+    bucket_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class UsageReport:
     day: str
     generated_at: float
