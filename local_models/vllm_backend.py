@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -34,6 +34,7 @@ from local_models.vllm_metrics import VllmSnapshot, parse_metrics, to_local_load
 log = logging.getLogger(__name__)
 
 START_HINT = "start it with `make serve-vllm`, or set [local.vllm] supervise = true"
+STARTING_PROBE_TIMEOUT_S = 1.0  # /health wait once vLLM was down: a starting server accepts, then says nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,9 +252,13 @@ class VllmBackend:
 
     async def _poll(self) -> None:
         previous = self._snapshot
-        reading = await self.read_state()
-        if reading is None:  # too busy to answer: keep the last reading (it goes stale after 5 polls)
-            return
+        down = previous is not None and not previous.healthy
+        reading = await self.read_state(timeout_s=STARTING_PROBE_TIMEOUT_S if down else None)
+        if reading is None:
+            if previous is not None and down:
+                # Down before and silent now: starting (vLLM listens before its engine is up), not busy.
+                self._snapshot = replace(previous, at=time.monotonic())
+            return  # too busy to answer: keep the last reading (it goes stale after 5 polls)
         self._snapshot = reading
         if reading.healthy and (previous is None or not previous.healthy):
             self._served = None  # (re)started: it may have lost adapters loaded at run time
@@ -262,13 +267,14 @@ class VllmBackend:
         elif not reading.healthy and (previous is None or previous.healthy):
             log.warning("vllm at %s is not healthy: %s", self._settings.base_url, reading.error)
 
-    async def read_state(self) -> VllmSnapshot | None:
-        """One reading of /health and /metrics; None when vLLM was too busy to answer in time.
+    async def read_state(self, timeout_s: float | None = None) -> VllmSnapshot | None:
+        """One reading of /health and /metrics; None when vLLM was too busy to answer in `timeout_s`.
 
         Only a refused connection or a non-200 /health counts as unhealthy: a server busy
-        generating may answer slowly, and that says nothing against sending it work.
+        generating may answer slowly, and that says nothing against sending it work. (The
+        poller treats silence after an unhealthy reading as still down: see `_poll`.)
         """
-        timeout = max(5.0, 2 * self._settings.metrics_poll_s)
+        timeout = timeout_s or max(5.0, 2 * self._settings.metrics_poll_s)
         try:
             health = await self._client.get("/health", timeout=timeout)
             if health.status_code != 200:

@@ -87,10 +87,13 @@ def to_local_load(
     `kv_cache_full`: new requests would only wait. est_wait_s: each waiting request ahead
     of ours waits for one of the running ones to finish, so roughly
     waiting / running x the average request time measured here. A snapshot older than
-    `stale_after_s` is ignored (only the gateway's own count is used).
+    `stale_after_s` is ignored (only the gateway's own count is used). A fresh unhealthy
+    one (vLLM not answering /health) is no capacity at all: `down` says why.
     """
-    if snapshot is None or not snapshot.healthy or now - snapshot.at > stale_after_s:
+    if snapshot is None or now - snapshot.at > stale_after_s:
         return LocalLoad(own_in_flight, max_in_flight, 0.0)
+    if not snapshot.healthy:
+        return LocalLoad(own_in_flight, max_in_flight, 0.0, down=f"vllm is not healthy: {snapshot.error}")
     in_flight = max(own_in_flight, snapshot.running + snapshot.waiting)
     if snapshot.waiting > 0 and snapshot.kv_cache_usage >= kv_cache_full:
         in_flight = max(in_flight, max_in_flight)

@@ -242,6 +242,7 @@ class LocalLoad:
     est_prefill_s: float = 0.0  # the first forward pass of the batch it would join
     est_step_s: float = 0.0  # one decode step at that batch's size
     measured: bool = True  # False until the backend has timed its first batch: the estimates are guesses
+    down: str = ""  # why the backend cannot take anything now (its server is not answering); "" when up
 
     def est_finish_s(self, max_tokens: int, *, label: bool = False) -> float:
         """Seconds from now until a request asking for `max_tokens` would have its answer.
@@ -251,4 +252,3 @@ class LocalLoad:
         """
         steps = 1 if label else max(max_tokens, 1)
         return self.est_wait_s + self.est_prefill_s + steps * self.est_step_s
-    down: str = ""  # why the backend cannot take anything now (its server is not answering); "" when up

@@ -23,13 +23,15 @@ class CapacityDecision:
 def check_capacity(
     load: LocalLoad, remaining_s: float | None, *, max_tokens: int = 1, label: bool = False
 ) -> CapacityDecision:
-    """No when the backend is full, or when it would answer after the deadline.
+    """No when the backend is down or full, or when it would answer after the deadline.
 
     The finish estimate is queue wait + prefill + steps x the measured step time at
     the batch size the request would join (one step for a label answer, max_tokens
     for free text). Before the backend has timed a batch it admits only requests
     that would start in the next batch.
     """
+    if load.down:
+        return CapacityDecision(False, f"local backend down: {load.down}")
     if load.in_flight >= load.max_in_flight:
         return CapacityDecision(False, f"local in-flight limit reached ({load.in_flight}/{load.max_in_flight})")
     if remaining_s is None:

@@ -67,9 +67,17 @@ def test_a_wait_longer_than_the_deadline_sends_the_request_elsewhere() -> None:
     assert not decision.ok and "queue wait" in decision.reason
 
 
-def test_stale_or_unhealthy_readings_fall_back_to_the_own_count() -> None:
+def test_stale_readings_fall_back_to_the_own_count() -> None:
     stale = VllmSnapshot(at=10.0, healthy=True, waiting=50, running=50, kv_cache_usage=1.0)
-    down = VllmSnapshot(at=99.0, healthy=False, error="connection refused")
-    for snap in (stale, down, None):
+    stale_down = VllmSnapshot(at=10.0, healthy=False, error="connection refused")
+    for snap in (stale, stale_down, None):
         result = load(snap, own_in_flight=3)
-        assert (result.in_flight, result.est_wait_s) == (3, 0.0)
+        assert (result.in_flight, result.est_wait_s, result.down) == (3, 0.0, "")
+        assert check_capacity(result, remaining_s=None).ok
+
+
+def test_a_fresh_unhealthy_reading_is_no_capacity_and_says_why() -> None:
+    result = load(VllmSnapshot(at=99.0, healthy=False, error="connection refused"), own_in_flight=0)
+    decision = check_capacity(result, remaining_s=None)
+    assert not decision.ok
+    assert decision.reason == "local backend down: vllm is not healthy: connection refused"
