@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from gateway.app.local_http import vllm_launch
 from gateway.remote.providers.registry import key_envs
 from tests.deploy.recipes import SYSTEMD, Unit, env_names, exec_start, load, one, read_unit, require_tool, units
+from tests.gateway_process import free_port
+from tests.redis_server import INSTALL_HINT
 
 GATEWAY, VLLM, REDIS = "trading-gateway.service", "trading-gateway-vllm.service", "trading-gateway-redis.service"
 CONFIG = Path("/etc/trading-gateway/gateway.toml")  # where the units read it
@@ -158,3 +163,33 @@ def test_redis_listens_where_the_gateway_looks_and_keeps_its_data_in_its_state_d
     assert settings["dir"] == f"/var/lib/{one(service, 'Service', 'StateDirectory')}"
     assert (settings["appendonly"], settings["maxmemory-policy"]) == ("yes", "noeviction")
     assert (settings["supervised"], one(service, "Service", "Type")) == ("systemd", "notify")
+
+
+def test_redis_starts_on_the_recipe_config_and_tells_systemd_when_it_is_ready() -> None:
+    """A real redis-server on redis.conf (its dir and port moved to scratch ones), with a NOTIFY_SOCKET as
+    systemd gives a Type=notify service: READY=1 arrives, and the settings the gateway relies on hold."""
+    binary = require_tool("redis-server", INSTALL_HINT)
+    with tempfile.TemporaryDirectory(prefix="redis-") as folder:  # short: a socket path has ~100 characters
+        conf = Path(folder) / "redis.conf"
+        conf.write_text(re.sub(r"^dir .*$", f"dir {folder}", (SYSTEMD / "redis.conf").read_text(), flags=re.M))
+        port = free_port()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(f"{folder}/notify")
+            notify.settimeout(20)
+            process = subprocess.Popen(
+                [binary, str(conf), "--port", str(port)],
+                env={"NOTIFY_SOCKET": f"{folder}/notify", "PATH": "/usr/bin:/bin"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                messages = b""
+                while b"READY=1" not in messages:  # each recv waits for the next message, up to the timeout
+                    messages += notify.recv(4096) + b"\n"
+                client = redis.Redis(port=port, socket_timeout=5)
+                settings = {key: client.config_get(key)[key] for key in ("appendonly", "maxmemory-policy", "bind")}
+                client.close()
+            finally:
+                process.terminate()
+                process.wait(30)
+    assert settings == {"appendonly": "yes", "maxmemory-policy": "noeviction", "bind": "127.0.0.1 -::1"}
