@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -59,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
 
     usage = sub.add_parser("usage", help="print token usage per provider and requests per tier")
     usage.add_argument("--client", default="", help="only this caller's requests (API key name or certificate CN)")
+    days = usage.add_mutually_exclusive_group()
+    days.add_argument("--day", type=_utc_date, help="one UTC day, YYYY-MM-DD (default: today)")
+    days.add_argument("--since", type=_utc_date, help="every UTC day from YYYY-MM-DD to today: one report per day")
+    usage.add_argument("--json", action="store_true", help="one JSON object per day and line (keys as /api/usage)")
     _client_args(usage)
     usage.set_defaults(func=_usage)
 
@@ -297,14 +304,78 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{m.name:<32} {pb.Tier.Name(m.tier):<12} {m.provider:<14} {m.task:<16} {metrics}")
 
 
+def _utc_date(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD (UTC)") from None
+
+
 def _usage(args: argparse.Namespace) -> None:
+    """One report per day: --since runs from that day to today (UTC), oldest first; percentiles do not add up."""
+    today = datetime.now(UTC).date()
+    if args.since is not None and args.since > today:
+        sys.exit(f"error: --since {args.since} is after today ({today}, UTC)")
+    first = args.since or args.day
+    count = (today - first).days + 1 if args.since is not None else 1
+    days = [""] if first is None else [(first + timedelta(days=n)).isoformat() for n in range(count)]
     channel, stub = _stub(args)
     with channel:
-        try:
-            response = stub.GetUsage(pb.GetUsageRequest(client=args.client), timeout=args.timeout)
-        except grpc.RpcError as exc:
-            sys.exit(f"error: {exc.code().name}: {exc.details()}")
-    print(format_usage(response, args.client))
+        for n, day in enumerate(days):
+            try:
+                response = stub.GetUsage(pb.GetUsageRequest(client=args.client, day=day), timeout=args.timeout)
+            except grpc.RpcError as exc:
+                sys.exit(f"error: {exc.code().name}: {exc.details()}")
+            if args.json:
+                print(json.dumps(usage_json(response, args.client), separators=(",", ":")), flush=True)
+            else:
+                print(("\n" if n else "") + format_usage(response, args.client), flush=True)
+
+
+def usage_json(u: pb.GetUsageResponse, client: str = "") -> dict[str, Any]:
+    """GetUsage's figures under the keys the dashboard's /api/usage uses (stable: scripts read them)."""
+    return {
+        "day": u.day,
+        "client": client,
+        "requests": u.requests,
+        "requests_by_tier": dict(sorted(u.requests_by_tier.items())),
+        "requests_by_provider": dict(sorted(u.requests_by_provider.items())),
+        "escalations_by_reason": dict(sorted(u.escalations_by_reason.items())),
+        "tokens_by_tier": dict(sorted(u.tokens_by_tier.items())),
+        "providers": [
+            {
+                "provider": p.provider,
+                "tokens_used": p.tokens_used,
+                "token_budget": p.token_budget,
+                "requests": p.requests,
+            }
+            for p in u.providers
+        ],
+        "latency_ms": {
+            "count": u.latency.count,
+            "p50": u.latency.p50_ms,
+            "p90": u.latency.p90_ms,
+            "p99": u.latency.p99_ms,
+            "max": u.latency.max_ms,
+        },
+        "cost_usd": u.cost_usd,
+        "reference_cost_usd": u.reference_cost_usd,
+        "saved_usd": u.saved_usd,
+        "reference_provider": u.reference_provider,
+        "local_accuracy": [
+            {
+                "task": a.task,
+                "audited": a.audited,
+                "agreed": a.agreed,
+                "estimate": None if math.isnan(a.estimate) or not a.audited else a.estimate,
+                "low": a.low,
+                "high": a.high,
+                "threshold": a.threshold,
+                "target": a.target,
+            }
+            for a in u.local_accuracy
+        ],
+    }
 
 
 def format_usage(u: pb.GetUsageResponse, client: str = "") -> str:
