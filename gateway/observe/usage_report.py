@@ -174,6 +174,12 @@ class UsageReporter:
             series=series,
         )
 
+    def days(self) -> tuple[str, str]:
+        """The oldest day that can be reported (retention) and today, both UTC."""
+        today = self._wall().date()
+        oldest = today - timedelta(days=self._retention_days or 366)
+        return oldest.isoformat(), today.isoformat()
+
     def check_day(self, day: str, today: str) -> None:
         """InvalidArgument unless `day` is a UTC date from the retention period up to today."""
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[Client, Metrics]]:
     store = SqliteUsageStore(tmp_path / "usage.sqlite3")
     ledger = MemoryLedger()
     await ledger.reserve("openai", 300, day=datetime.now(UTC).strftime("%Y-%m-%d"), limit=1000)
-    reporter = UsageReporter(ledger, store, {"openai": 1000})
+    reporter = UsageReporter(ledger, store, {"openai": 1000}, retention_days=30)
     cache = MemoryCache(max_entries=10)
 
     async def breakers() -> dict[str, BreakerState]:
@@ -77,6 +77,45 @@ async def test_api_usage_reports_budgets_and_the_refresh_interval(client: tuple[
     assert body["refresh_s"] == 1.5
     assert body["providers"] == [{"provider": "openai", "tokens_used": 300, "token_budget": 1000, "requests": 1}]
     assert body["requests"] == 0 and body["recent"] == []
+
+
+async def test_api_usage_takes_a_day_and_says_which_days_it_can(client: tuple[Client, Metrics]) -> None:
+    body = await (await client[0].get("/api/usage")).json()
+    today = datetime.now(UTC).date()
+    assert body["today"] == body["day"] == today.isoformat() and body["oldest_day"] < body["today"]
+    yesterday = (today - timedelta(days=1)).isoformat()
+    past = await (await client[0].get("/api/usage", params={"day": yesterday})).json()
+    assert past["day"] == yesterday and past["providers"][0]["tokens_used"] == 0
+
+
+async def test_api_usage_series_is_bucketed_here(client: tuple[Client, Metrics]) -> None:
+    before = datetime.now(UTC).hour
+    body = await (await client[0].get("/api/usage/series", params={"bucket_s": "3600"})).json()
+    assert body["bucket_s"] == 3600 and body["buckets"] in {before + 1, datetime.now(UTC).hour + 1}
+    assert body["requests"] == [0] * body["buckets"] and body["tasks"] == [] and body["clients"] == []
+    assert body["providers"] == [{"provider": "openai", "tokens_used": 300, "token_budget": 1000}]
+    (burn,) = body["burn"]
+    assert burn == {"provider": "openai", "tokens_per_s": 0.0, "exhausted_at": None}
+    assert (await (await client[0].get("/api/usage/series")).json())["bucket_s"] == 60
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("/api/usage", {"day": "tomorrow"}, "day"),
+        ("/api/usage/series", {"day": "2001-01-01"}, "day"),
+        ("/api/usage/series", {"bucket_s": "45"}, "bucket_s"),
+        ("/api/usage/series", {"bucket_s": "1e3"}, "bucket_s"),
+        ("/api/usage/series", {"client": "a b"}, "client"),
+    ],
+)
+async def test_a_bad_query_is_a_400_naming_the_parameter(
+    client: tuple[Client, Metrics], path: str, params: dict[str, str], param: str
+) -> None:
+    response = await client[0].get(path, params=params)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["param"] == param and error["message"].startswith(f"{param}: ")
 
 
 async def test_metrics_carry_every_documented_name(client: tuple[Client, Metrics]) -> None:
