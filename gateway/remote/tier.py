@@ -8,6 +8,12 @@ reservation to the usage the provider reports. Retryable failures are retried
 on the same provider (jittered backoff, Retry-After honoured) before falling
 back to the next one. Nothing runs past the deadline. Every try and skip is
 recorded as an Attempt.
+
+A call cancelled by its caller (gone, or a hedged request whose local answer won)
+settles what it holds: a try already sent to the provider is reconciled at its
+full estimate (the provider may have run, and bill for, the whole reply: the
+conservative choice under a free-tier budget), while a reservation the request
+never left with is released, and a breaker permit is handed back.
 """
 
 from __future__ import annotations
@@ -168,19 +174,28 @@ class RemoteTier:
     # -- the chain ---------------------------------------------------------------------------------
 
     async def complete(
-        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+        self,
+        call: BackendCall,
+        *,
+        order: tuple[str, ...],
+        deadline: float | None,
+        urgent: bool = False,
+        attempts: list[Attempt] | None = None,
     ) -> RemoteResult:
+        """`attempts`: a list each try and skip is appended to as it happens, so a caller that cancels
+        the call (a hedge that lost) still has them; the result and errors carry them either way."""
         deadline = call.deadline if deadline is None else deadline
         estimate = self._estimate(call)
         day = utc_day(self._clock.wall())
         with self._tracer.span("gateway.remote", _chain_attributes(order, urgent, estimate)) as chain:
-            trace = _Trace(chain)
+            trace = _Trace(chain, [] if attempts is None else attempts)
             for slot in await self._candidates(order, urgent, estimate, day, trace):
                 with self._tracer.span("gateway.provider", _provider_attributes(slot, call)) as span:
                     trace.span = span
                     won = await self._attempt(slot, call, estimate, day, deadline, trace, _generate)
                     if won is not None:
-                        await self._succeeded(slot, won.ticket, won.value, estimate, trace)
+                        # Settled even when the caller cancels now: the provider has answered and billed.
+                        await asyncio.shield(self._succeeded(slot, won.ticket, won.value, estimate, trace))
                         _answered(span, won.value)
                         return RemoteResult(won.value, tuple(trace.attempts))
                     _gave_up(span, trace)
@@ -339,19 +354,36 @@ class RemoteTier:
                     return None  # not retryable, out of retries or time, or the circuit opened: next provider
                 permit = next_permit
                 trace.span.add_event("provider.retry", {"gateway.retry": retry_index + 1, "gateway.delay_s": delay})
-                with tracing.waiting():  # the provider asked for it (Retry-After) or is failing: its time, not ours
-                    await self._sleep(delay)
+                await self._back_off(name, permit, delay)
                 continue
             return _Won(value, ticket)
         return None
 
+    async def _back_off(self, name: str, permit: Permit, delay: float) -> None:
+        """Wait before a retry holding the breaker permit for it; a caller that leaves hands the permit back."""
+        try:
+            with tracing.waiting():  # the provider asked for it (Retry-After) or is failing: its time, not ours
+                await self._sleep(delay)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._breakers.release(name, permit))
+            raise
+
     async def _reserve(
         self, slot: ProviderSlot, model: str, estimate: int, day: str, trace: _Trace
     ) -> Reservation | None:
-        """Reserve the estimate, then count the request against the per-minute window (or give it back)."""
+        """Reserve the estimate, then count the request against the per-minute window (or give it back).
+
+        A caller that cancels meanwhile (a hedge that lost) leaves no reservation open: one the ledger
+        made as the cancel arrived is released at once, not held until it expires.
+        """
         name = slot.name
         budget = slot.daily_token_budget or None
-        reservation = await self._ledger.reserve(name, estimate, day=day, limit=budget)
+        reserving = asyncio.ensure_future(self._ledger.reserve(name, estimate, day=day, limit=budget))
+        try:
+            reservation = await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            await asyncio.shield(_release_when_reserved(self._ledger, reserving))
+            raise
         if reservation is None:
             spend = (await self._ledger.usage(day)).get(name)
             used = spend.tokens_used if spend else 0
@@ -360,7 +392,12 @@ class RemoteTier:
             trace.spent.append(f"{name} ({used}/{budget} tokens)")
             return None
         per_minute = slot.requests_per_minute
-        if not await self._rate_limits.try_acquire(name, per_minute):
+        try:
+            acquired = await self._rate_limits.try_acquire(name, per_minute)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._ledger.release(reservation))
+            raise
+        if not acquired:
             await self._ledger.release(reservation)
             free_in = await self._rate_limits.free_in_s(name, per_minute)
             reason = f"rate limited: {per_minute} requests/min (room again in {free_in:.0f} s)"
@@ -503,6 +540,16 @@ def _as_provider_error(provider: str, exc: Exception) -> ProviderError:
     if isinstance(exc, BackendError):
         return ProviderError(exc.message, retryable=exc.retryable, retry_after_s=exc.retry_after_s, maybe_billed=True)
     return map_error(provider, exc)
+
+
+async def _release_when_reserved(ledger: TokenLedger, reserving: asyncio.Future[Reservation | None]) -> None:
+    """Give back what a reserve call whose caller left has reserved (nothing when it failed or found no room)."""
+    try:
+        reservation = await reserving
+    except Exception:  # noqa: BLE001 - the reserve failed: nothing was reserved
+        return
+    if reservation is not None:
+        await ledger.release(reservation)
 
 
 def _abandoned() -> ProviderError:

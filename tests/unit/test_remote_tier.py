@@ -6,12 +6,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.core.clock import SYSTEM_CLOCK, Clock
-from gateway.core.contracts import BackendCall, Delta, Message, Role, Tier
+from gateway.core.contracts import Attempt, BackendCall, Delta, Message, Role, Tier
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.providers.registry import build_provider
 from gateway.remote.tier import RemoteTier
@@ -25,7 +26,7 @@ from gateway.remote.types import (
 )
 from gateway.state.breaker.machine import BreakerSettings
 from gateway.state.breaker.memory import MemoryBreakerStore
-from gateway.state.budget.ledger import TokenLedger, utc_day
+from gateway.state.budget.ledger import Reservation, TokenLedger, utc_day
 from gateway.state.budget.memory import MemoryLedger
 from gateway.state.budget.sqlite import SqliteLedger
 from tests.fakes.base import NO_FAULT, FakeProviderServer, Fault
@@ -296,6 +297,56 @@ async def test_caller_cancelling_keeps_the_estimate_and_frees_the_provider(make:
         await task
     assert await h.used("openai") == (ESTIMATE, 1)
     assert (await h.tier.complete(CALL, order=BOTH, deadline=None)).completion.provider == "openai"
+
+
+class GatedLedger(MemoryLedger):
+    """A ledger whose reserve has reserved but not yet returned until `gate` opens (a slow shared store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def reserve(self, provider: str, tokens: int, *, day: str, limit: int | None) -> Reservation | None:
+        reservation = await super().reserve(provider, tokens, day=day, limit=limit)
+        self.reserved.set()
+        await self.gate.wait()
+        return reservation
+
+
+async def test_caller_cancelling_while_the_ledger_reserves_leaves_nothing_reserved(make: Make) -> None:
+    """A hedge that loses before its request leaves: the reservation made as it was cancelled is given back."""
+    h = await make(fake_clock=False)
+    ledger = GatedLedger()
+    backend = build_provider("openai", provider_config("openai", h.fakes["openai"]), TEST_KEYS["OPENAI_API_KEY"])
+    tier = RemoteTier([ProviderSlot(backend)], ledger)
+    seen: list[Attempt] = []
+    task = asyncio.create_task(tier.complete(CALL, order=("openai",), deadline=None, attempts=seen))
+    await asyncio.wait_for(ledger.reserved.wait(), 30)
+    task.cancel()
+    ledger.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await tier.aclose()
+    assert await ledger.usage(utc_day(SYSTEM_CLOCK.wall())) == {}
+    assert await ledger.settle_expired(datetime.now(UTC) + timedelta(days=1)) == 0  # none left open
+    assert h.fakes["openai"].requests == 0 and seen == []
+
+
+async def test_attempts_list_keeps_a_cancelled_call_s_tries(make: Make) -> None:
+    h = await make(fake_clock=False)
+    h.fakes["openai"].fail(Fault(delay_s=5.0))
+    seen: list[Attempt] = []
+    task = asyncio.create_task(h.tier.complete(CALL, order=BOTH, deadline=None, attempts=seen))
+    await wait_until_async(lambda: h.fakes["openai"].requests, timeout_s=30, what="the call to reach the provider")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [(a.provider, a.outcome) for a in seen] == [("openai", "cancelled")]
+    assert await h.used("openai") == (ESTIMATE, 1)  # it was with the provider: kept at its estimate
+    again: list[Attempt] = []
+    result = await h.tier.complete(CALL, order=BOTH, deadline=None, attempts=again)
+    assert [(a.provider, a.outcome) for a in again] == [("openai", "ok")] and result.attempts == tuple(again)
 
 
 async def test_stream_yields_deltas_then_the_result(make: Make) -> None:
