@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,10 @@ class Metrics:
         self.batch_seconds = Histogram("gateway_local_batch_seconds", "Micro-batch duration", registry=self.registry)
         queue = Gauge("gateway_local_in_flight", "Local requests accepted and not finished", registry=self.registry)
         queue.set_function(queue_depth)
+        tasks = Gauge(
+            "gateway_asyncio_tasks", "asyncio tasks alive in this process (read at scrape)", registry=self.registry
+        )
+        tasks.set_function(_asyncio_tasks)
         self.outcomes = Counter(
             "gateway_request_outcomes",
             "Requests by tier, provider and outcome (ok, or the gRPC status of the failure)",
@@ -172,3 +177,11 @@ class _AnswerSeries:
     latency: Histogram
     provider_latency: Histogram
     overhead: Histogram
+
+
+def _asyncio_tasks() -> float:
+    """Tasks of the running loop (scrapes run on it); NaN when read off the loop."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return float("nan")
