@@ -64,9 +64,7 @@ class VllmLaunch:
         args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras)]
         if self.adapters:
             args += ["--lora-modules", *(f"{ref.name}@{ref.version}={ref.path}" for ref in self.adapters)]
-        if self.api_key:
-            args += ["--api-key", self.api_key]
-        return args + list(self.extra_args)
+        return args + list(self.extra_args)  # the API key travels in the environment, never in the process list
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         """The process environment: offline, runtime adapter loading on, the CPU build's settings."""
@@ -77,11 +75,13 @@ class VllmLaunch:
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "auto")
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
+        if self.api_key:
+            env["VLLM_API_KEY"] = self.api_key  # vLLM reads it as it reads --api-key; `ps` shows no key
         return env
 
     def describe(self) -> str:
-        """The command with the API key hidden, for logs."""
-        return " ".join("***" if self.api_key and arg == self.api_key else arg for arg in self.command())
+        """The command, for logs (it holds no key)."""
+        return " ".join(self.command())
 
 
 def find_vllm_python(configured: str, env: Mapping[str, str], root: Path) -> str:

@@ -60,8 +60,9 @@ def test_command_has_the_working_cpu_flags_and_every_adapter() -> None:
         "risk@2=/a/risk/2",
     ]
     assert command[-1] == "--enforce-eager"
-    assert "secret" not in launch.describe()
+    assert "secret" not in joined and "secret" not in launch.describe()  # never in the process list
     env = launch.environment({"PATH": "/bin"})
+    assert env["VLLM_API_KEY"] == "secret"
     assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
 
