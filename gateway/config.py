@@ -164,6 +164,13 @@ class RoutingConfig(_Strict):
     default_min_confidence: float = Field(0.6, ge=0, le=1)
     confidence_quantile: float = Field(0.1, ge=0, le=1, description="free-text confidence quantile")
     urgent: Literal["fastest", "local"] = "fastest"
+    hedge: bool = Field(
+        True, description="URGENT requests that may leave the box: race the fastest provider against a slow local tier"
+    )
+    hedge_after_ms: float | None = Field(
+        None, ge=0, description="start the provider when the local tier has not answered by then; unset = its p95"
+    )
+    hedge_min_ms: float = Field(20.0, ge=0, description="the least delay taken from the p95 (a fast tier is not raced)")
     rules: tuple[RuleConfig, ...] = ()
     breaker_failures: int = Field(5, gt=0, description="provider failures within the window that open its breaker")
     breaker_window_s: float = Field(60.0, gt=0, description="how far back failures count")

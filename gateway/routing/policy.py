@@ -2,7 +2,9 @@
 
 `plan()` decides, before anything runs, which tiers a request may use and in
 what order: local-only (privacy, `offline`, a rule's `local_only`), a pinned
-local or remote model, a rule that escalates straight away, the provider order.
+local or remote model, a rule that escalates straight away, the provider order,
+and whether an URGENT request's local attempt may be raced by a provider (a
+hedge: only when the request may leave the box at all).
 A request whose pin contradicts those rules is refused here with the reason.
 `should_escalate()` decides, after the local answer, whether its confidence is
 enough. Both return frozen values and touch nothing else; the router executes
@@ -29,6 +31,7 @@ class Plan:
     remote_model: str  # the model asked of the provider ("" = the provider's configured model)
     urgent: bool  # reorder providers by observed latency
     threshold: float  # minimum local confidence
+    hedge: bool = False  # race the fastest provider against a slow local answer (URGENT, may leave the box)
 
 
 def match_rule(rules: Sequence[RuleConfig], request: Request) -> RuleConfig | None:
@@ -77,15 +80,18 @@ def plan(
         order = preferred + rest + tuple(p for p in providers if p not in preferred + rest)
     remote_allowed = not local_only and bool(order)
     rule_escalation = remote_allowed and rule is not None and rule.escalate and not pinned_provider
+    try_local = not pinned_provider and not rule_escalation
+    urgent = request.priority is Priority.URGENT and routing.urgent == "fastest"
     return Plan(
-        try_local=not pinned_provider and not rule_escalation,
+        try_local=try_local,
         remote_allowed=remote_allowed,
         order=order if remote_allowed else (),
         rule_escalation=rule_escalation,
         pinned_remote=bool(pinned_provider),
         remote_model=remote_model,
-        urgent=request.priority is Priority.URGENT and routing.urgent == "fastest",
+        urgent=urgent,
         threshold=threshold_for(request, task, routing),
+        hedge=urgent and routing.hedge and try_local and remote_allowed,
     )
 
 

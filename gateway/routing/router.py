@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gateway.config import RoutingConfig
@@ -40,8 +40,9 @@ from gateway.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from gateway.routing import policy
+from gateway.routing import hedge, policy
 from gateway.routing.capacity import CapacityDecision, check_capacity
+from gateway.routing.local_latency import LocalLatency
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,13 @@ class RemoteTier(Protocol):
     def models(self) -> list[ModelEntry]: ...
 
     async def complete(
-        self, call: BackendCall, *, order: tuple[str, ...], deadline: float | None, urgent: bool = False
+        self,
+        call: BackendCall,
+        *,
+        order: tuple[str, ...],
+        deadline: float | None,
+        urgent: bool = False,
+        attempts: list[Attempt] | None = None,
     ) -> RemoteResult: ...
 
     def stream(
@@ -88,6 +95,7 @@ class Router:
         remote: RemoteTier | None = None,
         offline: bool = False,
         tracer: trace.Tracer = trace.NO_TRACER,
+        local_latency: LocalLatency | None = None,
     ) -> None:
         self._local = local
         self._tasks = tasks
@@ -95,18 +103,31 @@ class Router:
         self._remote = remote
         self._offline = offline
         self._tracer = tracer
+        self._local_latency = local_latency or LocalLatency()  # local answer times: the default hedge delay
 
     # -- public --------------------------------------------------------------------
 
     async def generate(self, request: Request) -> Result:
         started = time.perf_counter()
         task, the_plan, call = self._prepare(request)
-        attempts: list[Attempt] = []
         outcome = _LocalOutcome(None, None, Escalation.RULE if the_plan.rule_escalation else Escalation.NONE, None)
         if the_plan.try_local:
-            outcome = await self._run_local(request, call, task, the_plan)
-            if outcome.attempt is not None:
-                attempts.append(outcome.attempt)
+            hedge_after_s = self._hedge_after_s(the_plan, task)
+            if hedge_after_s is None:
+                outcome = await self._run_local(request, call, task, the_plan)
+            else:
+                raced = await self._race(request, call, task, the_plan, hedge_after_s)
+                if raced.hedged:
+                    return self._hedged(request, started, raced)
+                assert raced.local is not None  # not hedged: the local attempt finished in time
+                outcome = raced.local
+        return await self._after_local(request, started, the_plan, call, outcome)
+
+    async def _after_local(
+        self, request: Request, started: float, the_plan: policy.Plan, call: BackendCall, outcome: _LocalOutcome
+    ) -> Result:
+        """Escalate when the plan and the local outcome say so, else answer locally."""
+        attempts: list[Attempt] = [] if outcome.attempt is None else [outcome.attempt]
         if (
             the_plan.remote_allowed
             and self._remote is not None
@@ -192,6 +213,83 @@ class Router:
             else:
                 attempts.extend(remote_event.attempts)
                 yield self._finish(request, started, remote_event.completion, Tier.REMOTE, None, escalation, attempts)
+
+    def _hedge_after_s(self, the_plan: policy.Plan, task: TaskSpec) -> float | None:
+        """When a remote call starts beside this request's local attempt; None = no hedge.
+
+        `hedge_after_ms` when set, else the p95 of the task's recent local answer times
+        (at least `hedge_min_ms`); no hedge before enough local answers were seen.
+        """
+        if not the_plan.hedge or self._remote is None:
+            return None
+        if self._routing.hedge_after_ms is not None:
+            return self._routing.hedge_after_ms / 1000
+        p95 = self._local_latency.quantile_s(task.name)
+        return None if p95 is None else max(p95, self._routing.hedge_min_ms / 1000)
+
+    async def _race(
+        self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan, after_s: float
+    ) -> hedge.Race[_LocalOutcome, RemoteResult]:
+        remote = self._remote
+        assert remote is not None
+
+        def start_remote(attempts: list[Attempt]) -> Awaitable[RemoteResult]:
+            return remote.complete(
+                call, order=the_plan.order, deadline=request.deadline, urgent=True, attempts=attempts
+            )
+
+        return await hedge.race(
+            self._run_local(request, call, task, the_plan),
+            start_remote,
+            after_s=after_s,
+            accept=lambda outcome: outcome.completion is not None and outcome.escalation is Escalation.NONE,
+            expected=(ResourceExhausted, Unavailable, DeadlineExceeded),
+        )
+
+    def _hedged(self, request: Request, started: float, raced: hedge.Race[_LocalOutcome, RemoteResult]) -> Result:
+        """The answer of a raced request, with both sides' attempts; the side that lost shows as cancelled."""
+        waited = f"no local answer within {raced.after_ms:.0f} ms"
+        if raced.local is None:  # the provider answered first
+            assert raced.remote is not None
+            self._local_latency.observe(request.task, raced.local_ms / 1000)  # at least this slow
+            answer = raced.remote.completion
+            lost = Attempt(
+                self._local.name,
+                self._local.model,
+                "cancelled",
+                round(raced.local_ms, 3),
+                f"hedged: {answer.provider} answered first ({waited})",
+            )
+            attempts = [lost, *raced.remote.attempts]
+            return self._finish(request, started, answer, Tier.REMOTE, None, Escalation.LOCAL_CAPACITY, attempts)
+        local = raced.local
+        attempts = [] if local.attempt is None else [local.attempt]
+        if raced.remote is not None:  # the local answer was not enough: the hedge was the escalation
+            attempts.extend(raced.remote.attempts)
+            local_text = local.completion.text if local.completion is not None else ""
+            return self._finish(
+                request,
+                started,
+                raced.remote.completion,
+                Tier.REMOTE,
+                local.confidence,
+                local.escalation,
+                attempts,
+                local_text=local_text,
+            )
+        if raced.remote_error is None:  # the local answer won: the remote call was cancelled
+            lost_remote = [
+                replace(a, error="hedged: the local answer came first") if a.outcome == "cancelled" else a
+                for a in raced.remote_attempts
+            ]
+            attempts.extend(lost_remote or [Attempt("remote", "", "cancelled", 0.0, "hedged: no provider tried yet")])
+        else:
+            attempts.extend(getattr(raced.remote_error, "attempts", ()))
+        if local.completion is None:
+            raise raced.remote_error or self._no_tier_error(local, True)
+        return self._finish(
+            request, started, local.completion, Tier.LOCAL, local.confidence, local.escalation, attempts
+        )
 
     def remote_route(self, request: Request) -> tuple[tuple[str, ...], BackendCall]:
         """The providers the policy lets this request reach, in order (() when it may not leave the box),
@@ -297,6 +395,7 @@ class Router:
             log.warning("local backend failed", extra={"request_id": request.request_id, "error": repr(exc)})
             attempt = Attempt(self._local.name, self._local.model, "error", _ms(started), _describe(exc))
             return _LocalOutcome(None, None, Escalation.LOCAL_ERROR, attempt)
+        self._local_latency.observe(task.name, time.perf_counter() - started)
         score = self._score(completion, task)
         low = policy.should_escalate(score, the_plan.threshold)
         attempt = Attempt(self._local.name, completion.model, "low_confidence" if low else "ok", _ms(started))

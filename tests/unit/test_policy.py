@@ -64,6 +64,25 @@ def test_pinned_provider_skips_local_and_urgent_is_flagged() -> None:
     assert not p.try_local and p.order == ("openai",) and p.urgent and not p.rule_escalation
 
 
+def test_only_urgent_requests_that_may_leave_the_box_and_start_locally_are_hedged() -> None:
+    urgent = Priority.URGENT
+    routing = RoutingConfig(rules=(RuleConfig(match_tag={"desk": "private"}, local_only=True),))
+
+    def hedged(request: Request, offline: bool = False, config: RoutingConfig = routing) -> bool:
+        return plan(request, TaskSpec(""), config, offline=offline, providers=PROVIDERS, local_models=LOCAL).hedge
+
+    assert hedged(req(priority=urgent))
+    assert not hedged(req())  # normal priority
+    assert not hedged(req(priority=urgent, privacy=Privacy.LOCAL_ONLY))
+    assert not hedged(req(priority=urgent), offline=True)
+    assert not hedged(req(priority=urgent, tags={"desk": "private"}))  # a local_only rule
+    assert not hedged(req(priority=urgent, model="openai/gpt-4o-mini"))  # pinned: no local attempt to race
+    assert not hedged(req(priority=urgent), config=RoutingConfig(hedge=False))
+    assert not hedged(req(priority=urgent), config=RoutingConfig(urgent="local"))
+    no_providers = plan(req(priority=urgent), TaskSpec(""), routing, offline=False, providers=(), local_models=LOCAL)
+    assert not no_providers.hedge
+
+
 def test_the_plan_carries_the_pin_so_the_router_does_not_parse_it() -> None:
     p = plan(
         req(model="openai/gpt-4o-mini"),
