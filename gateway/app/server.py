@@ -89,8 +89,12 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     local_box.append(local)
     log.info(describe_state(config))
     tracing = build_tracing(config.tracing, os.environ if env is None else env, span_exporter)
-    expiry = ReservationExpiry(state.ledger, expiry_s=config.budget.reservation_expiry_s)
-    expiry.start()
+    expiries = [  # reservations a stopped gateway left open: provider budgets and API-key quotas
+        ReservationExpiry(state.ledger, expiry_s=config.budget.reservation_expiry_s),
+        ReservationExpiry(state.key_quotas, expiry_s=config.budget.reservation_expiry_s, name="key quotas"),
+    ]
+    for expiry in expiries:
+        expiry.start()
     remote = await asyncio.to_thread(
         build_remote_tier,
         config,
@@ -186,7 +190,8 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     await local.aclose()
     if remote is not None:
         await remote.aclose()
-    await expiry.aclose()
+    for expiry in expiries:
+        await expiry.aclose()
     await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
     await asyncio.to_thread(tracing.close)  # the spans still queued
     log.info("stopped")

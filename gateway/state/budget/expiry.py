@@ -35,10 +35,12 @@ class ReservationExpiry:
         ledger: TokenLedger,
         *,
         expiry_s: float,
+        name: str = "provider budgets",
         every_s: float | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._ledger = ledger
+        self._name = name  # which ledger, for the log
         self._expiry_s = expiry_s
         self._every_s = sweep_interval(expiry_s) if every_s is None else every_s
         self._wall = wall
@@ -46,7 +48,8 @@ class ReservationExpiry:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._sweep_forever(), name="reservation-expiry")
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._sweep_forever(), name=f"reservation-expiry ({self._name})")
 
     async def sweep(self) -> int:
         """Settle the reservations that have expired now; how many."""
@@ -55,7 +58,7 @@ class ReservationExpiry:
         if expired:
             log.warning(
                 "token reservations expired unsettled (a call whose gateway stopped); counted at their estimate",
-                extra={"reservations": expired, "expiry_s": self._expiry_s},
+                extra={"ledger": self._name, "reservations": expired, "expiry_s": self._expiry_s},
             )
         return expired
 
@@ -72,5 +75,5 @@ class ReservationExpiry:
             try:
                 await self.sweep()
             except Exception as exc:  # noqa: BLE001 - a store outage delays the sweep, never ends it
-                log.warning("reservation expiry sweep failed", extra={"error": repr(exc)})
+                log.warning("reservation expiry sweep failed", extra={"ledger": self._name, "error": repr(exc)})
             await asyncio.sleep(self._every_s)
