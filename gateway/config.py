@@ -75,6 +75,8 @@ class EchoConfig(_Strict):
 
     delay_ms: float = Field(0.0, ge=0)
     max_in_flight: int = Field(100_000, gt=0)
+    tail_share: float = Field(0.0, ge=0, le=1, description="share of plain answers slowed by an extra delay")
+    tail_ms: float = Field(0.0, ge=0, description="mean of that extra delay (exponentially distributed)")
 
 
 class VllmConfig(_Strict):

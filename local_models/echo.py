@@ -8,6 +8,7 @@ and streamed requests until they finish or are cancelled.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 from gateway.core.contracts import BackendCall, Completion, Delta, LocalLoad, StreamEvent, TokenLogprob, Usage
@@ -19,10 +20,23 @@ class EchoBackend:
     model = "echo"
     context_length = 1 << 20
 
-    def __init__(self, *, delay_ms: float = 0.0, max_in_flight: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        delay_ms: float = 0.0,
+        max_in_flight: int = 100_000,
+        tail_share: float = 0.0,
+        tail_ms: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        """A plain answer takes `delay_ms`; a `tail_share` of them take longer, by an exponentially
+        distributed extra of mean `tail_ms` (a heavy tail, for the hedging benchmark)."""
         self._delay_s = delay_ms / 1000
         self._max_in_flight = max_in_flight
         self._in_flight = 0
+        self._tail_share = tail_share
+        self._tail_rate = 1000 / tail_ms if tail_ms > 0 else 0.0
+        self._rng = rng or random.Random()
 
     def load(self) -> LocalLoad:
         return LocalLoad(self._in_flight, self._max_in_flight, 0.0)
@@ -33,8 +47,9 @@ class EchoBackend:
             raise CapacityExceeded(f"echo backend is at its in-flight limit ({self._max_in_flight})")
         self._in_flight += 1
         try:
-            if self._delay_s:
-                await asyncio.sleep(self._delay_s)
+            delay_s = self.next_delay_s()
+            if delay_s:
+                await asyncio.sleep(delay_s)
         finally:
             self._in_flight -= 1
         return self._completion(call, words)
@@ -55,6 +70,12 @@ class EchoBackend:
 
     async def aclose(self) -> None:
         return None
+
+    def next_delay_s(self) -> float:
+        """How long the next plain answer takes: `delay_ms`, plus the tail's extra for a `tail_share` of them."""
+        if self._tail_rate and self._rng.random() < self._tail_share:
+            return self._delay_s + self._rng.expovariate(self._tail_rate)
+        return self._delay_s
 
     def _words(self, call: BackendCall) -> list[str]:
         return call.messages[-1].content.split()[: call.max_tokens]
