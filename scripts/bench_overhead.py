@@ -28,6 +28,10 @@ proxy answering from `mock_response` (LiteLLM's own instant backend). What each
 door adds is measured over its own floor in the same run: gRPC door = (b) - (a),
 HTTP door = (d) - (c), LiteLLM = (e) - (c).
 
+Part 5, `hedge` (scripts/bench_hedge.py): URGENT requests over the echo backend
+with a heavy tail and the OpenAI stand-in, with [routing] hedge off and on: p50,
+p99 and p99.9 of each, and the provider calls and tokens hedging cost.
+
 Asserts nothing; prints figures, with the load average (the machine is shared).
 
     python scripts/bench_overhead.py [--only echo|remote|doors] [--rates 100 500 1000]
@@ -71,7 +75,7 @@ Row = tuple[str, int, Stats]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("echo", "remote", "doors"), help="run one part (default: all)")
+    parser.add_argument("--only", choices=("echo", "remote", "doors", "hedge"), help="run one part (default: all)")
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000], help="offered QPS, echo part")
     parser.add_argument(
         "--remote-rates", type=int, nargs="+", default=[10, 25, 100, 500, 1000], help="offered QPS, remote part"
@@ -106,7 +110,16 @@ def main() -> None:
             _run_remote(args.remote_rates, args.duration, args.litellm_spec)
         if args.only in (None, "doors"):
             _run_doors(args.door_rates, args.duration, args.litellm_spec)
+        _run_hedge(args)
         print(f"\nload average at the end: {load_average()}")
+
+
+def _run_hedge(args: argparse.Namespace) -> None:
+    """Part 5 (scripts/bench_hedge.py): URGENT p99 with and without hedging, and the tokens it cost."""
+    if args.only in (None, "hedge"):
+        import bench_hedge
+
+        bench_hedge.run(bench_hedge.Settings(duration_s=max(args.duration, 5.0)))
 
 
 # -- orchestration: echo (local path) ---------------------------------------------------------
