@@ -159,7 +159,8 @@ class UsageReporter:
         await self._flush()
         providers = await self.budgets(day)
         summary = await self._store.summary(day, client=client)
-        rows = tuple(await self._store.recent(recent, client=client)) if recent > 0 and day == today else ()
+        listed = await self._store.recent(recent, client=client) if recent > 0 and day == today else []
+        rows = tuple(r for r in listed if r.day == day)  # the day's own: none from before midnight
         series = await self._series(day, client, bucket_s, now, providers) if bucket_s else None
         return UsageReport(
             day=day,

@@ -181,7 +181,7 @@ async def test_another_day_is_reported_without_recent_requests_or_a_projection(s
 
     assert (report.day, report.summary.requests, report.recent) == ("2026-11-17", 5, ())
     assert report.series is not None and report.series.buckets == 24 and report.series.burn == ()
-    assert [r.day for r in (await reporter.report(recent=1)).recent] == [DAY]
+    assert [r.day for r in (await reporter.report(recent=10)).recent] == [DAY]
 
 
 @pytest.mark.parametrize(
