@@ -30,9 +30,7 @@ async def test_the_body_path_and_auth_equal_those_of_create() -> None:
         ours, theirs = fake.seen
         assert (ours.path, ours.body) == (theirs.path, theirs.body)
         assert ours.body["logprobs"] is True and ours.body["top_logprobs"] == 2
-        assert (
         bearer = f"Bearer {TEST_KEYS['OPENAI_API_KEY']}"
         assert ours.headers["Authorization"] == theirs.headers["Authorization"] == bearer
-        )
         assert ours.headers["Content-Type"] == theirs.headers["Content-Type"]
         assert completion.text == fake.reply.text and completion.usage.total > 0
