@@ -45,6 +45,11 @@ class ServerConfig(_Strict):
     max_batch_items: int = Field(64, gt=0, description="most requests one GenerateBatch may carry")
     default_max_tokens: int = Field(256, gt=0, description="used when a request sets max_tokens=0")
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM waits this long for in-flight calls")
+    max_concurrent_rpcs: int = Field(
+        64,
+        ge=0,
+        description="gRPC calls answered at once; more get RESOURCE_EXHAUSTED before any work (0 = no limit)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prompts: bool = Field(False, description="include prompt text in DEBUG logs")
     allow_insecure: bool = Field(False, description="allow plaintext (no [server.tls]) on a non-loopback address")

@@ -28,14 +28,22 @@ proxy answering from `mock_response` (LiteLLM's own instant backend). What each
 door adds is measured over its own floor in the same run: gRPC door = (b) - (a),
 HTTP door = (d) - (c), LiteLLM = (e) - (c).
 
+Part 4, `overload` (scripts/overload.py): goodput past saturation. Each call
+carries a deadline; a short ramp finds the rate the gateway saturates at, then
+1x, 2x and 4x that rate are offered, on the local (echo) path and on the remote
+path (with LiteLLM beside it at the same rates), and a burst of concurrent
+requests is sent to the embedded model. Prints offered, answered within
+deadline, refused, late and p99 for each.
+
 Part 5, `hedge` (scripts/bench_hedge.py): URGENT requests over the echo backend
 with a heavy tail and the OpenAI stand-in, with [routing] hedge off and on: p50,
 p99 and p99.9 of each, and the provider calls and tokens hedging cost.
 
 Asserts nothing; prints figures, with the load average (the machine is shared).
 
-    python scripts/bench_overhead.py [--only echo|remote|doors] [--rates 100 500 1000]
+    python scripts/bench_overhead.py [--only echo|remote|doors|overload|hedge] [--rates 100 500 1000]
         [--remote-rates 10 25 100 500 1000] [--door-rates 100 500 1000] [--duration 5]
+        [--overload-deadline-ms 500] [--overload-duration 5] [--ramp-duration 2] [--burst 96]
 """
 
 from __future__ import annotations
@@ -75,7 +83,9 @@ Row = tuple[str, int, Stats]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("echo", "remote", "doors", "hedge"), help="run one part (default: all)")
+    parser.add_argument(
+        "--only", choices=("echo", "remote", "doors", "overload", "hedge"), help="run one part (default: all)"
+    )
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000], help="offered QPS, echo part")
     parser.add_argument(
         "--remote-rates", type=int, nargs="+", default=[10, 25, 100, 500, 1000], help="offered QPS, remote part"
@@ -83,6 +93,11 @@ def main() -> None:
     parser.add_argument("--door-rates", type=int, nargs="+", default=[100, 500, 1000], help="offered QPS, doors part")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per rate")
     parser.add_argument("--litellm-spec", default=LITELLM_SPEC, help="pip requirement for .venv-litellm")
+    parser.add_argument("--overload-deadline-ms", type=float, default=500.0, help="each call's deadline, overload part")
+    parser.add_argument("--overload-duration", type=float, default=5.0, help="seconds per rate, overload part")
+    parser.add_argument("--ramp-duration", type=float, default=2.0, help="seconds per ramp step, overload part")
+    parser.add_argument("--burst", type=int, default=96, help="concurrent requests to the embedded model")
+    parser.add_argument("--deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", nargs=3, metavar=("TARGET", "RATE", "DURATION"), help=argparse.SUPPRESS)
     parser.add_argument("--pin", default="", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", metavar="PORT", type=int, help=argparse.SUPPRESS)
@@ -92,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.loadgen:
         target, rate, duration = args.loadgen
-        print(json.dumps(arun(_load(target, int(rate), float(duration), args.pin))))
+        print(json.dumps(arun(_load(target, int(rate), float(duration), args.pin, args.deadline))))
     elif args.bare_server:
         arun(_bare_server(args.bare_server))
     elif args.bare_http:
@@ -110,6 +125,18 @@ def main() -> None:
             _run_remote(args.remote_rates, args.duration, args.litellm_spec)
         if args.only in (None, "doors"):
             _run_doors(args.door_rates, args.duration, args.litellm_spec)
+        if args.only in (None, "overload"):
+            import overload
+
+            overload.run(
+                overload.Settings(
+                    deadline_s=args.overload_deadline_ms / 1000,
+                    duration_s=args.overload_duration,
+                    ramp_s=args.ramp_duration,
+                    burst=args.burst,
+                    litellm_spec=args.litellm_spec,
+                )
+            )
         _run_hedge(args)
         print(f"\nload average at the end: {load_average()}")
 
@@ -192,10 +219,15 @@ def _wait_ready(target: str, process: subprocess.Popen[bytes], model: str = "") 
     return wait_generate(target, _request(pb, model), process=process)
 
 
-def _load_in_process(target: str, rate: int, duration: float, pin: str = "", core: int = 1) -> Stats:
+def _load_in_process(
+    target: str, rate: int, duration: float, pin: str = "", core: int = 1, deadline_s: float = 0.0
+) -> Stats:
+    """Open-loop load from its own process; `deadline_s` (0: CALL_TIMEOUT_S) is each call's deadline."""
     command = [*taskset(core), sys.executable, __file__, "--loadgen", target, str(rate), str(duration)]
     if pin:
         command += ["--pin", pin]
+    if deadline_s:
+        command += ["--deadline", str(deadline_s)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
@@ -684,13 +716,13 @@ def _chat_body(model: str = "") -> dict[str, Any]:
     }
 
 
-async def _load(target: str, rate: int, duration: float, pin: str = "") -> Stats:
+async def _load(target: str, rate: int, duration: float, pin: str = "", deadline_s: float = 0.0) -> Stats:
     if target.startswith("http://"):
-        return await _load_http(target, rate, duration, pin)
-    return await _load_grpc(target, rate, duration, pin)
+        return await _load_http(target, rate, duration, pin, deadline_s)
+    return await _load_grpc(target, rate, duration, pin, deadline_s)
 
 
-async def _load_grpc(target: str, rate: int, duration: float, pin: str) -> Stats:
+async def _load_grpc(target: str, rate: int, duration: float, pin: str, deadline_s: float = 0.0) -> Stats:
     import grpc
 
     from gateway.v1 import gateway_pb2 as pb
@@ -701,26 +733,26 @@ async def _load_grpc(target: str, rate: int, duration: float, pin: str) -> Stats
         stub = pb_grpc.InferenceGatewayStub(channel)
 
         async def send() -> None:
-            await stub.Generate(request, timeout=CALL_TIMEOUT_S)
+            await stub.Generate(request, timeout=deadline_s or CALL_TIMEOUT_S)
 
         def describe(exc: BaseException) -> str:
             code = getattr(exc, "code", None)
             return str(code().name) if callable(code) else type(exc).__name__
 
-        return await _open_loop(send, rate, duration, (grpc.RpcError,), describe)
+        return await _open_loop(send, rate, duration, (grpc.RpcError,), describe, deadline_s)
 
 
 class _HTTPStatusError(Exception):
     pass
 
 
-async def _load_http(url: str, rate: int, duration: float, model: str = "") -> Stats:
+async def _load_http(url: str, rate: int, duration: float, model: str = "", deadline_s: float = 0.0) -> Stats:
     import aiohttp
 
     body = json.dumps(_chat_body(model)).encode()
     # The stand-in ignores the key; LiteLLM checks it against its master key.
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
-    timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+    timeout = aiohttp.ClientTimeout(total=deadline_s or CALL_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=0)  # open loop: a connection per request in flight, as needed
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
@@ -731,7 +763,7 @@ async def _load_http(url: str, rate: int, duration: float, model: str = "") -> S
                     raise _HTTPStatusError(response.status)
 
         failures = (aiohttp.ClientError, TimeoutError, _HTTPStatusError, OSError)
-        return await _open_loop(send, rate, duration, failures, _describe_http_error)
+        return await _open_loop(send, rate, duration, failures, _describe_http_error, deadline_s)
 
 
 def _describe_http_error(exc: BaseException) -> str:
@@ -746,8 +778,11 @@ async def _open_loop(
     duration: float,
     failures: tuple[type[BaseException], ...],
     describe: Callable[[BaseException], str],
+    deadline_s: float = 0.0,
 ) -> Stats:
-    """Start one `send()` every 1/rate s regardless of answers; latency counts from the scheduled time."""
+    """Start one `send()` every 1/rate s regardless of answers; latency counts from the scheduled time.
+
+    `good`: answers within `deadline_s` of their scheduled time (every answer when it is 0)."""
     latencies: list[float] = []
     error_kinds: dict[str, int] = {}
 
@@ -776,6 +811,8 @@ async def _open_loop(
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
     stats = {"qps": len(latencies) / elapsed, "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999)}
+    good = sum(1 for x in latencies if x <= deadline_s) if deadline_s else len(latencies)
+    stats.update(sent=total, answered=len(latencies), good=good, elapsed=elapsed)
     return {**stats, "errors": sum(error_kinds.values()), "error_kinds": error_kinds}
 
 

@@ -181,6 +181,9 @@ async def _guard(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: GatewayError) -> NoReturn:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:  # the deadline passed: gRPC has ended the call already
+        raise asyncio.CancelledError
     code = grpc.StatusCode[error.status.value] if error.status is not Status.INTERNAL else grpc.StatusCode.INTERNAL
     if isinstance(error, ResourceExhausted) and error.resets_at is not None:
         wait_s = max(0, math.ceil((error.resets_at - datetime.now(UTC)).total_seconds()))

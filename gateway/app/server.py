@@ -230,7 +230,8 @@ async def _start_grpc(
         options=[
             ("grpc.max_receive_message_length", config.server.max_request_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,  # refused in grpc, before parsing
     )
     wire.add_servicer(servicer, server)  # undecodable bytes: INVALID_ARGUMENT
     health_servicer = health.aio.HealthServicer()
