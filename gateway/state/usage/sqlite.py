@@ -13,6 +13,7 @@ from gateway.state.sqlite_worker import SqliteWorker
 from gateway.state.usage.store import (
     DAY_ROW_COLUMNS,
     PERCENTILES,
+    ROW_CHUNK,
     DayRows,
     DaySummary,
     LatencySummary,
@@ -73,7 +74,12 @@ class SqliteUsageStore:
 
     async def day_rows(self, day: str) -> DayRows:
         sql = f"SELECT {', '.join(DAY_ROW_COLUMNS)} FROM usage_records WHERE day = ? ORDER BY ts, id"
-        return await self._run(lambda conn: day_rows_of(day, conn.execute(sql, (day,)).fetchall()))
+
+        def read(conn: sqlite3.Connection) -> DayRows:
+            cursor = conn.execute(sql, (day,))
+            return day_rows_of(day, iter(lambda: cursor.fetchmany(ROW_CHUNK), []))
+
+        return await self._run(read)
 
     async def purge(self, before_ts: float) -> None:
         await self._run(lambda conn: conn.execute("DELETE FROM usage_records WHERE ts < ?", (before_ts,)))

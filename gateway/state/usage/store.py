@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -116,49 +116,39 @@ DAY_ROW_COLUMNS = (
 )
 
 
-def day_rows_of(day: str, rows: Sequence[Sequence[Any]]) -> DayRows:
-    """DayRows from rows whose values are in DAY_ROW_COLUMNS order (already sorted by time)."""
-    if not rows:
-        return DayRows(day)
-    ts, client, task, tier, provider, escalation, tokens, latency, confidence, cost, ref = zip(*rows, strict=True)
-    return DayRows(
-        day,
-        tuple(map(float, ts)),
-        client,
-        task,
-        tier,
-        provider,
-        escalation,
-        tuple(map(int, tokens)),
-        tuple(map(float, latency)),
-        confidence,
-        tuple(map(float, cost)),
-        tuple(map(float, ref)),
-    )
+ROW_CHUNK = 2000  # rows turned into columns per step: a big day never holds the interpreter lock for long
+
+
+def day_rows_of(day: str, chunks: Iterable[Sequence[Sequence[Any]]]) -> DayRows:
+    """DayRows from chunks of rows whose values are in DAY_ROW_COLUMNS order (already sorted by time)."""
+    columns: list[list[Any]] = [[] for _ in DAY_ROW_COLUMNS]
+    for chunk in chunks:
+        for column, values in zip(columns, zip(*chunk, strict=True), strict=False):
+            column.extend(values)
+    ts, client, task, tier, provider, escalation, tokens, latency, confidence, cost, ref = map(tuple, columns)
+    return DayRows(day, ts, client, task, tier, provider, escalation, tokens, latency, confidence, cost, ref)
 
 
 def day_rows_from_records(day: str, records: Sequence[UsageRecord]) -> DayRows:
     """DayRows of the records on `day`, in time order."""
     mine = sorted((r for r in records if r.day == day), key=lambda r: r.ts)
-    return day_rows_of(
-        day,
-        [
-            (
-                r.ts,
-                r.client_id,
-                r.task,
-                r.tier,
-                r.provider,
-                r.escalation,
-                r.prompt_tokens + r.completion_tokens,
-                r.latency_ms,
-                r.confidence,
-                r.cost_usd,
-                r.reference_cost_usd,
-            )
-            for r in mine
-        ],
-    )
+    rows = [
+        (
+            r.ts,
+            r.client_id,
+            r.task,
+            r.tier,
+            r.provider,
+            r.escalation,
+            r.prompt_tokens + r.completion_tokens,
+            r.latency_ms,
+            r.confidence,
+            r.cost_usd,
+            r.reference_cost_usd,
+        )
+        for r in mine
+    ]
+    return day_rows_of(day, (rows[i : i + ROW_CHUNK] for i in range(0, len(rows), ROW_CHUNK)))
 
 
 class UsageStore(Protocol):
