@@ -168,6 +168,8 @@ async def test_the_dashboard_shows_what_get_usage_reports(gateway: GatewayProces
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+            fetched: list[str] = []
+            page.on("request", lambda request: fetched.append(request.url))
             await page.goto(gateway.http_url + "/")
             await page.wait_for_function(
                 "n => document.getElementById('requests').textContent === n", arg=str(usage.requests)
@@ -219,6 +221,7 @@ async def test_the_dashboard_shows_what_get_usage_reports(gateway: GatewayProces
             await page.wait_for_function("() => (document.body.dataset.query || '').includes('client=desk-2')")
             await check_totals(page, get_usage(gateway, day=yesterday(), client="desk-2"))
             await expect_charts(page, gateway, day=yesterday(), client="desk-2")
+            assert fetched and all(url.startswith(gateway.http_url + "/") for url in fetched)  # works offline
         finally:
             await browser.close()
 
