@@ -1,4 +1,4 @@
-"""Start a real gateway process (`python -m gateway serve`) for tests, and stop it with SIGTERM."""
+"""Start a real gateway process (`python -m gateway serve`) for tests, stop it with SIGTERM, and run its CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.v1 import gateway_pb2 as pb
+from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +98,24 @@ def start_gateway(
     gateway = GatewayProcess(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{http_port}", log_path)
     _wait_serving(gateway, ready_timeout_s)
     return gateway
+
+
+def get_usage(gateway: GatewayProcess, **fields: str | int) -> pb.GetUsageResponse:
+    request = pb.GetUsageRequest(**fields)  # type: ignore[arg-type]
+    with grpc.insecure_channel(gateway.target) as channel:
+        response: pb.GetUsageResponse = pb_grpc.InferenceGatewayStub(channel).GetUsage(request, timeout=10)
+    return response
+
+
+def gateway_cli(*args: str, check: bool = True, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway ARGS...` from the repository root, its output captured as text."""
+    command = [sys.executable, "-m", "gateway", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=check)
+
+
+def keys_cli(config_file: Path, *args: str) -> str:
+    """`gateway keys ARGS... --config CONFIG_FILE`; what it printed, stripped."""
+    return gateway_cli("keys", *args, "--config", str(config_file)).stdout.strip()
 
 
 def _wait_serving(gateway: GatewayProcess, timeout_s: float) -> None:

@@ -13,8 +13,6 @@ import asyncio
 import base64
 import secrets
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from tests.fakes.base import FakeProviderServer
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.providers import TEST_KEYS
 from tests.fakes.threaded import serving_in_thread
-from tests.gateway_process import ROOT, GatewayProcess, start_gateway
+from tests.gateway_process import GatewayProcess, keys_cli, start_gateway
 from tests.waiting import wait_until
 
 WRONG_KEYS = 10_000
@@ -61,18 +59,6 @@ escalate = true
 [tasks.trend]
 [tasks.research]
 {provider}"""
-
-
-def keys_cli(config_file: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", "keys", *args, "--config", str(config_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def keys_file(state_dir: Path) -> dict[str, str]:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.fakes.base import FakeProviderServer
 from tests.fakes.providers import TEST_KEYS, base_url, running
-from tests.gateway_process import ROOT, GatewayProcess, start_gateway
+from tests.gateway_process import ROOT, GatewayProcess, keys_cli, start_gateway
 from tests.waiting import wait_until
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -214,18 +213,6 @@ async def _take(
 
 def idle(gateway: GatewayProcess, what: str) -> None:
     wait_until(lambda: gateway.metric("gateway_local_in_flight") == 0, timeout_s=30, what=what, interval_s=0.1)
-
-
-def keys_cli(config_file: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", "keys", *args, "--config", str(config_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 async def test_api_keys_at_the_openai_door(fakes: dict[str, FakeProviderServer], tmp_path: Path) -> None:
