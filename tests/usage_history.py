@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.state.budget.sqlite import SqliteLedger
@@ -19,6 +19,11 @@ from gateway.state.usage.store import UsageRecord
 CLIENTS = ("desk-1", "desk-2", "risk-batch")
 TASKS = ("trend", "sentiment", "")
 PRICE_IN, PRICE_OUT = 2.5, 10.0  # the reference (and only) provider's prices per million tokens
+
+
+def yesterday() -> str:
+    """Yesterday's UTC date, YYYY-MM-DD: the past day the tests seed."""
+    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 
 
 def history(day: str, provider: str = "openai") -> list[UsageRecord]:

@@ -16,8 +16,6 @@ import asyncio
 import math
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,8 +31,8 @@ from tests.fakes.base import Reply
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.providers import TEST_KEYS
 from tests.fakes.threaded import serving_in_thread
-from tests.gateway_process import ROOT, GatewayProcess, start_gateway
-from tests.usage_history import seed
+from tests.gateway_process import ROOT, GatewayProcess, gateway_cli, get_usage, start_gateway
+from tests.usage_history import seed, yesterday
 from tests.waiting import wait_until, wait_until_async
 
 CHROMIUM = "/usr/bin/chromium"
@@ -119,17 +117,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
             yield process
         finally:
             process.stop()
-
-
-def yesterday() -> str:
-    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-
-
-def get_usage(gateway: GatewayProcess, **fields: str | int) -> pb.GetUsageResponse:
-    request = pb.GetUsageRequest(**fields)  # type: ignore[arg-type]
-    with grpc.insecure_channel(gateway.target) as channel:
-        response: pb.GetUsageResponse = pb_grpc.InferenceGatewayStub(channel).GetUsage(request, timeout=10)
-    return response
 
 
 def _drive_traffic(stub: pb_grpc.InferenceGatewayStub) -> None:
@@ -398,15 +385,7 @@ async def panel_differences(page: Any, usage: pb.GetUsageResponse) -> list[str]:
 
 
 def test_the_cli_prints_the_same_figures(gateway: GatewayProcess) -> None:
-    with grpc.insecure_channel(gateway.target) as channel:
-        usage = pb_grpc.InferenceGatewayStub(channel).GetUsage(pb.GetUsageRequest(), timeout=10)
-    printed = subprocess.run(
-        [sys.executable, "-m", "gateway", "usage", "--target", gateway.target],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    usage = get_usage(gateway)
+    printed = gateway_cli("usage", "--target", gateway.target).stdout
     assert printed.strip() == format_usage(usage).strip()
     assert "openai" in printed and "saved $" in printed

@@ -11,7 +11,6 @@ import asyncio
 import json
 import math
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -25,8 +24,8 @@ from tests.fakes.base import Reply
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.providers import TEST_KEYS
 from tests.fakes.threaded import serving_in_thread
-from tests.gateway_process import ROOT, GatewayProcess, start_gateway
-from tests.usage_history import seed
+from tests.gateway_process import GatewayProcess, gateway_cli, get_usage, start_gateway
+from tests.usage_history import seed, yesterday
 
 CONFIG = """
 state_dir = "{state_dir}"
@@ -59,10 +58,6 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def yesterday() -> str:
-    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     workdir = tmp_path_factory.mktemp("usage-cli")
@@ -83,16 +78,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
             process.stop()
 
 
-def get_usage(gateway: GatewayProcess, **fields: str | int) -> pb.GetUsageResponse:
-    request = pb.GetUsageRequest(**fields)  # type: ignore[arg-type]
-    with grpc.insecure_channel(gateway.target) as channel:
-        response: pb.GetUsageResponse = pb_grpc.InferenceGatewayStub(channel).GetUsage(request, timeout=10)
-    return response
-
-
 def cli(gateway: GatewayProcess, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "gateway", "usage", "--target", gateway.target, *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=check)
+    return gateway_cli("usage", "--target", gateway.target, *args, check=check)
 
 
 def json_lines(stdout: str) -> list[dict[str, object]]:
