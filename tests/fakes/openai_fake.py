@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -97,3 +97,15 @@ class FakeOpenAI(FakeProviderServer):
             return {"error": f"fake error {status}", "error_type": "overloaded" if status >= 500 else "validation"}
         kind = "rate_limit_exceeded" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
         return {"error": {"message": f"fake error {status}", "type": kind, "param": None, "code": kind}}
+
+
+@dataclass
+class CountingOpenAI(FakeOpenAI):
+    """The OpenAI stand-in, keeping the token total of every answer it sent."""
+
+    served: list[int] = field(default_factory=list)
+
+    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
+        usage = super()._usage(body)
+        self.served.append(usage["total_tokens"])
+        return usage

@@ -34,7 +34,7 @@ import pytest
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.fakes.base import Fault
-from tests.fakes.openai_fake import FakeOpenAI
+from tests.fakes.openai_fake import CountingOpenAI
 from tests.fakes.providers import TEST_KEYS, base_url
 from tests.fakes.threaded import serving_in_thread
 from tests.gateway_process import GatewayProcess, start_gateway
@@ -71,18 +71,6 @@ daily_token_budget = 10000000
 max_retries = 0
 timeout_s = 10
 """
-
-
-@dataclass
-class CountingOpenAI(FakeOpenAI):
-    """The OpenAI stand-in, keeping the token total of every answer it sent."""
-
-    served: list[int] = field(default_factory=list)
-
-    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
-        usage = super()._usage(body)
-        self.served.append(usage["total_tokens"])
-        return usage
 
 
 @dataclass

@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -34,7 +33,7 @@ from gateway.state.redis_client import open_redis
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.fakes.base import Fault
-from tests.fakes.openai_fake import FakeOpenAI
+from tests.fakes.openai_fake import CountingOpenAI
 from tests.fakes.providers import TEST_KEYS, base_url
 from tests.fakes.threaded import serving_in_thread
 from tests.gateway_process import GatewayProcess, free_port, start_gateway
@@ -125,16 +124,6 @@ class Load:
             self.outcomes.append(Outcome(replica, remote, started, time.monotonic() - started, code, details, response))
             if response is None:
                 await asyncio.sleep(0.05)  # pacing: a worker refused at once does not spin
-
-
-@dataclass
-class CountingOpenAI(FakeOpenAI):
-    served: list[int] = field(default_factory=list)
-
-    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
-        usage = super()._usage(body)
-        self.served.append(usage["total_tokens"])
-        return usage
 
 
 @pytest.fixture
