@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import RoutingConfig, TaskConfig
-from gateway.core.contracts import Escalation, Message, Priority, Privacy, Request, Role, Tier
+from gateway.core.contracts import Escalation, Message, Priority, Privacy, Request, Result, Role, Tier
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.providers.registry import build_provider
 from gateway.remote.tier import RemoteTier
@@ -53,6 +53,12 @@ class Hedged:
 
     def estimate(self, request: Request) -> int:
         return CharEstimator()(self.router.remote_route(request)[1])
+
+    async def hedge_at_provider(self) -> asyncio.Task[Result]:
+        """An urgent request started, once its hedge has reached the provider (the local side still held)."""
+        pending = asyncio.create_task(self.router.generate(urgent()))
+        await wait_until_async(lambda: self.fake.requests, timeout_s=30, what="the hedge to reach the provider")
+        return pending
 
 
 Build = Callable[..., Awaitable[Hedged]]
@@ -99,8 +105,7 @@ async def test_a_slow_local_tier_loses_to_the_provider_and_is_cancelled(build: B
 async def test_a_local_answer_that_comes_first_wins_and_the_provider_call_is_cancelled(build: Build) -> None:
     h = await build(hedge_after_ms=0)
     h.fake.fail(Fault(delay_s=30.0))
-    pending = asyncio.create_task(h.router.generate(urgent()))
-    await wait_until_async(lambda: h.fake.requests, timeout_s=30, what="the hedge to reach the provider")
+    pending = await h.hedge_at_provider()
     h.local.release()
     result = await pending
     assert (result.tier, result.text, result.escalation) == (Tier.LOCAL, "up", Escalation.NONE)
@@ -115,8 +120,7 @@ async def test_a_local_answer_that_comes_first_wins_and_the_provider_call_is_can
 async def test_a_local_answer_below_the_threshold_waits_for_the_provider(build: Build) -> None:
     h = await build(prob=0.6, hedge_after_ms=0)
     h.fake.fail(Fault(delay_s=0.5))
-    pending = asyncio.create_task(h.router.generate(urgent()))
-    await wait_until_async(lambda: h.fake.requests, timeout_s=30, what="the hedge to reach the provider")
+    pending = await h.hedge_at_provider()
     h.local.release()
     result = await pending
     assert (result.tier, result.provider, result.escalation) == (Tier.REMOTE, "openai", Escalation.LOW_CONFIDENCE)
@@ -127,8 +131,7 @@ async def test_a_local_answer_below_the_threshold_waits_for_the_provider(build: 
 async def test_a_failing_provider_leaves_the_local_answer(build: Build) -> None:
     h = await build(prob=0.6, hedge_after_ms=0)
     h.fake.fail(Fault(status=500))
-    pending = asyncio.create_task(h.router.generate(urgent()))
-    await wait_until_async(lambda: h.fake.requests, timeout_s=30, what="the hedge to reach the provider")
+    pending = await h.hedge_at_provider()
     h.local.release()
     result = await pending
     assert (result.tier, result.text, result.escalation) == (Tier.LOCAL, "up", Escalation.LOW_CONFIDENCE)
@@ -175,8 +178,7 @@ async def test_the_default_delay_is_the_task_s_observed_p95_once_known(build: Bu
 async def test_a_caller_that_leaves_cancels_both_sides_and_settles_the_budget(build: Build) -> None:
     h = await build(hedge_after_ms=0)
     h.fake.fail(Fault(delay_s=30.0))
-    pending = asyncio.create_task(h.router.generate(urgent()))
-    await wait_until_async(lambda: h.fake.requests, timeout_s=30, what="the hedge to reach the provider")
+    pending = await h.hedge_at_provider()
     pending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await pending
