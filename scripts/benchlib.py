@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: free ports, CPU pinning, the load average, starting and waiting for servers.
+"""What the benchmark scripts share: free ports, CPU pinning, the load average, starting, waiting for, stopping servers.
 
 The scripts run as `python scripts/bench_x.py`, so this folder is on sys.path and
 they `import benchlib`. Nothing here imports the gateway at module level: the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +59,16 @@ def serve_command(config: Path, port: int, http_port: int) -> list[str]:
     """`python -m gateway serve` with `config`, gRPC on `port` and HTTP on `http_port`."""
     serve = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     return [*serve, "--port", str(port), "--http-port", str(http_port)]
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM (a gateway drains), then SIGKILL if the process has not exited within `timeout_s`."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_for(

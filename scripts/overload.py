@@ -21,7 +21,6 @@ gateway on core 0). Asserts nothing.
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_overhead as bench
-from benchlib import ROOT, arun, free_port, load_average, serve_command, taskset
+from benchlib import ROOT, arun, free_port, load_average, serve_command, stop, taskset
 
 REFUSED = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "HTTP 429", "HTTP 503")
 RAMP_START = 100
@@ -91,7 +90,7 @@ def _local_path(tmp: Path, settings: Settings) -> None:
     try:
         rows = _ramp_and_overload("gateway", target, "", settings)
     finally:
-        _stop(process)
+        stop(process)
     _print_rows("local path (echo backend)", rows)
 
 
@@ -108,7 +107,7 @@ def _remote_path(tmp: Path, settings: Settings) -> None:
         started.append(gateway)
         bench._load_in_process(target, 10, 1.0, f"openai/{bench.REMOTE_MODEL}")  # lazy imports, connections
         rows = _ramp_and_overload("gateway", target, f"openai/{bench.REMOTE_MODEL}", settings)
-        _stop(gateway)
+        stop(gateway)
         started.remove(gateway)
         if litellm_bin is not None:
             litellm = bench._start_litellm(litellm_bin, tmp, origin)
@@ -127,7 +126,7 @@ def _remote_path(tmp: Path, settings: Settings) -> None:
                     _progress(rows[-1])
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop(process)
     print(f"LiteLLM: {note}")
     _print_rows("remote path (OpenAI stand-in)", rows)
 
@@ -208,7 +207,7 @@ def _burst(tmp: Path, settings: Settings) -> None:
         bench._wait_ready(target, process)
         results = arun(_bursts(target, settings.burst))
     finally:
-        _stop(process)
+        stop(process)
     print()
     deadline = f"{BURST_DEADLINE_S:.0f} s deadline"
     print(f"-- burst: {settings.burst} concurrent LOCAL_ONLY requests at the embedded model, {deadline} --")
@@ -267,12 +266,3 @@ async def _one_burst(stub: Any, task: str, n: int) -> Stats:
     refused = sum(1 for kind, _ in outcomes if kind in REFUSED)
     p99 = times[min(len(times) - 1, int(0.99 * len(times)))] * 1000 if times else float("nan")
     return {"good": good, "refused": refused, "late": n - good - refused, "p99": p99}
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -27,7 +27,6 @@ import pstats
 import runpy
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +41,7 @@ from bench_overhead import (
     _start_stand_in,
     _wait_quiet,
 )
-from benchlib import load_average
+from benchlib import load_average, stop
 
 
 def main() -> None:
@@ -107,12 +106,7 @@ def _measure(
             )
         threads_after = _thread_cpu_s(gateway.pid)
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(60)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-            gateway.wait()
+        stop(gateway, timeout_s=60)
     by_thread: dict[str, float] = {}
     for key, seconds in threads_after.items():
         spent = (seconds - threads_before.get(key, 0.0)) * 1000 / max(total, 1)
