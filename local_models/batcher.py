@@ -63,7 +63,6 @@ class MicroBatcher(Generic[J]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-batch")
         self._task: asyncio.Task[None] | None = None
         self._running = 0
-        self._batch_s = 0.0  # EWMA of batch durations, for the queue-wait estimate
 
     def start(self) -> None:
         if self._task is None:
@@ -82,9 +81,9 @@ class MicroBatcher(Generic[J]):
     def queued(self) -> int:
         return len(self._waiting)
 
-    def queued_steps(self) -> list[int]:
-        """The steps of each waiting job, in queue order."""
-        return [self._steps(job) for job in self._waiting]
+    def waiting(self) -> list[tuple[int, float | None]]:
+        """(steps, deadline) of each waiting job, in queue order."""
+        return [(self._steps(job), self._deadline(job)) for job in self._waiting]
 
     @property
     def running_batch(self) -> RunningBatch | None:
@@ -93,11 +92,6 @@ class MicroBatcher(Generic[J]):
     @property
     def running(self) -> int:
         return self._running
-
-    def estimated_wait_s(self) -> float:
-        """Seconds before a job submitted now would start: batches ahead of it times their usual length."""
-        batches_ahead = -(-len(self._waiting) // self._max_batch) + (1 if self._running else 0)
-        return batches_ahead * self._batch_s
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -135,9 +129,7 @@ class MicroBatcher(Generic[J]):
             finally:
                 self._running = 0
                 self._running_batch = None
-            seconds = time.perf_counter() - started
-            self._batch_s = seconds if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * seconds
-            self._on_batch(len(batch), seconds)
+            self._on_batch(len(batch), time.perf_counter() - started)
 
     def _take_batch(self) -> list[J]:
         """Up to max_batch live jobs sharing the first live job's key; the rest keep their order.

@@ -1,8 +1,9 @@
 """An instant backend that answers with the last message's words: for benchmarks and tests.
 
 Every token has log-probability 0 (confidence 1.0), so it never escalates on
-confidence; `delay_ms` simulates work per request. `load().in_flight` counts plain
-and streamed requests until they finish or are cancelled.
+confidence; `delay_ms` simulates work per request (requests never queue: each answers
+after its delay, which `load()` reports as the finish estimate). `load().in_flight`
+counts plain and streamed requests until they finish or are cancelled.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class EchoBackend:
         self._rng = rng or random.Random()
 
     def load(self) -> LocalLoad:
-        return LocalLoad(self._in_flight, self._max_in_flight, 0.0)
+        return LocalLoad(self._in_flight, self._max_in_flight, 0.0, est_prefill_s=self._delay_s)  # no queue
 
     async def generate(self, call: BackendCall) -> Completion:
         words = self._words(call)

@@ -2,7 +2,8 @@
 
 `HttpBackendRuntime` admits a request (in-flight limit -> CapacityExceeded, a
 deadline already passed -> DeadlineExceeded), counts it while it streams, keeps
-the moving average of request latency the load estimate uses, and runs the
+the moving averages the load estimate uses (request latency, time to the first
+piece, seconds per generated token), and runs the
 backend's background poller: started on first use from an event loop, started
 again if it ever stopped, cancelled by `aclose`. What a backend polls and how it
 talks to its server stay in the backend.
@@ -49,6 +50,8 @@ class HttpBackendRuntime:
         self.max_in_flight = max_in_flight
         self.in_flight = 0  # requests admitted and not finished
         self.avg_request_s = 0.0
+        self.avg_first_s = 0.0  # time to the first piece (the server's queue and the prompt's prefill)
+        self.avg_token_s = 0.0  # seconds per generated token after the first piece
         self._poll = poll
         self._poll_s = poll_s
         self._check = check
@@ -93,11 +96,19 @@ class HttpBackendRuntime:
         self.admit(call)
         self.in_flight += 1
         started = time.monotonic()
+        first = 0.0
         try:
             async with contextlib.aclosing(open_stream(call)) as events:  # closed at once when the caller goes
                 async for event in events:
+                    now = time.monotonic()
+                    if not first:
+                        first = now
+                        self.avg_first_s = ewma(self.avg_first_s, now - started)
                     if isinstance(event, Completion):  # before the yield: a caller may stop reading after it
-                        self.avg_request_s = ewma(self.avg_request_s, time.monotonic() - started)
+                        self.avg_request_s = ewma(self.avg_request_s, now - started)
+                        tokens = event.usage.completion_tokens
+                        if tokens > 1 and now > first:
+                            self.avg_token_s = ewma(self.avg_token_s, (now - first) / (tokens - 1))
                     yield event
         finally:
             self.in_flight -= 1

@@ -123,7 +123,9 @@ class OllamaBackend:
         residency = self._residency
         if residency is not None and not residency.error and not _resident(self.model, residency.models):
             est += self._avg_load_s  # the next call loads the model first
-        return LocalLoad(runtime.in_flight, s.max_in_flight, est)
+        return LocalLoad(
+            runtime.in_flight, s.max_in_flight, est, est_prefill_s=runtime.avg_first_s, est_step_s=runtime.avg_token_s
+        )
 
     @property
     def residency(self) -> Residency | None:

@@ -1,9 +1,14 @@
 """How fast the in-process model is now, and when a request arriving now would finish.
 
 `Pace` keeps moving averages of the model's forward passes by batch size: the
-first pass of a batch (the prefill) and each pass after it (a decode step). It
-learns them from forward hooks on the model, so every batch the backend runs
-refreshes them; on a machine that gets busier the figures follow.
+first pass of a batch (the prefill) and each pass after it (a decode step), each
+timed from its start to the start of the next pass, so the work between passes
+(choosing tokens, decoding text, streaming it) counts too. It learns them from
+forward hooks on the model, so every batch the backend runs
+refreshes them; on a machine that gets busier the figures follow. The backend
+runs a short batch of one and of `max_batch` rows at start-up `warming()`, so the
+first burst already has figures for both ends; the first real batch of a size
+replaces its warm-up figure.
 
 `estimate_load` turns them, the batch running now and the jobs queued, into the
 `LocalLoad` the capacity policy reads. Batches run one at a time, in arrival
@@ -13,15 +18,18 @@ job's steps.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.core.contracts import LocalLoad
 
 ALPHA = 0.3  # weight of the newest sample in each moving average
+MARGIN = 1.15  # every figure is padded by this: a burst's own arrivals compete with the model for the CPU
+GUESS_MARGIN = 1.2  # a figure for a size not timed yet is guessed from others; the guess is padded by this too
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,33 +54,52 @@ class Pace:
         self._step = [0.0] * (self.max_batch + 1)
         self._passes = 0  # forward passes since the current batch started
         self._pass_started = 0.0
+        self._size = 0  # rows of the pass under way (0: none timed yet in this batch)
+        self._warming = False
+        self._seeded: set[tuple[int, int]] = set()  # (table, size) figures from the warm-up, replaced by real ones
 
     # -- learning ------------------------------------------------------------------------
 
     def batch_started(self) -> None:
         """The next forward pass is a new batch's prefill."""
         self._passes = 0
+        self._size = 0
 
     def observe(self, size: int, seconds: float) -> None:
-        """One forward pass of `size` rows took `seconds`: the batch's prefill if it is its first pass."""
-        table = self._prefill if self._passes == 0 else self._step
+        """One pass of `size` rows took `seconds`: the batch's prefill if it is its first pass."""
+        which = 0 if self._passes == 0 else 1
+        table = (self._prefill, self._step)[which]
         self._passes += 1
         i = min(max(size, 1), self.max_batch)
+        if self._warming:
+            self._seeded.add((which, i))
+        elif (which, i) in self._seeded:
+            self._seeded.discard((which, i))
+            table[i] = 0.0
         table[i] = seconds if table[i] == 0 else (1 - ALPHA) * table[i] + ALPHA * seconds
 
     def attach(self, model: Any) -> None:
-        """Time every forward pass of a torch module (its batch size from `input_ids`)."""
+        """Time the passes of a torch module: each from its start to the start of the next one in the same batch
+        (its batch size from `input_ids`). A batch's last pass is not timed."""
 
         def before(module: Any, args: Any, kwargs: Any) -> None:
-            self._pass_started = time.perf_counter()
-
-        def after(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+            now = time.perf_counter()
+            if self._size:  # the previous pass of this batch ends where this one starts
+                self.observe(self._size, now - self._pass_started)
             ids = kwargs.get("input_ids", args[0] if args else None)
-            if ids is not None:
-                self.observe(int(ids.shape[0]), time.perf_counter() - self._pass_started)
+            self._size = int(ids.shape[0]) if ids is not None else 0
+            self._pass_started = now
 
         model.register_forward_pre_hook(before, with_kwargs=True)
-        model.register_forward_hook(after, with_kwargs=True)
+
+    @contextlib.contextmanager
+    def warming(self) -> Iterator[None]:
+        """Passes timed inside the block are provisional: the first real pass of each size replaces them."""
+        self._warming = True
+        try:
+            yield
+        finally:
+            self._warming = False
 
     # -- reading -------------------------------------------------------------------------
 
@@ -92,11 +119,14 @@ class Pace:
 
 
 def _at(table: Sequence[float], size: int) -> float:
-    """The figure for `size`: measured, else interpolated between measured sizes; above the largest measured,
-    extrapolated along the last two (at most in proportion to size); below the smallest, the smallest's."""
+    """The figure for `size`, padded by MARGIN: measured, else a guess padded by GUESS_MARGIN as well."""
     size = min(max(size, 1), len(table) - 1)
-    if table[size]:
-        return table[size]
+    return MARGIN * (table[size] or GUESS_MARGIN * _guess(table, size))
+
+
+def _guess(table: Sequence[float], size: int) -> float:
+    """Interpolated between measured sizes; above the largest measured, extrapolated along the last two
+    (at most in proportion to size); below the smallest, the smallest's."""
     below = [i for i in range(1, size) if table[i]]
     above = [i for i in range(size + 1, len(table)) if table[i]]
     if below and above:
@@ -121,17 +151,18 @@ def estimate_load(
     in_flight: int,
     max_in_flight: int,
     running: RunningBatch | None,
-    queued: Sequence[int],
+    queued: Sequence[tuple[int, float | None]],
     max_wait_s: float,
     now: float | None = None,
 ) -> LocalLoad:
     """The load a request arriving now would meet.
 
-    `queued`: the steps of each job waiting (admitted and not yet running), in order;
-    a label job takes 1, free text its max_tokens. A new job joins the last queued
-    batch when it has room, else starts one after it. While a batch runs, the batch
-    being filled behind it may fill up before it starts, so its prefill and steps
-    are those of a full batch; when nothing runs it starts within `max_wait_s`.
+    `queued`: (steps, deadline) of each job waiting (admitted and not yet running), in
+    order; a label job takes 1 step, free text its max_tokens. A new job joins the last
+    queued batch when it has room, else starts one after it; it waits for the batch
+    running now, every full batch ahead and the batching window. Joining makes that
+    batch larger and its steps slower: `would_delay` counts the jobs already in it
+    that would then finish after their deadline (such a request should be refused).
     """
     max_batch = pace.max_batch
     if not pace.measured:
@@ -144,9 +175,11 @@ def estimate_load(
         wait = max(pace.batch_s(running.size, running.steps) - (now - running.started), step)
     full = len(queued) - len(queued) % max_batch
     for start in range(0, full, max_batch):
-        wait += pace.batch_s(max_batch, max(queued[start : start + max_batch]))
-    size = len(queued) - full + 1
-    if running is not None or full:
-        size = max_batch
+        wait += pace.batch_s(max_batch, max(steps for steps, _ in queued[start : start + max_batch]))
     wait += max_wait_s
-    return LocalLoad(in_flight, max_in_flight, wait, est_prefill_s=pace.prefill_s(size), est_step_s=pace.step_s(size))
+    joining = queued[full:]
+    size = len(joining) + 1
+    prefill, step = pace.prefill_s(size), pace.step_s(size)
+    starts = now + wait + prefill
+    late = sum(1 for steps, deadline in joining if deadline is not None and starts + steps * step > deadline)
+    return LocalLoad(in_flight, max_in_flight, wait, est_prefill_s=prefill, est_step_s=step, would_delay=late)

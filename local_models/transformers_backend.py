@@ -33,6 +33,8 @@ from gateway.core.contracts import (
     Completion,
     Delta,
     LocalLoad,
+    Message,
+    Role,
     StreamEvent,
     TokenLogprob,
     Usage,
@@ -40,6 +42,7 @@ from gateway.core.contracts import (
 from gateway.core.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument
 from local_models.batcher import MicroBatcher
 from local_models.label_drafts import Draft, greedy_steps, label_drafts
+from local_models.pace import Pace, estimate_load
 from local_models.prefix_kv import PrefixKV
 from local_models.prompt_prefix import Prefix, PromptPrefixes
 from local_models.streams import completion_of
@@ -124,6 +127,9 @@ class TransformersBackend:
         self._eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
         self._pad_id = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else min(self._eos_ids)
         self._in_flight = 0
+        self._encoding: list[tuple[int, float | None]] = []  # (steps, deadline) of admitted requests being tokenised
+        self._pace = Pace(settings.max_batch)  # prefill and step times by batch size, from every forward pass
+        self._pace.attach(self._model)
         self._pieces: dict[int, str] = {}
         self._label_cache: dict[tuple[str, ...], dict[str, int]] = {}
         self._draft_cache: dict[tuple[str, ...], dict[int, Draft]] = {}
@@ -137,7 +143,11 @@ class TransformersBackend:
             max_wait_s=settings.max_wait_s,
             key=lambda job: (job.call.adapter, job.prefix),  # label fast-path batches share one prefix
             on_batch=on_batch,
+            steps=lambda job: self._steps(job.call),
+            deadline=lambda job: job.call.deadline,
+            on_start=self._pace.batch_started,
         )
+        self._warm_up()
         log.info(
             "loaded local model",
             extra={
@@ -150,7 +160,15 @@ class TransformersBackend:
     # -- LocalBackend ---------------------------------------------------------------
 
     def load(self) -> LocalLoad:
-        return LocalLoad(self._in_flight, self._settings.max_in_flight, self._batcher.estimated_wait_s())
+        """What a request arriving now meets: the batch running, the queue (and requests being tokenised)."""
+        return estimate_load(
+            self._pace,
+            in_flight=self._in_flight,
+            max_in_flight=self._settings.max_in_flight,
+            running=self._batcher.running_batch,
+            queued=self._batcher.waiting() + self._encoding,
+            max_wait_s=self._settings.max_wait_s,
+        )
 
     async def generate(self, call: BackendCall) -> Completion:
         return await completion_of(self.stream(call), self.name)
@@ -160,9 +178,14 @@ class TransformersBackend:
             raise CapacityExceeded(f"local backend is at its in-flight limit ({self._settings.max_in_flight})")
         self._in_flight += 1
         job: _Job | None = None
+        shape = (self._steps(call), call.deadline)
+        self._encoding.append(shape)  # counted by load() before this coroutine first yields
         try:
             self._batcher.start()
-            prompt_ids, prefix = await asyncio.to_thread(self._encode, call)
+            try:
+                prompt_ids, prefix = await asyncio.to_thread(self._encode, call)
+            finally:
+                self._encoding.remove(shape)
             job = _Job(call, prompt_ids, self._label_ids(call.labels), asyncio.get_running_loop(), prefix=prefix)
             self._batcher.submit(job)
             while True:
@@ -175,12 +198,33 @@ class TransformersBackend:
         finally:
             if job is not None:
                 job.cancelled = True  # stops the row at the next step if the caller went away
+                self._batcher.withdraw(job)  # and leaves the queue now if it was still waiting
             self._in_flight -= 1
 
     async def aclose(self) -> None:
         await self._batcher.aclose()
 
+    def _warm_up(self) -> None:
+        """A short batch of one row and of max_batch rows through the decode loop, so that the pace has
+        figures for the first burst (provisional: real batches replace them)."""
+        call = BackendCall("warm-up", (Message(Role.USER, "Say hello to the desk."),), max_tokens=4)
+        loop = asyncio.new_event_loop()  # never run: the rows' events are dropped with it
+        try:
+            ids, _ = self._encode(call)
+            with self._pace.warming():
+                for size in dict.fromkeys((1, self._settings.max_batch)):
+                    self._pace.batch_started()
+                    self._run_batch([_Job(call, ids, {}, loop) for _ in range(size)])
+        finally:
+            loop.close()
+
     # -- preparation (worker threads) -------------------------------------------------
+
+    def _steps(self, call: BackendCall) -> int:
+        """Forward passes after the prefill that a call may take: one for a fast-path label, else max_tokens."""
+        if self._settings.label_fast_path and call.labels and call.temperature <= 0:
+            return 1
+        return max(call.max_tokens, 1)
 
     def _encode(self, call: BackendCall) -> tuple[list[int], Prefix | None]:
         """The prompt's token ids, and for the label fast path its fixed prefix (None: decode loop)."""

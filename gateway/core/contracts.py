@@ -242,6 +242,7 @@ class LocalLoad:
     est_prefill_s: float = 0.0  # the first forward pass of the batch it would join
     est_step_s: float = 0.0  # one decode step at that batch's size
     measured: bool = True  # False until the backend has timed its first batch: the estimates are guesses
+    would_delay: int = 0  # admitted requests a new one would push past their deadlines by joining their batch
     down: str = ""  # why the backend cannot take anything now (its server is not answering); "" when up
 
     def est_finish_s(self, max_tokens: int, *, label: bool = False) -> float:

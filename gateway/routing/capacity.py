@@ -42,6 +42,10 @@ def check_capacity(
         if load.est_wait_s > 0:
             return CapacityDecision(False, "local model busy with its first batch (not timed yet)")
         return CapacityDecision(True)
+    if load.would_delay:
+        return CapacityDecision(
+            False, f"joining the next local batch would push {load.would_delay} admitted requests past their deadlines"
+        )
     finish = load.est_finish_s(max_tokens, label=label)
     if finish > remaining_s:
         what = "a label answer" if label else f"{max_tokens} tokens"

@@ -83,7 +83,7 @@ async def test_queued_work_past_its_deadline_or_cancelled_is_dropped_before_the_
     live = TimedJob(deadline=time.monotonic() + 60, steps=24)
     for job in (expired, gone, live):
         batcher.submit(job)
-    assert batcher.queued_steps() == [1, 1, 24]
+    assert [steps for steps, _ in batcher.waiting()] == [1, 1, 24]
     release.set()
     await wait_until_async(lambda: len(ran) == 2, timeout_s=10, what="the second batch to run")
     await batcher.aclose()
@@ -112,7 +112,7 @@ async def test_a_withdrawn_job_leaves_the_queue_at_once_and_the_running_batch_is
     batcher.submit(kept)
     batcher.withdraw(withdrawn)
     batcher.withdraw(withdrawn)  # a second time, or after it left the queue: nothing happens
-    assert batcher.queued_steps() == [5]
+    assert batcher.waiting() == [(5, None)]
     release.set()
     await wait_until_async(lambda: len(ran) == 2, timeout_s=10, what="the second batch to run")
     await batcher.aclose()

@@ -48,3 +48,9 @@ def test_before_the_first_timed_batch_only_the_next_batch_is_admitted() -> None:
     assert check_capacity(cold_free, remaining_s=2.0, max_tokens=24).ok
     refused = check_capacity(cold_behind, remaining_s=2.0, max_tokens=24)
     assert not refused.ok and "not timed yet" in refused.reason
+
+
+def test_a_request_that_would_make_admitted_ones_late_is_refused() -> None:
+    crowded = LocalLoad(3, 64, 0.0, est_prefill_s=0.1, est_step_s=0.01, would_delay=2)
+    decision = check_capacity(crowded, remaining_s=30.0, max_tokens=1)
+    assert not decision.ok and "push 2 admitted requests past their deadlines" in decision.reason
