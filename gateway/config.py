@@ -82,6 +82,9 @@ class EchoConfig(_Strict):
     max_in_flight: int = Field(100_000, gt=0)
     tail_share: float = Field(0.0, ge=0, le=1, description="share of plain answers slowed by an extra delay")
     tail_ms: float = Field(0.0, ge=0, description="mean of that extra delay (exponentially distributed)")
+    report_delay: bool = Field(
+        True, description="load() gives delay_ms as the finish estimate; false: no estimate (deadlines pass mid-work)"
+    )
 
 
 class VllmConfig(_Strict):

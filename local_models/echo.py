@@ -28,11 +28,15 @@ class EchoBackend:
         max_in_flight: int = 100_000,
         tail_share: float = 0.0,
         tail_ms: float = 0.0,
+        report_delay: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         """A plain answer takes `delay_ms`; a `tail_share` of them take longer, by an exponentially
-        distributed extra of mean `tail_ms` (a heavy tail, for the hedging benchmark)."""
+        distributed extra of mean `tail_ms` (a heavy tail, for the hedging benchmark).
+        `report_delay=False`: load() gives no finish estimate, so the capacity check admits requests
+        whose deadline then passes mid-work (for tests of deadlines and cancellation)."""
         self._delay_s = delay_ms / 1000
+        self._estimate_s = self._delay_s if report_delay else 0.0
         self._max_in_flight = max_in_flight
         self._in_flight = 0
         self._tail_share = tail_share
@@ -40,7 +44,7 @@ class EchoBackend:
         self._rng = rng or random.Random()
 
     def load(self) -> LocalLoad:
-        return LocalLoad(self._in_flight, self._max_in_flight, 0.0, est_prefill_s=self._delay_s)  # no queue
+        return LocalLoad(self._in_flight, self._max_in_flight, 0.0, est_prefill_s=self._estimate_s)  # no queue
 
     async def generate(self, call: BackendCall) -> Completion:
         words = self._words(call)

@@ -31,7 +31,11 @@ def build_local_backend(config: Config, on_batch: BatchObserver) -> LocalBackend
 
         echo = config.local.echo
         return EchoBackend(
-            delay_ms=echo.delay_ms, max_in_flight=echo.max_in_flight, tail_share=echo.tail_share, tail_ms=echo.tail_ms
+            delay_ms=echo.delay_ms,
+            max_in_flight=echo.max_in_flight,
+            tail_share=echo.tail_share,
+            tail_ms=echo.tail_ms,
+            report_delay=echo.report_delay,
         )
     from local_models.model_store import EMBEDDED_NAME, ensure_embedded_model
     from local_models.transformers_backend import TransformersBackend, TransformersSettings

@@ -24,13 +24,15 @@ from gateway.client import (
 from tests.gateway_process import GatewayProcess, start_gateway
 from tests.waiting import wait_until
 
-# Each answer takes 100 ms, so a 20 ms deadline always passes first.
+# Each answer takes 100 ms, so a 20 ms deadline always passes first; the echo backend gives the capacity
+# check no estimate, so the call is admitted and its deadline passes mid-work (not refused up front).
 ECHO = """
 [local]
 backend = "echo"
 
 [local.echo]
 delay_ms = 100
+report_delay = false
 
 [cache]
 enabled = false

@@ -39,6 +39,7 @@ backend = "echo"
 
 [local.echo]
 delay_ms = {echo_delay_ms}
+report_delay = false  # no finish estimate: a request is admitted and its deadline passes mid-work
 
 [routing]
 escalation_order = ["openai"]

@@ -1,4 +1,4 @@
-"""The echo backend's heavy-tailed delay (the hedging benchmark's slow local tier)."""
+"""The echo backend's delay: its heavy tail (the hedging benchmark's slow local tier) and its finish estimate."""
 
 from __future__ import annotations
 
@@ -26,3 +26,10 @@ def test_no_tail_by_default_and_the_config_bounds_the_share() -> None:
     assert (config.local.echo.tail_share, config.local.echo.tail_ms) == (0.05, 200.0)
     with pytest.raises(ValueError, match=r"local\.echo\.tail_share"):
         load_config(overrides={"local.echo.tail_share": 1.5})
+
+
+def test_the_delay_is_the_finish_estimate_unless_report_delay_is_off() -> None:
+    assert EchoBackend(delay_ms=100.0).load().est_finish_s(8, label=False) >= 0.1
+    blind = EchoBackend(delay_ms=100.0, report_delay=False)
+    assert blind.load().est_finish_s(8, label=False) < 0.1  # admitted, and then late: for deadline tests
+    assert blind.next_delay_s() == pytest.approx(0.1)  # the work itself still takes the delay

@@ -5,13 +5,15 @@ import { status } from "@grpc/grpc-js";
 import { CancelledError, DeadlineExceededError, GatewayClient, InvalidArgumentError, type Result } from "../src";
 import { startGateway, waitUntil, type Gateway } from "./gateway";
 
-// Each answer takes 100 ms, so a 20 ms deadline always passes first.
+// Each answer takes 100 ms, so a 20 ms deadline always passes first; the echo backend gives the capacity
+// check no estimate, so the call is admitted and its deadline passes mid-work (not refused up front).
 const ECHO = `
 [local]
 backend = "echo"
 
 [local.echo]
 delay_ms = 100
+report_delay = false
 
 [cache]
 enabled = false
