@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import NoReturn, TypeVar
 
@@ -18,6 +19,7 @@ import grpc
 
 from gateway.api import convert, trace_context
 from gateway.api.auth import Authenticator
+from gateway.api.drain import DRAINING, Drain
 from gateway.api.usage_convert import usage_to_proto
 from gateway.core.contracts import Request, Result
 from gateway.core.errors import GatewayError, InvalidArgument, ResourceExhausted, Status, Unavailable
@@ -51,8 +53,10 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         usage_report: UsageReportSource | None = None,
         authenticator: Authenticator | None = None,
         usage_scope: UsageScope | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._router = router
+        self.drain = drain or Drain()
         self._counters = counters
         self._default_max_tokens = default_max_tokens
         self._max_batch_items = max_batch_items
@@ -62,27 +66,35 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         self._usage_scope = usage_scope
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:  # type: ignore[override]
-        caller = await self._caller(context)
-        domain = await self._convert(request, context, caller=caller)
-        result = await _guard(context, self._router.generate(domain))
-        return convert.response_to_proto(result)
+        with await _counted(context, self.drain):
+            caller = await self._caller(context)
+            domain = await self._convert(request, context, caller=caller)
+            result = await _guard(context, self._router.generate(domain))
+            return convert.response_to_proto(result)
 
     async def GenerateStream(  # type: ignore[override]
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
-        caller = await self._caller(context)
-        domain = await self._convert(request, context, caller=caller)
-        stream = self._router.stream(domain)
-        while True:
-            event = await _guard(context, _next(stream))
-            if event is None:
-                return
-            if isinstance(event, Result):
-                yield pb.GenerateChunk(final=convert.response_to_proto(event))
-                return
-            yield pb.GenerateChunk(text=event.text)
+        with await _counted(context, self.drain):
+            caller = await self._caller(context)
+            domain = await self._convert(request, context, caller=caller)
+            stream = self._router.stream(domain)
+            while True:
+                event = await _guard(context, _next(stream))
+                if event is None:
+                    return
+                if isinstance(event, Result):
+                    yield pb.GenerateChunk(final=convert.response_to_proto(event))
+                    return
+                yield pb.GenerateChunk(text=event.text)
 
     async def GenerateBatch(  # type: ignore[override]
+        self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GenerateBatchResponse:
+        with await _counted(context, self.drain):
+            return await self._batch(request, context)
+
+    async def _batch(
         self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateBatchResponse:
         caller = await self._caller(context)
@@ -163,6 +175,13 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
             await abort_with(context, exc)
         domain = trace_context.from_metadata(domain, context.invocation_metadata())
         return dataclasses.replace(domain, client=caller) if caller else domain
+
+
+async def _counted(context: grpc.aio.ServicerContext, drain: Drain) -> AbstractContextManager[None]:
+    """The call, counted in flight; UNAVAILABLE (retry on another replica) once the gateway is draining."""
+    if drain.draining:
+        await abort_with(context, Unavailable(DRAINING))
+    return drain.call()
 
 
 async def _next(stream: AsyncIterator[T]) -> T | None:

@@ -179,7 +179,9 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     draining = True
     log.info("draining", extra={"grace_s": config.server.drain_timeout_s})
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace=config.server.drain_timeout_s)
+    drain_started = loop.time()
+    await servicer.drain.finish(config.server.drain_timeout_s)  # new calls: UNAVAILABLE; in-flight ones finish
+    await server.stop(grace=max(0.0, config.server.drain_timeout_s - (loop.time() - drain_started)))
     for each in runners:
         await each.cleanup()
     await keys.aclose()
