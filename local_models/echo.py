@@ -94,4 +94,5 @@ class EchoBackend:
             usage=Usage(prompt, len(words)),
             finish_reason="stop",
             tokens=tuple(TokenLogprob(w, 0.0) for w in words),
+            queued_s=0.0,  # no queue: every call starts at once
         )

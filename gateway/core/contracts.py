@@ -148,6 +148,7 @@ class Completion:
     usage: Usage
     finish_reason: str
     tokens: tuple[TokenLogprob, ...] = ()  # empty when the backend reports no logprobs
+    queued_s: float | None = None  # local backends: from taking the call to its first model pass; None = unknown
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,11 @@ class Tracer(Protocol):
         """A child of the current span, open for the `with` block."""
         ...
 
+    def record(self, name: str, start_ns: int, end_ns: int, attributes: Attributes | None = None) -> None:
+        """A finished child of the current span over the given wall-clock times (time.time_ns()):
+        a phase measured after the fact, such as a local backend's queue wait."""
+        ...
+
 
 class _NoSpan:
     """Every no-op at once: span, request span and their scopes. One instance serves every request."""
@@ -103,6 +108,9 @@ class NoTracer:
 
     def span(self, name: str, attributes: Attributes | None = None) -> SpanScope:
         return NO_SPAN
+
+    def record(self, name: str, start_ns: int, end_ns: int, attributes: Attributes | None = None) -> None:
+        return None
 
 
 NO_SPAN = _NoSpan()

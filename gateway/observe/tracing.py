@@ -46,6 +46,9 @@ class OtelTracer:
     def span(self, name: str, attributes: Attributes | None = None) -> SpanScope:
         return self._tracer.start_as_current_span(name, attributes=attributes)
 
+    def record(self, name: str, start_ns: int, end_ns: int, attributes: Attributes | None = None) -> None:
+        self._tracer.start_span(name, attributes=attributes, start_time=start_ns).end(end_time=end_ns)
+
     @contextmanager
     def _request_span(self, request: Request) -> Iterator[RequestSpan]:
         parent = None

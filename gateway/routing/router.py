@@ -183,13 +183,14 @@ class Router:
                     load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels)
                 )
                 if capacity.ok:
-                    local_started = time.perf_counter()
+                    local_started, local_started_ns = time.perf_counter(), time.time_ns()
                     try:
                         with trace.waiting():  # the backend, and the consumer between pieces
                             async for event in self._local.stream(call):
                                 if isinstance(event, Delta):
                                     yield event
                                     continue
+                                self._local_phases(event, local_started_ns)
                                 score = self._score(event, task)
                                 attempt = Attempt(self._local.name, event.model, "ok", _ms(local_started))
                                 _local_outcome(span, _LocalOutcome(event, score, Escalation.NONE, attempt))
@@ -382,7 +383,7 @@ class Router:
         if not capacity.ok:
             attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason)
             return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         try:
             with trace.waiting():
                 completion = await self._local.generate(call)
@@ -396,10 +397,22 @@ class Router:
             attempt = Attempt(self._local.name, self._local.model, "error", _ms(started), _describe(exc))
             return _LocalOutcome(None, None, Escalation.LOCAL_ERROR, attempt)
         self._local_latency.observe(task.name, time.perf_counter() - started)
+        self._local_phases(completion, started_ns)
         score = self._score(completion, task)
         low = policy.should_escalate(score, the_plan.threshold)
         attempt = Attempt(self._local.name, completion.model, "low_confidence" if low else "ok", _ms(started))
         return _LocalOutcome(completion, score, Escalation.LOW_CONFIDENCE if low else Escalation.NONE, attempt)
+
+    def _local_phases(self, completion: Completion, started_ns: int) -> None:
+        """Child spans of the local attempt, when the backend says how long the call waited for the model:
+        `gateway.local.queue` (until its first model pass) and `gateway.local.generate` (the rest)."""
+        if completion.queued_s is None:
+            return
+        ended_ns = time.time_ns()
+        first_pass_ns = min(started_ns + int(completion.queued_s * 1e9), ended_ns)
+        self._tracer.record("gateway.local.queue", started_ns, first_pass_ns)
+        tokens = {"gen_ai.usage.output_tokens": completion.usage.completion_tokens}
+        self._tracer.record("gateway.local.generate", first_pass_ns, ended_ns, tokens)
 
     def _score(self, completion: Completion, task: TaskSpec) -> float | None:
         return confidence.score(

@@ -119,6 +119,11 @@ async def test_span_trees_of_local_cached_escalated_and_caller_traced_requests(
     assert local_span["attributes"]["gateway.outcome"] == "ok"
     assert local_span["attributes"]["gateway.confidence"] == 1.0
     assert "gateway.local.queue_estimate_ms" in local_span["attributes"]
+    queue, generate = _children(spans, local_span)  # the local attempt's phases, as the backend measured them
+    assert (queue["name"], generate["name"]) == ("gateway.local.queue", "gateway.local.generate")
+    assert local_span["start_time"] <= queue["start_time"] <= queue["end_time"] <= generate["start_time"]
+    assert generate["end_time"] <= local_span["end_time"]
+    assert generate["attributes"]["gen_ai.usage.output_tokens"] == local.usage.completion_tokens
 
     # a cache hit: the lookup is the only step
     request = _request_span(spans, "hit-1")
