@@ -41,7 +41,7 @@ p99 and p99.9 of each, and the provider calls and tokens hedging cost.
 
 Asserts nothing; prints figures, with the load average (the machine is shared).
 
-    python scripts/bench_overhead.py [--only echo|remote|doors|overload|hedge] [--rates 100 500 1000]
+    python scripts/bench_overhead.py [--only echo|remote|doors|keys|overload|hedge] [--rates 100 500 1000]
         [--remote-rates 10 25 100 500 1000] [--door-rates 100 500 1000] [--duration 5]
         [--overload-deadline-ms 500] [--overload-duration 5] [--ramp-duration 2] [--burst 96]
 """
@@ -84,7 +84,9 @@ Row = tuple[str, int, Stats]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--only", choices=("echo", "remote", "doors", "overload", "hedge"), help="run one part (default: all)"
+        "--only",
+        choices=("echo", "remote", "doors", "keys", "overload", "hedge"),
+        help="run one part (default: all)",
     )
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000], help="offered QPS, echo part")
     parser.add_argument(
@@ -118,35 +120,39 @@ def main() -> None:
         url, duration = args.ceiling
         print(json.dumps(arun(_closed_loop(url, float(duration)))))
     else:
-        print(_machine_note())
-        if args.only in (None, "echo"):
-            _run(args.rates, args.duration)
-        if args.only in (None, "remote"):
-            _run_remote(args.remote_rates, args.duration, args.litellm_spec)
-        if args.only in (None, "doors"):
-            _run_doors(args.door_rates, args.duration, args.litellm_spec)
-        if args.only in (None, "overload"):
-            import overload
+        _run_parts(args)
 
-            overload.run(
-                overload.Settings(
-                    deadline_s=args.overload_deadline_ms / 1000,
-                    duration_s=args.overload_duration,
-                    ramp_s=args.ramp_duration,
-                    burst=args.burst,
-                    litellm_spec=args.litellm_spec,
-                )
+
+def _run_parts(args: argparse.Namespace) -> None:
+    """Every part, or the one `--only` names, in this order."""
+    print(_machine_note())
+    if args.only in (None, "echo"):
+        _run(args.rates, args.duration)
+    if args.only in (None, "remote"):
+        _run_remote(args.remote_rates, args.duration, args.litellm_spec)
+    if args.only in (None, "doors"):
+        _run_doors(args.door_rates, args.duration, args.litellm_spec)
+    if args.only in (None, "keys"):
+        import bench_keys
+
+        bench_keys.run(bench_keys.Settings(duration_s=args.duration))
+    if args.only in (None, "overload"):
+        import overload
+
+        overload.run(
+            overload.Settings(
+                deadline_s=args.overload_deadline_ms / 1000,
+                duration_s=args.overload_duration,
+                ramp_s=args.ramp_duration,
+                burst=args.burst,
+                litellm_spec=args.litellm_spec,
             )
-        _run_hedge(args)
-        print(f"\nload average at the end: {load_average()}")
-
-
-def _run_hedge(args: argparse.Namespace) -> None:
-    """Part 5 (scripts/bench_hedge.py): URGENT p99 with and without hedging, and the tokens it cost."""
-    if args.only in (None, "hedge"):
+        )
+    if args.only in (None, "hedge"):  # scripts/bench_hedge.py: URGENT p99 with and without hedging, its tokens
         import bench_hedge
 
         bench_hedge.run(bench_hedge.Settings(duration_s=max(args.duration, 5.0)))
+    print(f"\nload average at the end: {load_average()}")
 
 
 # -- orchestration: echo (local path) ---------------------------------------------------------
