@@ -6,9 +6,11 @@ timed from its start to the start of the next pass, so the work between passes
 (choosing tokens, decoding text, streaming it) counts too. It learns them from
 forward hooks on the model, so every batch the backend runs
 refreshes them; on a machine that gets busier the figures follow. The backend
-runs a short batch of one and of `max_batch` rows at start-up `warming()`, so the
-first burst already has figures for both ends; the first real batch of a size
-replaces its warm-up figure.
+runs a short batch of one, two and `max_batch` rows at start-up `warming()`, so the
+first burst already has figures to go on; the first real batch of a size replaces
+its warm-up figure. Two is timed as well because one row is a special case: on two
+CPU cores a step of one row took 38 ms, of two 61 ms, of eight 68 ms, so a line
+from one to eight would promise sizes 2-7 a step about a quarter too fast.
 
 `estimate_load` turns them, the batch running now and the jobs queued, into the
 `LocalLoad` the capacity policy reads. Batches run one at a time, in arrival
@@ -118,6 +120,31 @@ class Pace:
         return self.prefill_s(size) + steps * self.step_s(size)
 
 
+class LabelSteps:
+    """How many steps after the prefill label answers take: the most of the last `window` label batches.
+
+    One when the label is checked in a single pass; up to max_tokens when the model
+    does not stop at the label (a task on the base model often talks on). Written by
+    the worker thread, read on the event loop: a tuple replaced whole.
+    """
+
+    def __init__(self, window: int = 16) -> None:
+        self._window = window
+        self._recent: tuple[int, ...] = ()
+
+    def observe(self, steps: int) -> None:
+        self._recent = (*self._recent[1 - self._window :], max(steps, 1))
+
+    def steps(self, max_tokens: int) -> int:
+        """The steps to expect for a label answer allowed `max_tokens`: max_tokens before any was seen."""
+        return min(max(self._recent, default=max_tokens), max(max_tokens, 1))
+
+    @property
+    def most(self) -> int:
+        """The most steps of recent label batches; 0 before any."""
+        return max(self._recent, default=0)
+
+
 def _at(table: Sequence[float], size: int) -> float:
     """The figure for `size`, padded by MARGIN: measured, else a guess padded by GUESS_MARGIN as well."""
     size = min(max(size, 1), len(table) - 1)
@@ -153,12 +180,14 @@ def estimate_load(
     running: RunningBatch | None,
     queued: Sequence[tuple[int, float | None]],
     max_wait_s: float,
+    label_steps: int = 0,
     now: float | None = None,
 ) -> LocalLoad:
     """The load a request arriving now would meet.
 
     `queued`: (steps, deadline) of each job waiting (admitted and not yet running), in
-    order; a label job takes 1 step, free text its max_tokens. A new job joins the last
+    order (a label job as many as recent label answers took, free text its max_tokens);
+    `label_steps` is passed on for the capacity check (LocalLoad.label_steps). A new job joins the last
     queued batch when it has room, else starts one after it; it waits for the batch
     running now, every full batch ahead and the batching window. Joining makes that
     batch larger and its steps slower: `would_delay` counts the jobs already in it
@@ -167,7 +196,9 @@ def estimate_load(
     max_batch = pace.max_batch
     if not pace.measured:
         next_batch = running is None and len(queued) < max_batch
-        return LocalLoad(in_flight, max_in_flight, 0.0 if next_batch else math.inf, measured=False)
+        return LocalLoad(
+            in_flight, max_in_flight, 0.0 if next_batch else math.inf, measured=False, label_steps=label_steps
+        )
     now = time.monotonic() if now is None else now
     wait = 0.0
     if running is not None:
@@ -182,4 +213,12 @@ def estimate_load(
     prefill, step = pace.prefill_s(size), pace.step_s(size)
     starts = now + wait + prefill
     late = sum(1 for steps, deadline in joining if deadline is not None and starts + steps * step > deadline)
-    return LocalLoad(in_flight, max_in_flight, wait, est_prefill_s=prefill, est_step_s=step, would_delay=late)
+    return LocalLoad(
+        in_flight,
+        max_in_flight,
+        wait,
+        est_prefill_s=prefill,
+        est_step_s=step,
+        would_delay=late,
+        label_steps=label_steps,
+    )

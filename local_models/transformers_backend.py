@@ -42,7 +42,7 @@ from gateway.core.contracts import (
 from gateway.core.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument
 from local_models.batcher import MicroBatcher
 from local_models.label_drafts import Draft, greedy_steps, label_drafts
-from local_models.pace import Pace, estimate_load
+from local_models.pace import LabelSteps, Pace, estimate_load
 from local_models.prefix_kv import PrefixKV
 from local_models.prompt_prefix import Prefix, PromptPrefixes
 from local_models.streams import completion_of
@@ -130,6 +130,7 @@ class TransformersBackend:
         self._encoding: list[tuple[int, float | None]] = []  # (steps, deadline) of admitted requests being tokenised
         self._pace = Pace(settings.max_batch)  # prefill and step times by batch size, from every forward pass
         self._pace.attach(self._model)
+        self._label_steps = LabelSteps()  # steps fast-path label batches ran after their prefill
         self._pieces: dict[int, str] = {}
         self._label_cache: dict[tuple[str, ...], dict[str, int]] = {}
         self._draft_cache: dict[tuple[str, ...], dict[int, Draft]] = {}
@@ -168,6 +169,7 @@ class TransformersBackend:
             running=self._batcher.running_batch,
             queued=self._batcher.waiting() + self._encoding,
             max_wait_s=self._settings.max_wait_s,
+            label_steps=self._label_steps.most,
         )
 
     async def generate(self, call: BackendCall) -> Completion:
@@ -205,14 +207,14 @@ class TransformersBackend:
         await self._batcher.aclose()
 
     def _warm_up(self) -> None:
-        """A short batch of one row and of max_batch rows through the decode loop, so that the pace has
+        """A short batch of one, two and max_batch rows through the decode loop, so that the pace has
         figures for the first burst (provisional: real batches replace them)."""
         call = BackendCall("warm-up", (Message(Role.USER, "Say hello to the desk."),), max_tokens=4)
         loop = asyncio.new_event_loop()  # never run: the rows' events are dropped with it
         try:
             ids, _ = self._encode(call)
             with self._pace.warming():
-                for size in dict.fromkeys((1, self._settings.max_batch)):
+                for size in dict.fromkeys((1, min(2, self._settings.max_batch), self._settings.max_batch)):
                     self._pace.batch_started()
                     self._run_batch([_Job(call, ids, {}, loop) for _ in range(size)])
         finally:
@@ -221,9 +223,10 @@ class TransformersBackend:
     # -- preparation (worker threads) -------------------------------------------------
 
     def _steps(self, call: BackendCall) -> int:
-        """Forward passes after the prefill that a call may take: one for a fast-path label, else max_tokens."""
+        """Forward passes after the prefill that a call may take: for a fast-path label as many as recent label
+        batches ran (max_tokens before any), else max_tokens."""
         if self._settings.label_fast_path and call.labels and call.temperature <= 0:
-            return 1
+            return self._label_steps.steps(call.max_tokens)
         return max(call.max_tokens, 1)
 
     def _encode(self, call: BackendCall) -> tuple[list[int], Prefix | None]:
@@ -326,6 +329,7 @@ class TransformersBackend:
         self._step(rows, first.tolist(), logprobs, torch)
         live = [i for i, row in enumerate(rows) if not row.done]
         if not live:
+            self._label_steps.observe(1)
             return
         drafts = self._draft_cache.get(jobs[0].call.labels)
         if drafts is None:
@@ -351,10 +355,14 @@ class TransformersBackend:
             for j in range(steps or 0):
                 self._step([rows[i]], [greedy[i][j]], passed[i : i + 1, j], torch)
         if all(row.done for row in rows):
+            self._label_steps.observe(1)
             return
         out.cache.crop(-width)  # back to the prefill: the rest decode step by step from the first token
         out, mask, positions = self._next(out, first, mask, positions, torch)
         self._generate(rows, out, mask, positions, torch)
+        self._label_steps.observe(
+            max(len(row.ids) for row in rows)
+        )  # the check pass, then one per token after the first
 
     def _left_padded(self, prompts: Sequence[Sequence[int]], prefix: int, torch: Any) -> tuple[Any, Any, Any]:
         """Prompts left-padded to one width (every row's last token at the end), after `prefix` cached tokens.
