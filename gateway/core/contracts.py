@@ -245,12 +245,17 @@ class LocalLoad:
     measured: bool = True  # False until the backend has timed its first batch: the estimates are guesses
     would_delay: int = 0  # admitted requests a new one would push past their deadlines by joining their batch
     down: str = ""  # why the backend cannot take anything now (its server is not answering); "" when up
+    label_steps: int = 0  # the most steps recent label answers took after their prefill; 0 = none seen yet
 
     def est_finish_s(self, max_tokens: int, *, label: bool = False) -> float:
         """Seconds from now until a request asking for `max_tokens` would have its answer.
 
-        A label answer takes one pass after the prefill (the label checked at once);
-        free text one step per token, up to max_tokens (it may stop earlier).
+        Free text takes one step per token, up to max_tokens (it may stop earlier). A
+        label answer takes as many as recent label answers took (`label_steps`: one
+        pass when the label is checked at once, more when the model talks past it),
+        and max_tokens until one has been seen.
         """
-        steps = 1 if label else max(max_tokens, 1)
+        steps = max(max_tokens, 1)
+        if label and self.label_steps:
+            steps = min(self.label_steps, steps)
         return self.est_wait_s + self.est_prefill_s + steps * self.est_step_s

@@ -8,8 +8,8 @@ from gateway.core.contracts import LocalLoad
 from gateway.routing.capacity import check_capacity
 
 
-def busy(wait_s: float = 0.5, prefill_s: float = 0.2, step_s: float = 0.05) -> LocalLoad:
-    return LocalLoad(10, 64, wait_s, est_prefill_s=prefill_s, est_step_s=step_s)
+def busy(wait_s: float = 0.5, prefill_s: float = 0.2, step_s: float = 0.05, label_steps: int = 1) -> LocalLoad:
+    return LocalLoad(10, 64, wait_s, est_prefill_s=prefill_s, est_step_s=step_s, label_steps=label_steps)
 
 
 def test_finish_estimate_is_queue_wait_plus_prefill_plus_a_step_per_token() -> None:
@@ -17,6 +17,13 @@ def test_finish_estimate_is_queue_wait_plus_prefill_plus_a_step_per_token() -> N
     assert load.est_finish_s(24) == pytest.approx(0.5 + 0.2 + 24 * 0.05)
     assert load.est_finish_s(24, label=True) == pytest.approx(0.5 + 0.2 + 0.05)  # one pass checks the label
     assert load.est_finish_s(0) == pytest.approx(0.5 + 0.2 + 0.05)
+
+
+def test_a_label_answer_takes_the_steps_recent_label_answers_took_and_max_tokens_before_any() -> None:
+    assert busy(label_steps=0).est_finish_s(24, label=True) == pytest.approx(0.5 + 0.2 + 24 * 0.05)
+    assert busy(label_steps=6).est_finish_s(24, label=True) == pytest.approx(0.5 + 0.2 + 6 * 0.05)
+    assert busy(label_steps=40).est_finish_s(24, label=True) == pytest.approx(0.5 + 0.2 + 24 * 0.05)  # capped
+    assert not check_capacity(busy(label_steps=24), remaining_s=1.0, max_tokens=24, label=True).ok
 
 
 def test_a_request_that_would_finish_after_its_deadline_is_refused_with_the_estimate() -> None:

@@ -128,6 +128,9 @@ async def test_label_answers_that_are_not_labels_and_sampled_ones_still_work(
     before, after = await answers(slow, batch), await answers(fast, batch)
     assert_same(before, after, labels)
     assert all(len(c.tokens) > 2 for c in after)
+    # the capacity check now expects label answers to run as long as this batch did, not one pass
+    assert fast.load().label_steps >= max(len(c.tokens) for c in after)
+    assert slow.load().label_steps == 0  # no fast-path label batch there: label answers count as max_tokens
     sampled = BackendCall(
         "s", (Message(Role.USER, "Pick: red or blue?"),), max_tokens=4, temperature=1.0, labels=("red", "blue")
     )

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from local_models.pace import GUESS_MARGIN, MARGIN, Pace, RunningBatch, estimate_load
+from local_models.pace import GUESS_MARGIN, MARGIN, LabelSteps, Pace, RunningBatch, estimate_load
 
 M = MARGIN  # every figure read back is padded by it
 G = MARGIN * GUESS_MARGIN  # and a guessed one by both
@@ -118,3 +118,23 @@ def test_warm_up_figures_are_replaced_by_the_first_real_batch_of_that_size() -> 
     pace.observe(4, 0.2)
     pace.observe(4, 0.03)
     assert (pace.prefill_s(4), pace.step_s(4)) == (pytest.approx(0.2 * M), pytest.approx(0.03 * M))
+
+
+def test_label_steps_are_the_most_of_recent_label_batches_and_max_tokens_before_any() -> None:
+    steps = LabelSteps(window=3)
+    assert steps.most == 0 and steps.steps(24) == 24  # nothing seen: as long as free text
+    steps.observe(1)
+    assert steps.most == 1 and steps.steps(24) == 1  # the label checked in one pass
+    steps.observe(24)  # the model talked past the label
+    steps.observe(1)
+    assert steps.steps(24) == 24 and steps.steps(8) == 8  # never more than the request allows
+    steps.observe(1)
+    steps.observe(0)
+    assert steps.most == 1  # the long one left the window; a batch counts at least one step
+
+
+def test_the_load_carries_the_label_steps_it_was_given() -> None:
+    pace = learned(s1=0.03)
+    load = estimate_load(pace, in_flight=0, max_in_flight=8, running=None, queued=[], max_wait_s=0.0, label_steps=5)
+    assert load.label_steps == 5
+    assert load.est_finish_s(24, label=True) == pytest.approx(load.est_wait_s + (0.1 + 5 * 0.03) * M)
