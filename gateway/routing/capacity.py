@@ -26,9 +26,10 @@ def check_capacity(
     """No when the backend is down or full, or when it would answer after the deadline.
 
     The finish estimate is queue wait + prefill + steps x the measured step time at
-    the batch size the request would join (one step for a label answer, max_tokens
-    for free text). Before the backend has timed a batch it admits only requests
-    that would start in the next batch.
+    the batch size the request would join (max_tokens for free text; for a label
+    answer the steps recent label answers took, see LocalLoad.est_finish_s).
+    Before the backend has timed a batch it admits only requests that would start
+    in the next batch.
     """
     if load.down:
         return CapacityDecision(False, f"local backend down: {load.down}")
