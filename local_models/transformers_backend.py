@@ -77,6 +77,8 @@ class _Job:
     prefix: Prefix | None = None  # label fast path: the fixed prompt prefix, () when none; None = decode loop
     events: asyncio.Queue[StreamEvent | BaseException] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
+    accepted: float = 0.0  # time.monotonic() when the backend took the call (before tokenising)
+    started: float = 0.0  # when its batch began on the model; 0 = not yet
 
     def emit(self, event: StreamEvent | BaseException) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -180,6 +182,7 @@ class TransformersBackend:
             raise CapacityExceeded(f"local backend is at its in-flight limit ({self._settings.max_in_flight})")
         self._in_flight += 1
         job: _Job | None = None
+        accepted = time.monotonic()
         shape = (self._steps(call), call.deadline)
         self._encoding.append(shape)  # counted by load() before this coroutine first yields
         try:
@@ -188,7 +191,14 @@ class TransformersBackend:
                 prompt_ids, prefix = await asyncio.to_thread(self._encode, call)
             finally:
                 self._encoding.remove(shape)
-            job = _Job(call, prompt_ids, self._label_ids(call.labels), asyncio.get_running_loop(), prefix=prefix)
+            job = _Job(
+                call,
+                prompt_ids,
+                self._label_ids(call.labels),
+                asyncio.get_running_loop(),
+                prefix=prefix,
+                accepted=accepted,
+            )
             self._batcher.submit(job)
             while True:
                 event = await job.events.get()
@@ -260,6 +270,9 @@ class TransformersBackend:
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         torch = self._torch
+        started = time.monotonic()
+        for job in jobs:
+            job.started = started
         self._use_adapter(jobs[0].call.adapter)  # the batcher never mixes adapters in one batch
         with torch.inference_mode():
             if jobs[0].prefix is not None:  # the batcher never mixes prefixes either
@@ -479,4 +492,5 @@ class TransformersBackend:
             usage=Usage(len(job.prompt_ids), len(row.tokens)),
             finish_reason=reason,
             tokens=tuple(row.tokens),
+            queued_s=job.started - job.accepted if job.started and job.accepted else None,
         )

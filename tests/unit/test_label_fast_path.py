@@ -128,6 +128,8 @@ async def test_label_answers_that_are_not_labels_and_sampled_ones_still_work(
     before, after = await answers(slow, batch), await answers(fast, batch)
     assert_same(before, after, labels)
     assert all(len(c.tokens) > 2 for c in after)
+    # each answer says how long it waited for the model (the trace's gateway.local.queue span)
+    assert all(c.queued_s is not None and 0 <= c.queued_s < 60 for c in before + after)
     # the capacity check now expects label answers to run as long as this batch did, not one pass
     assert fast.load().label_steps >= max(len(c.tokens) for c in after)
     assert slow.load().label_steps == 0  # no fast-path label batch there: label answers count as max_tokens
