@@ -50,6 +50,11 @@ class ServerConfig(_Strict):
         ge=0,
         description="gRPC calls answered at once; more get RESOURCE_EXHAUSTED before any work (0 = no limit)",
     )
+    max_concurrent_streams: int = Field(
+        0,
+        ge=0,
+        description="HTTP/2 streams one client connection may have open; more wait in the client (0 = grpc's)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prompts: bool = Field(False, description="include prompt text in DEBUG logs")
     allow_insecure: bool = Field(False, description="allow plaintext (no [server.tls]) on a non-loopback address")
@@ -69,7 +74,9 @@ class TransformersConfig(_Strict):
         True, description="greedy label tasks: cached prompt prefix, label checked in one pass (same answers)"
     )
     prefix_cache: int = Field(32, ge=0, description="prompt-prefix key/value caches kept for label tasks")
-    prefill_threads: int = Field(0, ge=0, description="torch threads for a label batch's prefill; 0 = threads")
+    prefill_threads: int = Field(
+        2, ge=0, description="torch threads for a label batch's prefill (both cores of a small box); 0 = threads"
+    )
     quantize_int8: bool = Field(
         False, description="int8 linear layers: faster prefill, but changes labels; re-measure the cards first"
     )
