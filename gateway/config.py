@@ -51,9 +51,9 @@ class ServerConfig(_Strict):
         description="gRPC calls answered at once; more get RESOURCE_EXHAUSTED before any work (0 = no limit)",
     )
     max_concurrent_streams: int = Field(
-        0,
+        64,
         ge=0,
-        description="HTTP/2 streams one client connection may have open; more wait in the client (0 = grpc's)",
+        description="HTTP/2 streams one client connection may have open; more wait in the client (0 = no limit)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prompts: bool = Field(False, description="include prompt text in DEBUG logs")

@@ -232,6 +232,11 @@ async def _start_grpc(
         options=[
             ("grpc.max_receive_message_length", config.server.max_request_bytes),
             ("grpc.so_reuseport", 0),
+            *(
+                [("grpc.max_concurrent_streams", config.server.max_concurrent_streams)]
+                if config.server.max_concurrent_streams
+                else []
+            ),
         ],
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,  # refused in grpc, before parsing
     )
