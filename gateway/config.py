@@ -51,7 +51,7 @@ class ServerConfig(_Strict):
         description="gRPC calls answered at once; more get RESOURCE_EXHAUSTED before any work (0 = no limit)",
     )
     max_concurrent_streams: int = Field(
-        64,
+        0,
         ge=0,
         description="HTTP/2 streams one client connection may have open; more wait in the client (0 = no limit)",
     )
