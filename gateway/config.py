@@ -53,7 +53,7 @@ class ServerConfig(_Strict):
     max_concurrent_streams: int = Field(
         0,
         ge=0,
-        description="HTTP/2 streams one client connection may have open; more wait in the client (0 = no limit)",
+        description="HTTP/2 streams one client connection may have open; more are refused, UNAVAILABLE (0 = no limit)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prompts: bool = Field(False, description="include prompt text in DEBUG logs")
