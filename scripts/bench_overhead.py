@@ -65,7 +65,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from benchlib import ROOT, arun, free_port, load_average, serve_command, taskset, wait_for, wait_generate, wait_port
+from benchlib import (
+    ROOT,
+    arun,
+    free_port,
+    load_average,
+    serve_command,
+    stop,
+    taskset,
+    wait_for,
+    wait_generate,
+    wait_port,
+)
 
 LITELLM_VENV = ROOT / ".venv-litellm"
 LITELLM_SPEC = "litellm[proxy]==1.108.7"  # the release the recorded figures were taken with
@@ -172,19 +183,26 @@ def _run(rates: list[int], duration: float) -> None:
                     rows.append((name, rate, stats))
         finally:
             for process, _ in servers.values():
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+                stop(process)
     _print(rows)
 
 
-def _print(rows: list[Row]) -> None:
+def _print_table(rows: list[Row], width: int, *, mark_saturated: bool = False) -> dict[int, dict[str, Stats]]:
+    """One line per (server, rate); returns the stats by rate, then by server."""
     print()
-    print(f"{'server':<14} {'offered':>8} {'achieved':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}")
+    head = f"{'offered':>8} {'achieved':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}"
+    print(f"{'server':<{width}} {head}")
     by_rate: dict[int, dict[str, Stats]] = {}
     for name, rate, s in rows:
         by_rate.setdefault(rate, {})[name] = s
         cells = f"{s['qps']:>9.0f} {s['errors']:>7.0f} {s['p50']:>8.3f} {s['p99']:>8.3f} {s['p999']:>9.3f}"
-        print(f"{name:<14} {rate:>8} {cells}")
+        note = "  saturated" if mark_saturated and _saturated(rate, s) else ""
+        print(f"{name:<{width}} {rate:>8} {cells}{note}")
+    return by_rate
+
+
+def _print(rows: list[Row]) -> None:
+    by_rate = _print_table(rows, 14)
     print()
     print(f"{'offered':>8} {'added p50 ms':>13} {'added p99 ms':>13}")
     for rate, pair in by_rate.items():
@@ -196,7 +214,8 @@ def _pinning_note() -> str:
     return "server core 0, load generator core 1" if taskset() else "none (taskset not found)"
 
 
-def _start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_gateway(tmp: Path, http_port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    """The echo gateway on core 0, serving gRPC (its target is returned) and HTTP on `http_port` (0: any)."""
     port = free_port()
     config = tmp / "bench.toml"
     # Every request reaches the router (no response cache), with its own state folder.
@@ -204,7 +223,7 @@ def _start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         f'state_dir = "{tmp / "echo-state"}"\n[local]\nbackend = "echo"\n[server]\nlog_level = "WARNING"\n'
         "[cache]\nenabled = false\n"
     )
-    process = subprocess.Popen([*taskset(0), *serve_command(config, port, free_port())], cwd=ROOT)
+    process = subprocess.Popen([*taskset(0), *serve_command(config, port, http_port or free_port())], cwd=ROOT)
     target = f"127.0.0.1:{port}"
     _wait_ready(target, process)
     return process, target
@@ -264,7 +283,9 @@ def _run_doors(rates: list[int], duration: float, litellm_spec: str) -> None:
         tmp = Path(tmp_name)
         started: list[subprocess.Popen[bytes]] = []
         try:
-            gateway, grpc_target, http_origin = _start_gateway_doors(tmp)
+            http_port = free_port()
+            gateway, grpc_target = _start_gateway(tmp, http_port)
+            http_origin = f"http://127.0.0.1:{http_port}"
             started.append(gateway)
             bare_grpc, bare_target = _start_bare()
             started.append(bare_grpc)
@@ -297,23 +318,13 @@ def _run_doors(rates: list[int], duration: float, litellm_spec: str) -> None:
                     )
         finally:
             for process in reversed(started):
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                stop(process)
     _print_doors(rows)
     print(f"load average after the doors part: {load_average()}")
 
 
 def _print_doors(rows: list[Row]) -> None:
-    print()
-    print(f"{'server':<15} {'offered':>8} {'achieved':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}")
-    by_rate: dict[int, dict[str, Stats]] = {}
-    for name, rate, s in rows:
-        by_rate.setdefault(rate, {})[name] = s
-        cells = f"{s['qps']:>9.0f} {s['errors']:>7.0f} {s['p50']:>8.3f} {s['p99']:>8.3f} {s['p999']:>9.3f}"
-        print(f"{name:<15} {rate:>8} {cells}{'  saturated' if _saturated(rate, s) else ''}")
+    by_rate = _print_table(rows, 15, mark_saturated=True)
     print()
     print("added over the floor, ms (p50 / p99): gRPC door over bare grpc.aio; HTTP door and LiteLLM over bare aiohttp")
     print(
@@ -329,20 +340,6 @@ def _print_doors(rows: list[Row]) -> None:
         if lite is not None:
             line += f" {lite['p50'] - http_bare['p50']:>12.3f} {lite['p99'] - http_bare['p99']:>12.3f}"
         print(line)
-
-
-def _start_gateway_doors(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    """The echo gateway serving both doors; (process, gRPC target, HTTP origin)."""
-    port, http_port = free_port(), free_port()
-    config = tmp / "bench-doors.toml"
-    config.write_text(
-        f'state_dir = "{tmp / "doors-state"}"\n[local]\nbackend = "echo"\n[server]\nlog_level = "WARNING"\n'
-        "[cache]\nenabled = false\n"
-    )
-    process = subprocess.Popen([*taskset(0), *serve_command(config, port, http_port)], cwd=ROOT)
-    target = f"127.0.0.1:{port}"
-    _wait_ready(target, process)
-    return process, target, f"http://127.0.0.1:{http_port}"
 
 
 def _start_bare_http() -> tuple[subprocess.Popen[bytes], str]:
