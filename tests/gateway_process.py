@@ -113,6 +113,12 @@ def gateway_cli(*args: str, check: bool = True, timeout_s: float = 60) -> subpro
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=check)
 
 
+def keys_file(state_dir: Path) -> dict[str, str]:
+    """The environment that points a gateway at the keys `keys_cli` wrote under `state_dir` (start_gateway
+    gives each process a key file of its own unless told)."""
+    return {"GATEWAY__KEYS__PATH": str(state_dir / "keys.sqlite3")}
+
+
 def keys_cli(config_file: Path, *args: str) -> str:
     """`gateway keys ARGS... --config CONFIG_FILE`; what it printed, stripped."""
     return gateway_cli("keys", *args, "--config", str(config_file)).stdout.strip()

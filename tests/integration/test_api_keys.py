@@ -27,7 +27,7 @@ from tests.fakes.base import FakeProviderServer
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.providers import TEST_KEYS
 from tests.fakes.threaded import serving_in_thread
-from tests.gateway_process import GatewayProcess, keys_cli, start_gateway
+from tests.gateway_process import GatewayProcess, keys_cli, keys_file, start_gateway
 from tests.waiting import wait_until
 
 WRONG_KEYS = 10_000
@@ -59,11 +59,6 @@ escalate = true
 [tasks.trend]
 [tasks.research]
 {provider}"""
-
-
-def keys_file(state_dir: Path) -> dict[str, str]:
-    """The keys `keys_cli` writes (start_gateway gives each process a key file of its own unless told)."""
-    return {"GATEWAY__KEYS__PATH": str(state_dir / "keys.sqlite3")}
 
 
 def ask(content: str = "hello", **fields: object) -> pb.GenerateRequest:

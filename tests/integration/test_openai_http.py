@@ -19,7 +19,7 @@ from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 from tests.fakes.base import FakeProviderServer
 from tests.fakes.providers import TEST_KEYS, base_url, running
-from tests.gateway_process import ROOT, GatewayProcess, keys_cli, start_gateway
+from tests.gateway_process import ROOT, GatewayProcess, keys_cli, keys_file, start_gateway
 from tests.waiting import wait_until
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -229,8 +229,7 @@ async def test_api_keys_at_the_openai_door(fakes: dict[str, FakeProviderServer],
             "slow": ("--rpm", "1"),
         }.items()
     }
-    keys_file = {"GATEWAY__KEYS__PATH": str(tmp_path / "state" / "keys.sqlite3")}  # where `keys create` wrote them
-    gateway = await asyncio.to_thread(start_gateway, text, tmp_path, env={**TEST_KEYS, **keys_file})
+    gateway = await asyncio.to_thread(start_gateway, text, tmp_path, env={**TEST_KEYS, **keys_file(tmp_path / "state")})
     try:
 
         def as_key(name: str) -> openai.AsyncOpenAI:
