@@ -2,11 +2,12 @@
 
 An adapter is a plain PEFT folder (adapter_config.json + adapter_model.safetensors) with a
 `card.json` beside the weights that says what it is for: task, label set, prompt, the base
-model it was trained on (and that base's content hash), metrics, calibrated temperature and
-escalation threshold. The registry reads cards from a directory laid out as
-`<dir>/<name>/<version>/card.json`, maps each task to its newest valid version, and swaps
-the whole mapping atomically when a new version appears; requests that already hold a
-TaskSpec keep using the version they started with.
+model it was trained on (and that base's content hash), metrics, calibrated temperature, and
+escalation threshold with what it guarantees (gateway/core/guarantee.py). The registry reads
+cards from a directory laid out as `<dir>/<name>/<version>/card.json`, maps each task to its
+newest valid version, and swaps the whole mapping atomically when a new version appears;
+requests that already hold a TaskSpec keep using the version they started with. A card from
+before guarantees is served with its threshold as it is (a point estimate), with a warning.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from gateway.core.binomial import lower_bound
 from gateway.core.contracts import AdapterRef, TaskSpec
+from gateway.core.guarantee import ESCALATE_ALL, METHOD, Guarantee, supports
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class AdapterCard:
     threshold: float  # minimum calibrated confidence to keep an answer local (chosen on validation)
     calibration_temperature: float = 1.0
     target_accuracy: float = 0.95
+    # what the threshold promises; None: a card from before guarantees, its threshold a point estimate
+    guarantee: Guarantee | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)  # sources, split boundaries, counts
     training: Mapping[str, Any] = field(default_factory=dict)  # r, alpha, targets, lr, steps, time ...
@@ -86,9 +91,10 @@ class AdapterCard:
                 "user": self.prompt.user,
                 "input_format": self.prompt.input_format,
             },
-            "threshold": self.threshold,
+            "threshold": self.threshold if self.threshold <= 1.0 else None,  # null: every answer escalates
             "calibration_temperature": self.calibration_temperature,
             "target_accuracy": self.target_accuracy,
+            **({} if self.guarantee is None else {"guarantee": _guarantee_json(self.guarantee)}),
             "metrics": dict(self.metrics),
             "data": dict(self.data),
             "training": dict(self.training),
@@ -111,6 +117,13 @@ class AdapterCard:
         metrics = data.get("metrics", {})
         if not isinstance(metrics, dict) or not all(_is_number(v) for v in metrics.values()):
             raise AdapterCardError(f"{where}: 'metrics' must map names to numbers")
+        guarantee = data.get("guarantee")
+        if guarantee is not None and not isinstance(guarantee, dict):
+            raise AdapterCardError(f"{where}: 'guarantee' must be an object")
+        if data.get("threshold", 0.0) is None and guarantee is None:
+            raise AdapterCardError(f"{where}: 'threshold' is null (escalate everything) but there is no 'guarantee'")
+        threshold = ESCALATE_ALL if data.get("threshold", 0.0) is None else float(need("threshold", (int, float)))
+        target = float(data.get("target_accuracy", 0.95))
         card = cls(
             name=need("name", str),
             version=need("version", str),
@@ -121,9 +134,10 @@ class AdapterCard:
             prompt=PromptSpec(
                 prompt.get("system", ""), prompt.get("user", "{input}"), str(prompt.get("input_format", ""))
             ),
-            threshold=float(need("threshold", (int, float))),
+            threshold=threshold,
             calibration_temperature=float(data.get("calibration_temperature", 1.0)),
-            target_accuracy=float(data.get("target_accuracy", 0.95)),
+            target_accuracy=target,
+            guarantee=None if guarantee is None else _guarantee_from(guarantee, threshold, target, where),
             metrics={str(k): float(v) for k, v in metrics.items()},
             data=dict(data.get("data", {})),
             training=dict(data.get("training", {})),
@@ -143,8 +157,10 @@ class AdapterCard:
         _check_labels(self.labels, where)
         if not re.fullmatch(r"[0-9a-f]{64}", self.base_model_sha256):
             raise AdapterCardError(f"{where}: 'base_model_sha256' must be 64 lower-case hex digits")
-        if not 0.0 <= self.threshold <= 1.0:
+        if not (0.0 <= self.threshold <= 1.0 or (self.threshold == ESCALATE_ALL and self.guarantee is not None)):
             raise AdapterCardError(f"{where}: 'threshold' must be within [0, 1], got {self.threshold}")
+        if self.guarantee is not None:
+            _check_guarantee(self.guarantee, self.threshold, self.target_accuracy, where)
         if not (self.calibration_temperature > 0 and math.isfinite(self.calibration_temperature)):
             raise AdapterCardError(f"{where}: 'calibration_temperature' must be a positive number")
         if "{input}" not in self.prompt.user:
@@ -172,8 +188,62 @@ class AdapterCard:
             adapter=AdapterRef(self.name, self.version, str(adapter_dir)),
             calibration_temperature=self.calibration_temperature,
             system_prompt=self.prompt.system,
-            metrics=MappingProxyType(dict(self.metrics)),
+            metrics=MappingProxyType({**self.metrics, **(self.guarantee.figures() if self.guarantee else {})}),
         )
+
+
+def _guarantee_json(g: Guarantee) -> dict[str, Any]:
+    """The card's `guarantee`: the threshold and target are the card's own `threshold` and `target_accuracy`."""
+    return {
+        "method": METHOD,
+        "confidence_level": g.level,
+        "validation_rows": g.rows,
+        "kept_rows": g.kept,
+        "kept_correct": g.correct,
+        "lower_bound": g.bound,
+        "coverage": g.coverage,
+    }
+
+
+def _guarantee_from(data: Mapping[str, Any], threshold: float, target: float, where: str) -> Guarantee:
+    def need(key: str, kind: type | tuple[type, ...]) -> Any:
+        value = data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise AdapterCardError(f"{where}: 'guarantee.{key}' must be {_kind_name(kind)}")
+        return value
+
+    return Guarantee(
+        threshold=threshold,
+        target=target,
+        level=float(need("confidence_level", (int, float))),
+        rows=need("validation_rows", int),
+        kept=need("kept_rows", int),
+        correct=need("kept_correct", int),
+        bound=float(need("lower_bound", (int, float))),
+    )
+
+
+def _check_guarantee(g: Guarantee, threshold: float, target: float, where: str) -> None:
+    """The guarantee must be about this card's threshold and target, and hold: bound >= target, or nothing kept."""
+    if (g.threshold, g.target) != (threshold, target):
+        raise AdapterCardError(f"{where}: 'guarantee' is for threshold {g.threshold} and target {g.target}")
+    if not 0.0 < g.level < 1.0:
+        raise AdapterCardError(f"{where}: 'guarantee.confidence_level' must be within (0, 1), got {g.level}")
+    if not 0 <= g.correct <= g.kept <= g.rows:
+        raise AdapterCardError(f"{where}: 'guarantee' needs 0 <= kept_correct <= kept_rows <= validation_rows")
+    bound = lower_bound(g.correct, g.kept, g.level)
+    if abs(bound - g.bound) > 1e-6:
+        raise AdapterCardError(
+            f"{where}: 'guarantee.lower_bound' is {g.bound}, but {g.correct} right of {g.kept} kept gives {bound:.6f} "
+            f"at {g.level:g}"
+        )
+    if g.supported and not supports(g.correct, g.kept, g.target, g.level):
+        raise AdapterCardError(
+            f"{where}: 'guarantee.lower_bound' {g.bound:.4f} is below the target {g.target}: the validation rows do "
+            "not support this threshold (a card whose rows support none has 'threshold': null)"
+        )
+    if not g.supported and g.kept:
+        raise AdapterCardError(f"{where}: 'threshold' is null (escalate everything) but 'guarantee.kept_rows' is not 0")
 
 
 def _check_labels(labels: tuple[str, ...], where: str) -> None:
@@ -387,4 +457,13 @@ class AdapterRegistry:
         except AdapterCardError as exc:
             log.error("adapter not served: %s", exc)
             return _Loaded(stamp, None, str(exc))
+        if card.guarantee is None:
+            log.warning(
+                "adapter %s@%s: its card predates threshold guarantees; threshold %.3f is a point estimate, served "
+                "as it is (re-run python -m finetune --tasks %s for a threshold with a guarantee)",
+                card.name,
+                card.version,
+                card.threshold,
+                card.task,
+            )
         return _Loaded(stamp, card)

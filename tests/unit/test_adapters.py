@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 
+from gateway.core import binomial
 from gateway.core.contracts import TaskCatalog
+from gateway.core.guarantee import METHOD, choose_threshold, from_figures
+from gateway.routing.policy import should_escalate
 from local_models.adapters import (
     AdapterCard,
     AdapterCardError,
@@ -100,6 +103,83 @@ def test_missing_field_and_missing_weights_are_named(tmp_path: Path) -> None:
     (folder / "adapter_model.safetensors").unlink()
     with pytest.raises(AdapterCardError, match=r"adapter_model\.safetensors"):
         read_card(folder)
+
+
+def guaranteed(**kw: Any) -> AdapterCard:
+    """A card whose threshold came with a guarantee: 100 of 100 validation rows right at 0.99 or above."""
+    g = choose_threshold([0.99] * 100 + [0.5] * 100, [True] * 100 + [False] * 100, target=0.95)
+    return card(threshold=g.threshold, target_accuracy=g.target, guarantee=g, **kw)
+
+
+def test_a_guarantee_round_trips_and_reaches_list_models_through_the_spec(tmp_path: Path) -> None:
+    c = guaranteed()
+    data = c.to_json()
+    assert data["threshold"] == 0.99 and data["target_accuracy"] == 0.95
+    assert data["guarantee"] == {
+        "method": METHOD,
+        "confidence_level": 0.95,
+        "validation_rows": 200,
+        "kept_rows": 100,
+        "kept_correct": 100,
+        "lower_bound": pytest.approx(0.05 ** (1 / 100)),
+        "coverage": 0.5,
+    }
+    folder = publish(tmp_path, c)
+    assert read_card(folder) == c
+    spec = c.task_spec(folder)
+    assert spec.threshold == 0.99 and from_figures(spec.metrics) == c.guarantee
+    assert spec.metrics["accuracy"] == 0.9  # the card's own metrics stay
+
+
+def test_a_card_whose_rows_support_no_threshold_escalates_everything(tmp_path: Path) -> None:
+    g = choose_threshold([0.99] * 30, [True] * 30, target=0.95)  # 30 rows cannot show 0.95
+    c = card(threshold=g.threshold, guarantee=g)
+    data = c.to_json()
+    assert data["threshold"] is None and data["guarantee"]["kept_rows"] == 0
+    loaded = read_card(publish(tmp_path, c))
+    assert loaded == c and loaded.guarantee is not None and not loaded.guarantee.supported
+    spec = loaded.task_spec(tmp_path)
+    assert spec.threshold is not None and all(should_escalate(x, spec.threshold) for x in (0.0, 0.99, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kept_correct": 90}, "lower_bound' is 0.97.* 90 right of 100 kept gives 0.8"),  # not these rows' bound
+        ({"kept_correct": 90, "lower_bound": binomial.lower_bound(90, 100, 0.95)}, "do not support this threshold"),
+        ({"kept_rows": 300}, "kept_rows <= validation_rows"),
+        ({"confidence_level": 1.0}, "confidence_level"),
+        ({"validation_rows": "200"}, "validation_rows"),
+    ],
+)
+def test_a_guarantee_the_rows_do_not_back_is_refused(change: dict[str, Any], message: str) -> None:
+    data = guaranteed().to_json()
+    data["guarantee"] |= change
+    with pytest.raises(AdapterCardError, match=message):
+        AdapterCard.from_json(data)
+
+
+def test_a_null_threshold_needs_a_guarantee_that_keeps_nothing() -> None:
+    data = guaranteed().to_json() | {"threshold": None}
+    with pytest.raises(AdapterCardError, match=r"null .*'guarantee\.kept_rows' is not 0"):
+        AdapterCard.from_json(data)
+    del data["guarantee"]
+    with pytest.raises(AdapterCardError, match=r"null .*no 'guarantee'"):
+        AdapterCard.from_json(data)
+    with pytest.raises(AdapterCardError, match=r"'guarantee' is for threshold 0\.99"):
+        card(threshold=0.5, guarantee=guaranteed().guarantee).validate()
+
+
+def test_a_card_from_before_guarantees_is_served_as_a_point_estimate_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish(tmp_path, card(threshold=0.8))  # no guarantee: written before cards carried one
+    assert "guarantee" not in card().to_json()
+    registry = AdapterRegistry(tmp_path, base_sha256=BASE)
+    registry.refresh()
+    spec = registry.get("trend")
+    assert spec is not None and spec.threshold == 0.8 and from_figures(spec.metrics) is None
+    assert "predates threshold guarantees" in caplog.text and "python -m finetune --tasks trend" in caplog.text
 
 
 def test_an_adapter_for_another_base_is_refused_with_a_clear_error() -> None:

@@ -144,7 +144,7 @@ def test_figures_round_trip() -> None:
 def accuracy_above(threshold: float) -> float:
     """Population accuracy of the answers kept at `threshold` when confidence = 1 - u**3 / 2 (u uniform)
     and an answer is right with probability equal to its confidence."""
-    q = min(1.0, (2 * (1 - threshold)) ** (1 / 3))  # kept: u <= q
+    q = min(1.0, math.pow(2 * (1 - threshold), 1 / 3))  # kept: u <= q
     return 1 - q**3 / 8
 
 
