@@ -190,6 +190,7 @@ class Result:
     task: str = ""
     local_text: str = ""  # the local answer that was escalated ("" when none was produced or it was kept)
     overhead_ms: float = 0.0  # the gateway's own time: total minus the time spent waiting on backends/providers
+    request: Request | None = None  # the request as it was decided (access control and policy applied)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,11 @@ it picks `audit_rate` of the answers the local tier kept (label tasks, the
 task's own threshold, not tagged `learn = "false"`) and, in the background,
 never delaying the client:
 
-- asks the router which providers the policy lets this request reach: a
-  LOCAL_ONLY request, anything under `offline = true` or a `local_only` rule
-  gets none, so nothing that may not leave the box is ever sent;
+- asks the router to decide the request as an escalation would, for the
+  request as it was answered (access control and the policy applied: a
+  local-only API key, a LOCAL_ONLY request, anything under `offline = true` or a
+  `local_only` rule gets no provider), so nothing that may not leave the box is
+  ever sent;
 - reserves the call's token estimate against `audit:<provider>` in the shared
   ledger, capped at `audit_budget_share` of the provider's daily budget, and
   tries the next provider when that share is spent;
@@ -31,6 +33,7 @@ from gateway.core.contracts import BackendCall, Escalation, Request, Result, Tas
 from gateway.core.errors import GatewayError
 from gateway.core.learning import may_learn_from
 from gateway.routing.accuracy import ThresholdGuard
+from gateway.routing.decision import Decision
 from gateway.state.budget.ledger import TokenLedger, utc_day
 from gateway.state.learning.store import AuditRecord, TrainingStore
 
@@ -42,9 +45,9 @@ AUDIT_PREFIX = "audit:"
 class SecondOpinion(Protocol):
     """What the audit asks of the router (gateway/routing/router.py)."""
 
-    def remote_route(self, request: Request) -> tuple[tuple[str, ...], BackendCall]: ...
+    def decide(self, request: Request) -> Decision: ...
 
-    async def second_opinion(self, request: Request, provider: str) -> Result | None: ...
+    async def second_opinion(self, decision: Decision, provider: str) -> Result | None: ...
 
 
 class Auditor:
@@ -114,15 +117,18 @@ class Auditor:
 
     async def _audit(self, request: Request, local: Result) -> None:
         try:
-            order, call = self._router.remote_route(request)
-            for provider in order:
-                if await self._audit_with(provider, request, local, self._estimate(call)):
+            decision = self._router.decide(request)  # as an escalation of this request would be decided
+            if not decision.plan.remote_allowed:
+                return
+            for provider in decision.plan.order:
+                if await self._audit_with(provider, decision, local, self._estimate(decision.call)):
                     return
         except Exception as exc:  # noqa: BLE001 - an audit that fails is skipped, never a crash
             log.warning("audit failed", extra={"request_id": request.request_id, "error": repr(exc)})
 
-    async def _audit_with(self, provider: str, request: Request, local: Result, estimate: int) -> bool:
+    async def _audit_with(self, provider: str, decision: Decision, local: Result, estimate: int) -> bool:
         """True once this provider answered (or the request may not go out at all)."""
+        request = decision.request
         budget = self._budgets.get(provider, 0)
         cap = int(budget * self._share) if budget else None
         if cap == 0:
@@ -132,7 +138,7 @@ class Auditor:
         if reservation is None:
             return False  # this provider's audit share is spent today
         try:
-            remote = await self._router.second_opinion(request, provider)
+            remote = await self._router.second_opinion(decision, provider)
         except GatewayError as exc:
             await self._ledger.release(reservation)
             log.info(

@@ -8,13 +8,15 @@ hedge: only when the request may leave the box at all).
 A request whose pin contradicts those rules is refused here with the reason.
 `should_escalate()` decides, after the local answer, whether its confidence is
 enough. Both return frozen values and touch nothing else; the router executes
-the plan without re-deriving any of it.
+the plan without re-deriving any of it. `effective()` is the request as the plan
+treats it (LOCAL_ONLY when it may not leave the box, whatever made it so): the
+value every layer and observer below the decision sees.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.config import RoutingConfig, RuleConfig
 from gateway.core.contracts import Priority, Privacy, Request, TaskSpec
@@ -32,6 +34,8 @@ class Plan:
     urgent: bool  # reorder providers by observed latency
     threshold: float  # minimum local confidence
     hedge: bool = False  # race the fastest provider against a slow local answer (URGENT, may leave the box)
+    rule: RuleConfig | None = None  # the rule that matched the request (None: none did)
+    keep_local: str = ""  # why the request may not leave the box ("" when it may)
 
 
 def match_rule(rules: Sequence[RuleConfig], request: Request) -> RuleConfig | None:
@@ -92,7 +96,17 @@ def plan(
         urgent=urgent,
         threshold=threshold_for(request, task, routing),
         hedge=urgent and routing.hedge and try_local and remote_allowed,
+        rule=rule,
+        keep_local=local_only,
     )
+
+
+def effective(request: Request, the_plan: Plan) -> Request:
+    """The request as `the_plan` treats it: LOCAL_ONLY when it may not leave the box (privacy, a key,
+    `offline` or a rule), so every consumer downstream reads the same answer to "may this go out?"."""
+    if the_plan.keep_local and request.privacy is not Privacy.LOCAL_ONLY:
+        return replace(request, privacy=Privacy.LOCAL_ONLY)
+    return request
 
 
 def should_escalate(confidence: float | None, threshold: float) -> bool:

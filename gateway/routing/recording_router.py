@@ -1,8 +1,11 @@
 """The outermost decorator: tells observers about every answer (cache hits included) and every failure.
 
-Usage records, Prometheus metrics, the in-memory counters and the request log
-all hang off this one place, so a cached answer is counted exactly like a
-routed one. It also opens the request's span (the cache, local and provider
+Usage records, Prometheus metrics, the in-memory counters, the request log, the
+training recorder and the audit all hang off this one place, so a cached answer
+is counted exactly like a routed one. Each answer observer is handed the
+request as it was decided (`Result.request`: access control and the policy
+applied, e.g. LOCAL_ONLY for a local-only API key or a `local_only` rule), never
+the caller's copy from before those layers. It also opens the request's span (the cache, local and provider
 spans below are its children) and measures the gateway's own time: from here
 to the answer, less the time spent waiting on backends and providers
 (`Result.overhead_ms`).
@@ -80,8 +83,9 @@ class RecordingRouter:
         return self._inner.models()
 
     def _answered(self, request: Request, result: Result) -> None:
+        decided = result.request if result.request is not None else request  # None only from stand-in routers
         for observe in self._on_answer:
-            observe(request, result)
+            observe(decided, result)
 
     def _failed(self, request: Request, error: GatewayError, started: float) -> None:
         seconds = time.perf_counter() - started

@@ -1,15 +1,17 @@
 """The local-first loop: local attempt -> confidence -> escalation to the remote tier.
 
-The router resolves the task, asks the policy for a plan, checks local
-capacity, runs the local backend, scores its answer, and escalates when the
-plan and the score say so. It returns a `Result` with every attempt recorded.
+`decide()` resolves the task and asks the policy for a plan, once per request
+(a `Decision`: gateway/routing/decision.py); `execute()` checks local capacity,
+runs the local backend, scores its answer, and escalates when the plan and the
+score say so, without re-deriving any of the decision. It returns a `Result`
+with every attempt recorded and the effective request it answered.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -42,6 +44,7 @@ from gateway.core.errors import (
 )
 from gateway.routing import hedge, policy
 from gateway.routing.capacity import CapacityDecision, check_capacity
+from gateway.routing.decision import Decision
 from gateway.routing.local_latency import LocalLatency
 
 log = logging.getLogger(__name__)
@@ -108,8 +111,20 @@ class Router:
     # -- public --------------------------------------------------------------------
 
     async def generate(self, request: Request) -> Result:
+        return await self.execute(self.decide(request))
+
+    async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
+        events = self.execute_stream(self.decide(request))
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # a consumer that leaves stops the tiers now, not at collection
+
+    async def execute(self, decision: Decision) -> Result:
+        """Answer a decided request: the local tier first when the plan says so, then the remote tier."""
         started = time.perf_counter()
-        task, the_plan, call = self._prepare(request)
+        request, task, the_plan, call = decision.request, decision.task, decision.plan, decision.call
         outcome = _LocalOutcome(None, None, Escalation.RULE if the_plan.rule_escalation else Escalation.NONE, None)
         if the_plan.try_local:
             hedge_after_s = self._hedge_after_s(the_plan, task)
@@ -165,7 +180,7 @@ class Router:
             )
         raise self._no_tier_error(outcome, the_plan.remote_allowed)
 
-    async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
+    async def execute_stream(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
         """Local tokens stream live; a request that goes remote before any token streams from the provider.
 
         Once local text has been sent it cannot be taken back, so a streamed local
@@ -173,7 +188,7 @@ class Router:
         confidence for the client to act on.
         """
         started = time.perf_counter()
-        task, the_plan, call = self._prepare(request)
+        request, task, the_plan, call = decision.request, decision.task, decision.plan, decision.call
         escalation = Escalation.RULE if the_plan.rule_escalation else Escalation.NONE
         attempts: list[Attempt] = []
         if the_plan.try_local:
@@ -292,24 +307,18 @@ class Router:
             request, started, local.completion, Tier.LOCAL, local.confidence, local.escalation, attempts
         )
 
-    def remote_route(self, request: Request) -> tuple[tuple[str, ...], BackendCall]:
-        """The providers the policy lets this request reach, in order (() when it may not leave the box),
-        and the call they would be sent (task system prompt and labels included)."""
-        _, the_plan, call = self._prepare(request)
-        return (the_plan.order if the_plan.remote_allowed and self._remote is not None else ()), call
+    async def second_opinion(self, decision: Decision, provider: str, *, timeout_s: float = 60.0) -> Result | None:
+        """The remote answer to a decided request the local tier answered (the audit), from `provider` alone.
 
-    async def second_opinion(self, request: Request, provider: str, *, timeout_s: float = 60.0) -> Result | None:
-        """The remote answer to a request the local tier answered (the audit), from `provider` alone.
-
-        None when the policy keeps the request on the box or does not allow that provider for it.
+        None when the plan keeps the request on the box or does not allow that provider for it.
         """
-        _, the_plan, call = self._prepare(request)
+        the_plan = decision.plan
         if not the_plan.remote_allowed or self._remote is None or provider not in the_plan.order:
             return None
         started = time.perf_counter()
-        remote = await self._remote.complete(call, order=(provider,), deadline=time.monotonic() + timeout_s)
+        remote = await self._remote.complete(decision.call, order=(provider,), deadline=time.monotonic() + timeout_s)
         return self._finish(
-            request, started, remote.completion, Tier.REMOTE, None, Escalation.NONE, list(remote.attempts)
+            decision.request, started, remote.completion, Tier.REMOTE, None, Escalation.NONE, list(remote.attempts)
         )
 
     def models(self) -> list[ModelEntry]:
@@ -327,7 +336,11 @@ class Router:
 
     # -- steps ---------------------------------------------------------------------
 
-    def _prepare(self, request: Request) -> tuple[TaskSpec, policy.Plan, BackendCall]:
+    def decide(self, request: Request) -> Decision:
+        """The request as the policy shapes it, with its task, plan and call: asked once per request.
+
+        Raises InvalidArgument for an unknown task, a pin the rules forbid, or max_tokens past the local context.
+        """
         task = self._tasks.get(request.task)
         if task is None:
             known = sorted(spec.name for spec in self._tasks.all())
@@ -345,6 +358,7 @@ class Router:
                 f"max_tokens: {request.max_tokens} exceeds the local model's context of "
                 f"{self._local.context_length} tokens; lower it"
             )
+        request = policy.effective(request, the_plan)
         messages = request.messages
         if task.system_prompt and messages[0].role is not Role.SYSTEM:
             messages = (Message(Role.SYSTEM, task.system_prompt), *messages)
@@ -358,7 +372,7 @@ class Router:
             model=the_plan.remote_model,
             deadline=request.deadline,
         )
-        return task, the_plan, call
+        return Decision(request, task, the_plan, call)
 
     async def _run_local(
         self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan
@@ -449,6 +463,7 @@ class Router:
             latency_ms=_ms(started),
             task=request.task,
             local_text=local_text,
+            request=request,
         )
 
     def _no_tier_error(self, outcome: _LocalOutcome, remote_allowed: bool) -> GatewayError:

@@ -52,7 +52,7 @@ class Hedged:
         return await self.ledger.settle_expired(datetime.now(UTC) + timedelta(days=1))
 
     def estimate(self, request: Request) -> int:
-        return CharEstimator()(self.router.remote_route(request)[1])
+        return CharEstimator()(self.router.decide(request).call)
 
     async def hedge_at_provider(self) -> asyncio.Task[Result]:
         """An urgent request started, once its hedge has reached the provider (the local side still held)."""
