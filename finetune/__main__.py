@@ -79,7 +79,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--no-prefix-cache", action="store_true", help="run the shared prompt prefix for every row")
     g.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
     e = p.add_argument_group("evaluation")
-    e.add_argument("--target-accuracy", type=float, default=0.95, help="local accuracy the threshold aims for")
+    e.add_argument("--target-accuracy", type=float, default=0.95, help="local accuracy the threshold guarantees")
+    e.add_argument(
+        "--confidence-level",
+        type=float,
+        default=0.95,
+        help="probability that the kept answers' accuracy is at least the target (default 0.95)",
+    )
     e.add_argument("--min-kept", type=int, default=20, help="fewest validation answers a threshold may keep")
     e.add_argument("--max-val", type=int, default=300, help="validation examples per price task (MMLU: 100)")
     e.add_argument("--max-test", type=int, default=400, help="test examples per price task (MMLU: 160)")
@@ -164,6 +170,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         build=build,
         adapters_dir=args.adapters_dir,
         target_accuracy=args.target_accuracy,
+        confidence_level=args.confidence_level,
         min_kept=args.min_kept,
         eval_batch_size=args.eval_batch_size,
         base_max_examples=args.base_max_examples,

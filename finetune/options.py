@@ -43,6 +43,7 @@ class RunOptions:
     build: BuildOptions = field(default_factory=BuildOptions)
     adapters_dir: Path | None = None  # default: <artifacts>/adapters
     target_accuracy: float = 0.95
+    confidence_level: float = 0.95  # the threshold's kept accuracy is >= target_accuracy with this probability
     min_kept: int = 20
     eval_batch_size: int = 32
     base_max_examples: int = 150  # per split (val, test) for the base-model baseline

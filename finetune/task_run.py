@@ -218,6 +218,7 @@ def run_task(
             [ex.label for ex in splits[TRAIN]],
             target_accuracy=options.target_accuracy,
             min_kept=options.min_kept,
+            level=options.confidence_level,
             plot_dir=plot_dir,
         )
 

@@ -1,6 +1,7 @@
 """Evaluation of scored splits: accuracy, macro-F1, confusion, AUROC of confidence vs
 correctness, ECE before and after temperature scaling, risk-coverage, and the escalation
-threshold chosen on validation for a target local accuracy, then measured on test.
+threshold chosen on validation with a guarantee on the kept answers' accuracy
+(gateway.core.guarantee), then measured on test.
 Baselines: the base model without adapter (calibrated the same way) and the majority class.
 """
 
@@ -19,6 +20,7 @@ from finetune.evaluate import metrics
 from finetune.evaluate.calibrate import fit_temperature
 from finetune.evaluate.scoring import Scored
 from finetune.examples import TEST, VAL
+from gateway.core.guarantee import DEFAULT_LEVEL, Guarantee, choose_threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +42,23 @@ class SplitReport:
 @dataclass(frozen=True, slots=True)
 class Calibration:
     temperature: float
-    threshold: float
-    target_accuracy: float
-    val_kept: float
-    val_kept_accuracy: float
+    guarantee: Guarantee  # the threshold chosen on validation, and what it promises
+
+    @property
+    def threshold(self) -> float:
+        return self.guarantee.threshold
+
+    @property
+    def target_accuracy(self) -> float:
+        return self.guarantee.target
+
+    @property
+    def val_kept(self) -> float:
+        return self.guarantee.coverage
+
+    @property
+    def val_kept_accuracy(self) -> float:
+        return self.guarantee.accuracy
 
 
 @dataclass(frozen=True)
@@ -111,10 +126,11 @@ def collapse(evaluation: Evaluation, tolerance: float = COLLAPSE_TOLERANCE) -> s
     return ""
 
 
-def calibrate(val: Scored, target_accuracy: float, min_kept: int) -> Calibration:
+def calibrate(val: Scored, target_accuracy: float, min_kept: int, level: float = DEFAULT_LEVEL) -> Calibration:
     temperature = fit_temperature(val.label_probs(), val.gold)
-    choice = metrics.choose_threshold(val.confidence(temperature), val.correct, target_accuracy, min_kept)
-    return Calibration(temperature, round(choice.threshold, 6), target_accuracy, choice.coverage, choice.accuracy)
+    confidence = val.confidence(temperature).tolist()
+    guarantee = choose_threshold(confidence, val.correct.tolist(), target_accuracy, level, min_kept)
+    return Calibration(temperature, guarantee)
 
 
 def split_report(scored: Scored, calibration: Calibration) -> SplitReport:
@@ -176,12 +192,13 @@ def evaluate(
     *,
     target_accuracy: float = 0.95,
     min_kept: int = 20,
+    level: float = DEFAULT_LEVEL,
     plot_dir: Path | None = None,
 ) -> Evaluation:
     """Everything from scored splits; `adapter` needs val and test, `base` is optional."""
-    calibration = calibrate(adapter[VAL], target_accuracy, min_kept)
+    calibration = calibrate(adapter[VAL], target_accuracy, min_kept, level)
     reports = {split: split_report(scored, calibration) for split, scored in adapter.items()}
-    base_calibration = calibrate(base[VAL], target_accuracy, min_kept) if VAL in base else None
+    base_calibration = calibrate(base[VAL], target_accuracy, min_kept, level) if VAL in base else None
     base_reports = {split: split_report(s, base_calibration) for split, s in base.items()} if base_calibration else {}
     majority_label, majority = majority_report(train_labels, adapter[TEST])
     plots = _plots(task, adapter, base, calibration, base_calibration, plot_dir) if plot_dir else {}

@@ -137,11 +137,14 @@ def selective(confidence: Floats, correct: Bools, threshold: float) -> Selective
     )
 
 
-def choose_threshold(confidence: Floats, correct: Bools, target: float, min_kept: int = 20) -> Selective:
-    """The lowest threshold whose kept answers reach `target` accuracy, i.e. the most kept locally.
+def coverage_at_target(confidence: Floats, correct: Bools, target: float, min_kept: int = 20) -> Selective:
+    """The lowest threshold whose kept answers reach `target` accuracy on these rows, i.e. the most kept.
 
+    An in-sample figure, for comparing two models on the same rows (finetune.evaluate.rivalry):
+    taken as a served threshold it keeps answers below `target` about half the time. Served
+    thresholds come from gateway.core.guarantee.choose_threshold.
     Only thresholds that keep at least `min_kept` answers count (a handful is no evidence).
-    When none qualifies the threshold is 1.0: every answer escalates.
+    When none qualifies the threshold is 1.0 and nothing is counted as kept.
     """
     curve = risk_coverage(confidence, correct)
     best: Selective | None = None

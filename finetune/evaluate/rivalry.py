@@ -3,7 +3,7 @@
 Both are scored on the challenger's test split (the newest traffic), each with its own
 calibrated temperature. The figure compared is the coverage at the target accuracy: the
 largest share of that slice an adapter could keep locally with its kept answers at least
-`target` accurate (metrics.choose_threshold over the slice). The challenger is published
+`target` accurate (metrics.coverage_at_target over the slice, an in-sample figure). The challenger is published
 only when it keeps more; a tie keeps the champion. With no champion, it is published.
 """
 
@@ -59,5 +59,5 @@ class Rivalry:
 
 
 def standing(name: str, scored: Scored, temperature: float, target: float, min_kept: int) -> Standing:
-    choice = metrics.choose_threshold(scored.confidence(temperature), scored.correct, target, min_kept)
+    choice = metrics.coverage_at_target(scored.confidence(temperature), scored.correct, target, min_kept)
     return Standing(name, metrics.accuracy(scored.gold, scored.pred), choice.coverage, choice.accuracy)

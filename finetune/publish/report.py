@@ -10,6 +10,7 @@ from typing import Any
 from finetune.evaluate.evaluation import Evaluation, SplitReport
 from finetune.examples import TEST
 from finetune.settings import TrainResult
+from gateway.core.guarantee import METHOD, Guarantee
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,8 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
         "## Calibration (fitted on validation)",
         "",
         f"- temperature T = {cal.temperature:g}",
-        f"- threshold {cal.threshold:.4f} for target local accuracy {cal.target_accuracy:.2f}: keeps "
-        f"{_pct(cal.val_kept)} of validation at accuracy {_f(cal.val_kept_accuracy)}",
+        f"- {cal.guarantee.describe()}",
+        f"- method: {METHOD}",
         "",
         "## Results",
         "",
@@ -125,7 +126,7 @@ def results_table(summaries: Sequence[TaskSummary]) -> str:
             f"| {ev.task} | {f'{_f(base.accuracy)} ({_f(base.label_accuracy)})' if base else 'n/a'} | "
             f"{_f(test.accuracy)} | "
             f"{_f(base.auroc) if base else 'n/a'} | {_f(test.auroc)} | {_f(test.ece)} -> {_f(test.ece_calibrated)} | "
-            f"{ev.calibration.threshold:.3f} | {_pct(test.kept)} ({_f(test.kept_accuracy)}) | "
+            f"{_threshold(ev.calibration.guarantee)} | {_pct(test.kept)} ({_f(test.kept_accuracy)}) | "
             f"{f'{_f(heldout.accuracy)} ({_f(heldout.auroc)})' if heldout else 'n/a'} | "
             f"{s.train.seconds / 60:.1f} min ({s.train.steps} steps) |"
         )
@@ -133,6 +134,10 @@ def results_table(summaries: Sequence[TaskSummary]) -> str:
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
+
+
+def _threshold(guarantee: Guarantee) -> str:
+    return f"{guarantee.threshold:.3f}" if guarantee.supported else "none (escalates all)"
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -57,3 +57,10 @@ def test_collapsed_adapters_are_published_only_when_asked_or_in_smoke_runs() -> 
     assert options_from(parser().parse_args([]), {})[1].publish_collapsed is False
     assert options_from(parser().parse_args(["--publish-collapsed"]), {})[1].publish_collapsed is True
     assert options_from(parser().parse_args(["--smoke"]), {})[1].publish_collapsed is True
+
+
+def test_the_threshold_guarantee_is_stated_at_a_confidence_level() -> None:
+    _, options, _, _ = options_from(parser().parse_args([]), {})
+    assert (options.target_accuracy, options.confidence_level) == (0.95, 0.95)
+    _, chosen, _, _ = options_from(parser().parse_args(["--confidence-level", "0.9"]), {})
+    assert chosen.confidence_level == 0.9

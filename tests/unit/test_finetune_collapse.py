@@ -16,6 +16,7 @@ from finetune.options import RunOptions
 from finetune.publish.report import TaskSummary, results_table
 from finetune.settings import TrainResult, TrainSettings
 from finetune.task_run import Base, _publish
+from gateway.core.guarantee import choose_threshold
 
 LABELS = ("up", "down", "flat")
 
@@ -41,7 +42,7 @@ def report(confusion: list[list[int]]) -> SplitReport:
 
 
 def evaluation(test: list[list[int]]) -> Evaluation:
-    calibration = Calibration(1.2, 0.9, 0.95, 0.2, 0.96)
+    calibration = Calibration(1.2, choose_threshold([0.9] * 60 + [0.5] * 240, [True] * 60 + [False] * 240, 0.95))
     return Evaluation("trend", LABELS, calibration, {VAL: report(test), TEST: report(test)}, majority_label="flat")
 
 

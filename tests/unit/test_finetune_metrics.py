@@ -63,11 +63,11 @@ def test_risk_coverage_keeps_ties_together() -> None:
 def test_threshold_keeps_the_most_answers_that_reach_the_target() -> None:
     conf = np.array([0.9, 0.8, 0.8, 0.3])
     correct = np.array([True, False, True, False])
-    loose = metrics.choose_threshold(conf, correct, target=0.66, min_kept=1)
+    loose = metrics.coverage_at_target(conf, correct, target=0.66, min_kept=1)
     assert (loose.threshold, loose.coverage) == (0.8, 0.75)
-    strict = metrics.choose_threshold(conf, correct, target=0.95, min_kept=1)
+    strict = metrics.coverage_at_target(conf, correct, target=0.95, min_kept=1)
     assert (strict.threshold, strict.coverage, strict.accuracy) == (0.9, 0.25, 1.0)
-    none = metrics.choose_threshold(conf, correct, target=0.95, min_kept=2)
+    none = metrics.coverage_at_target(conf, correct, target=0.95, min_kept=2)
     assert none.threshold == 1.0 and none.coverage == 0.0  # nothing qualifies: everything escalates
     kept = metrics.selective(conf, correct, 0.8)
     assert kept.coverage == 0.75 and kept.accuracy == pytest.approx(2 / 3)

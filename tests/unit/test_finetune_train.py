@@ -73,7 +73,9 @@ def test_smoke_run_learns_and_publishes_a_valid_card(smoke_run: Any, base_dir: P
     card = read_card(folder)
     card.check_base(model_content_hash(base_dir))
     assert card.labels == ("up", "down", "flat") and card.task == "trend"
-    assert 0.0 <= card.threshold <= 1.0 and card.calibration_temperature > 0
+    assert card.guarantee is not None and card.calibration_temperature > 0  # a smoke run's rows may support none
+    assert card.guarantee.rows > 0 and card.guarantee.level == 0.95
+    assert (0.0 <= card.threshold <= 1.0) == card.guarantee.supported
     assert card.prompt.system.startswith("20 closes") and card.prompt.user == "{input}"
     assert {"accuracy", "auroc", "ece", "ece_calibrated", "kept_share", "majority_accuracy"} <= set(card.metrics)
     assert card.training["steps"] == 6 and card.training["rank"] == 8
