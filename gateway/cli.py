@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from gateway.core import guarantee
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 
@@ -299,9 +300,36 @@ def _models(args: argparse.Namespace) -> None:
             response = stub.ListModels(pb.ListModelsRequest(), timeout=args.timeout)
         except grpc.RpcError as exc:
             sys.exit(f"error: {exc.code().name}: {exc.details()}")
+    print(format_models(response))
+
+
+def format_models(response: pb.ListModelsResponse) -> str:
+    """One line per model; under each adapter, what its threshold promises (or that it promises nothing)."""
+    lines = []
     for m in response.models:
-        metrics = " ".join(f"{k}={v:.3g}" for k, v in sorted(m.metrics.items()))
-        print(f"{m.name:<32} {pb.Tier.Name(m.tier):<12} {m.provider:<14} {m.task:<16} {metrics}")
+        shown = {k: v for k, v in m.metrics.items() if not k.startswith("guarantee_")}
+        metrics = " ".join(
+            "threshold=none" if k == "threshold" and v > 1.0 else f"{k}={v:.3g}" for k, v in sorted(shown.items())
+        )
+        lines.append(f"{m.name:<32} {pb.Tier.Name(m.tier):<12} {m.provider:<14} {m.task:<16} {metrics}".rstrip())
+        if m.tier == pb.TIER_LOCAL and m.task:
+            lines.append(f"    {_promise(m)}")
+    return "\n".join(lines)
+
+
+def _promise(m: pb.ModelInfo) -> str:
+    """What the threshold of an adapter guarantees, from the figures its card put in its metrics."""
+    in_force = m.metrics.get("threshold", math.nan)
+    promised = guarantee.from_figures(m.metrics)
+    if promised is None:
+        return (
+            f"threshold {in_force:.3f} is a point estimate without a guarantee (a card from before guarantees); "
+            f"re-run `python -m finetune --tasks {m.task}` for one"
+        )
+    line = promised.describe()
+    if promised.supported and in_force > promised.threshold:
+        line += f"; raised by the live audit to {in_force:.3f}"
+    return line
 
 
 def _utc_date(text: str) -> date:
@@ -407,7 +435,7 @@ def format_usage(u: pb.GetUsageResponse, client: str = "") -> str:
     if u.local_accuracy:
         lines += [
             "",
-            f"{'live accuracy':<14} {'audited':>8} {'agreed':>8} {'estimate':>9} {'95% interval':>14} threshold",
+            f"{'live accuracy':<14} {'audited':>8} {'agreed':>8} {'estimate':>9} {'95% bounds':>14} threshold",
         ]
         for a in u.local_accuracy:
             estimate = f"{a.estimate:.3f}" if a.audited else "-"

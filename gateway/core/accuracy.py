@@ -1,11 +1,12 @@
-"""Live accuracy of the answers a task keeps locally, as the audit measures it: an estimate and its interval."""
+"""Live accuracy of the answers a task keeps locally, as the audit measures it: an estimate and its bounds."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-Z_95 = 1.959964
+from gateway.core.binomial import lower_bound, upper_bound
+from gateway.core.guarantee import DEFAULT_LEVEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +15,7 @@ class LiveAccuracy:
     threshold: float  # in force while these audits were taken
     audited: int
     agreed: int
-    low: float  # 95 % Wilson interval of the accuracy of answers kept locally
+    low: float  # one-sided Clopper-Pearson bounds at the audit's level (95 %) on the accuracy of answers kept locally
     high: float
     target: float
 
@@ -23,12 +24,7 @@ class LiveAccuracy:
         return self.agreed / self.audited if self.audited else math.nan
 
 
-def wilson(agreed: int, audited: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval for a proportion; (0, 1) with no observations."""
-    if audited == 0:
-        return 0.0, 1.0
-    p = agreed / audited
-    denominator = 1 + z * z / audited
-    centre = (p + z * z / (2 * audited)) / denominator
-    half = z * math.sqrt(p * (1 - p) / audited + z * z / (4 * audited * audited)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+def bounds(agreed: int, audited: int, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
+    """The one-sided Clopper-Pearson lower and upper bounds at `level`, the bounds thresholds are
+    chosen with (gateway.core.guarantee); (0, 1) with no observations."""
+    return lower_bound(agreed, audited, level), upper_bound(agreed, audited, level)

@@ -87,15 +87,16 @@ class Guarantee:
         }
 
     def describe(self) -> str:
-        """One line: what the threshold promises, or that the rows support none."""
+        """One line: what the threshold promises, or that the rows support none (the bound rounded down)."""
         if not self.supported:
             return (
                 f"no threshold supported: escalates everything (no kept set of the {self.rows} validation rows "
                 f"has accuracy >= {self.target:g} at {self.level:.0%} confidence)"
             )
+        bound = math.floor(self.bound * 1000) / 1000
         return (
             f"threshold {self.threshold:.3f}: kept accuracy >= {self.target:g} at {self.level:.0%} confidence "
-            f"(lower bound {self.bound:.3f} on {self.kept} of {self.rows} validation rows kept, "
+            f"(lower bound {bound:.3f} on {self.kept} of {self.rows} validation rows kept, "
             f"coverage {self.coverage:.0%})"
         )
 

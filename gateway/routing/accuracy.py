@@ -3,7 +3,9 @@
 `ThresholdGuard` is the task catalog the router reads: the tasks as configured or
 carded, with the thresholds the audit raised. After each audit it tallies the
 task's audits at the threshold now in force (within the window); once there are
-`min_audits` of them and the whole 95 % Wilson interval lies below the target, it
+`min_audits` of them and their one-sided Clopper-Pearson upper bound at `level` lies
+below the target (the accuracy is below target with that confidence; the same exact
+binomial bounds the card's threshold was chosen with, gateway/core/guarantee.py), it
 raises the threshold by `step` (never past `max_threshold`; kept in the shared
 store, so every replica and a restart see it), or only logs an alarm. Audits at
 an older threshold stop counting, so each raise starts a fresh estimate. A raise
@@ -19,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from gateway.core.accuracy import LiveAccuracy, wilson
+from gateway.core.accuracy import LiveAccuracy, bounds
 from gateway.core.contracts import TaskCatalog, TaskSpec
+from gateway.core.guarantee import DEFAULT_LEVEL
 from gateway.state.learning.store import TrainingStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ class GuardSettings:
     step: float = 0.02
     max_threshold: float = 0.99
     on_low: Literal["raise", "alarm"] = "raise"
+    level: float = DEFAULT_LEVEL  # of the bounds on the live accuracy
 
 
 class ThresholdGuard:
@@ -96,7 +100,7 @@ class ThresholdGuard:
         """The task's audits at its current threshold, within the window."""
         threshold = self.threshold(task)
         tally = await self._store.tally(task, threshold=threshold, since=self._wall() - self._settings.window_s)
-        low, high = wilson(tally.agreed, tally.audited)
+        low, high = bounds(tally.agreed, tally.audited, self._settings.level)
         live = LiveAccuracy(task, threshold, tally.audited, tally.agreed, low, high, self._settings.target)
         self._live[task] = live
         self._on_estimate(live)
@@ -105,7 +109,8 @@ class ThresholdGuard:
     async def _below_target(self, live: LiveAccuracy) -> None:
         what = (
             f"task {live.task}: answers kept locally at threshold {live.threshold:.3f} agree with the remote tier "
-            f"{live.agreed}/{live.audited} times ({live.estimate:.3f}, 95% interval {live.low:.3f}-{live.high:.3f}), "
+            f"{live.agreed}/{live.audited} times ({live.estimate:.3f}, {self._settings.level:.0%} bounds "
+            f"{live.low:.3f}-{live.high:.3f}), "
             f"below the target {live.target:.3f}"
         )
         raised = min(round(live.threshold + self._settings.step, 6), self._settings.max_threshold)

@@ -920,7 +920,7 @@ class TaskAccuracy(_message.Message):
     estimate: _builtins.float
     """agreed / audited; NaN before the first audit"""
     low: _builtins.float
-    """95 % Wilson interval"""
+    """one-sided Clopper-Pearson bounds at 95 % (low, high)"""
     high: _builtins.float
     threshold: _builtins.float
     """the threshold in force"""

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import RoutingConfig, RuleConfig, TaskConfig
-from gateway.core.accuracy import wilson
+from gateway.core.accuracy import bounds
+from gateway.core.binomial import lower_bound
 from gateway.core.contracts import (
     AdapterRef,
     Attempt,
@@ -191,7 +192,7 @@ async def test_the_audit_spends_at_most_its_share_of_each_budget_then_moves_on_o
 
 async def test_live_accuracy_below_target_raises_the_threshold_seen_in_list_models(store: SqliteTrainingStore) -> None:
     r = rig(store, teacher=Teacher(text="down"), settings=GuardSettings(min_audits=5, step=0.05, max_threshold=0.8))
-    for _ in range(5):  # the teacher disagrees every time: 0 of 5, 95 % interval 0-0.43, below the target 0.95
+    for _ in range(5):  # the teacher disagrees every time: 0 of 5, upper bound 0.45 at 95 %, below the target 0.95
         await r.ask(ask())
     assert r.guard.threshold("trend") == pytest.approx(0.75)
     assert await store.thresholds() == {"trend@v1": pytest.approx(0.75)}  # raised for the version it measured
@@ -216,9 +217,12 @@ async def test_alarm_mode_only_logs(store: SqliteTrainingStore, caplog: pytest.L
     assert "below the target 0.950" in caplog.text and "not raised" in caplog.text
 
 
-def test_wilson_interval() -> None:
-    assert wilson(0, 0) == (0.0, 1.0)
-    low, high = wilson(95, 100)
-    assert low == pytest.approx(0.8882, abs=1e-3) and high == pytest.approx(0.9785, abs=1e-3)
-    low, high = wilson(30, 30)
-    assert high == 1.0 and low == pytest.approx(0.8865, abs=1e-3)
+def test_live_bounds_are_the_ones_thresholds_are_chosen_with() -> None:
+    assert bounds(0, 0) == (0.0, 1.0)
+    low, high = bounds(95, 100)  # scipy.stats.beta.ppf(0.05, 95, 6) and .ppf(0.95, 96, 5)
+    assert low == pytest.approx(0.8977466, abs=1e-6) and high == pytest.approx(0.9800944, abs=1e-6)
+    assert low == lower_bound(95, 100, 0.95)
+    low, high = bounds(30, 30)
+    assert high == 1.0 and low == pytest.approx(0.05 ** (1 / 30))
+    assert bounds(0, 5)[1] == pytest.approx(1 - 0.05 ** (1 / 5))  # 0.451: below a 0.95 target, so it raises
+    assert bounds(28, 30, 0.99)[0] < bounds(28, 30, 0.95)[0]

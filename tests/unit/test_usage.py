@@ -11,7 +11,7 @@ import pytest
 
 from gateway.api.usage_convert import usage_to_proto
 from gateway.cli import format_usage
-from gateway.core.accuracy import LiveAccuracy, wilson
+from gateway.core.accuracy import LiveAccuracy, bounds
 from gateway.core.contracts import Escalation, Message, Request, Result, Role, Tier, Usage
 from gateway.core.errors import ResourceExhausted
 from gateway.observe.pricing import Price, PriceTable
@@ -169,8 +169,8 @@ async def test_retention_purges_old_records(store: SqliteUsageStore) -> None:
 
 async def test_the_live_accuracy_reads_the_same_in_the_report_getusage_and_the_cli(store: SqliteUsageStore) -> None:
     live = (
-        LiveAccuracy("trend", 0.72, 40, 30, *wilson(30, 40), target=0.95),
-        LiveAccuracy("sentiment", 0.8, 0, 0, *wilson(0, 0), target=0.95),
+        LiveAccuracy("trend", 0.72, 40, 30, *bounds(30, 40), target=0.95),
+        LiveAccuracy("sentiment", 0.8, 0, 0, *bounds(0, 0), target=0.95),
     )
 
     async def accuracy() -> tuple[LiveAccuracy, ...]:
