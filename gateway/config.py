@@ -239,6 +239,11 @@ class CacheConfig(_Strict):
     max_entries: int = Field(100_000, gt=0, description="size bound of the shared cache; oldest entries go first")
     memory_entries: int = Field(4096, ge=0, description="in-process front tier per replica; 0 = off")
     cache_sampled: bool = Field(False, description="also cache requests with temperature > 0")
+    shared_across_keys: bool = Field(
+        False,
+        description="one cache for every caller: a hit then tells one API key that another asked the same "
+        "prompt within ttl_s (docs/security.md); false = entries per API key or certificate subject",
+    )
     path: str = Field("", description="SQLite file; empty = <state_dir>/response_cache.sqlite3")
 
 

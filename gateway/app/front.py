@@ -2,10 +2,11 @@
 
     servicer -> RecordingRouter -> AccessRouter -> CachedRouter -> Router
 RecordingRouter sees every answer (hits included) and every failure and feeds
-the usage records, metrics, counters and request log; AccessRouter applies the
-caller's API key (tasks, local-only, quotas) when keys are given; the
-UsageReporter reads the ledger and the usage store for GetUsage, the dashboard
-and the CLI.
+the usage records, metrics, counters and request log, each answer with the
+request as it was decided below; AccessRouter applies the caller's API key
+(tasks, local-only, quotas) when keys are given; CachedRouter asks the Router to
+decide the request and keys the cache on that decision; the UsageReporter reads
+the ledger and the usage store for GetUsage, the dashboard and the CLI.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gateway.routing.answerer import Answerer
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.cached_router import CachedRouter
 from gateway.routing.recording_router import AnswerObserver, RecordingRouter
+from gateway.routing.router import Router
 from gateway.state.open import SharedState
 from gateway.state.usage.store import UsageRecord
 
@@ -55,7 +57,7 @@ class Front:
 
 def build_front(
     config: Config,
-    router: Answerer,
+    router: Router,
     tasks: TaskCatalog,
     state: SharedState,
     metrics: Metrics,
@@ -81,8 +83,8 @@ def build_front(
     )
     inner: Answerer = router
     if state.cache is not None:
-        policy = CachePolicy(ttl_s=config.cache.ttl_s, cache_sampled=config.cache.cache_sampled)
-        inner = CachedRouter(router, state.cache, tasks, policy, on_lookup=metrics.cache_lookup, tracer=tracer)
+        policy = CachePolicy.from_config(config)
+        inner = CachedRouter(router, state.cache, policy, on_lookup=metrics.cache_lookup, tracer=tracer)
     if keys is not None:
         estimate = CharEstimator(config.budget.chars_per_token)
         inner = AccessRouter(inner, keys, state.key_quotas, state.rate_limits, estimate=estimate)

@@ -12,7 +12,7 @@ escalation would (gateway/routing/audit.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +39,7 @@ class Decider(Protocol):
 
     async def execute(self, decision: Decision) -> Result: ...
 
-    def execute_stream(self, decision: Decision) -> AsyncIterator[Delta | Result]:
+    def execute_stream(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
         """Delta pieces, then exactly one Result."""
         ...
 

@@ -18,7 +18,7 @@ from gateway.state.cache.redis import RedisCache
 from gateway.state.ratelimit.redis import RedisRateLimitState
 from gateway.state.redis_client import open_redis
 from tests.gateway_process import free_port
-from tests.unit.test_cache import REQUEST, FakeRouter, Tasks
+from tests.unit.test_cache import REQUEST, FakeRouter
 
 
 @pytest.fixture
@@ -42,7 +42,6 @@ async def test_a_cache_on_a_dead_redis_is_a_miss(dead_redis: Any) -> None:
     cached = CachedRouter(
         FakeRouter(),
         RedisCache(dead_redis, prefix="x:", max_entries=10),
-        Tasks(),
         CachePolicy(),
         on_lookup=lookups.append,
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 
 import pytest
 
+from gateway.config import RoutingConfig
 from gateway.core.contracts import (
     AdapterRef,
     Attempt,
+    BackendCall,
     Delta,
     Escalation,
     Message,
@@ -22,9 +24,11 @@ from gateway.core.contracts import (
     Tier,
     Usage,
 )
-from gateway.core.errors import Unavailable
-from gateway.routing.cache_policy import CachePolicy, cache_key
+from gateway.core.errors import InvalidArgument, Unavailable
+from gateway.routing import policy
+from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.cached_router import CachedRouter
+from gateway.routing.decision import Decision
 from gateway.state.cache.memory import MemoryCache
 from gateway.state.cache.store import CachedAnswer
 
@@ -45,11 +49,35 @@ class Tasks:
         return [TaskSpec(name="trend", adapter=self.adapter)]
 
 
+ROUTING = RoutingConfig(escalation_order=("openai",), default_min_confidence=0.4)
+
+
 @dataclass
 class FakeRouter:
+    """Decides as the Router does (the real policy); answers as scripted."""
+
     tier: Tier = Tier.REMOTE
     escalation: Escalation = Escalation.LOW_CONFIDENCE
     calls: list[Request] = field(default_factory=list)
+    tasks: Tasks = field(default_factory=Tasks)
+
+    def decide(self, request: Request) -> Decision:
+        task = self.tasks.get(request.task)
+        if task is None:
+            raise InvalidArgument(f"task: unknown task '{request.task}'")
+        plan = policy.plan(
+            request, task, ROUTING, offline=False, providers=("openai",), local_models=frozenset({"smollm2"})
+        )
+        request = policy.effective(request, plan)
+        call = BackendCall(request.request_id, request.messages, request.max_tokens, request.temperature, task.adapter)
+        return Decision(request, task, plan, call)
+
+    async def execute(self, decision: Decision) -> Result:
+        return await self.generate(decision.request)
+
+    async def execute_stream(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
+        async for event in self.stream(decision.request):
+            yield event
 
     async def generate(self, request: Request) -> Result:
         self.calls.append(request)
@@ -90,18 +118,22 @@ def make(
 ) -> tuple[CachedRouter, FakeRouter, list[str]]:
     inner = router or FakeRouter()
     lookups: list[str] = []
-    cached = CachedRouter(
-        inner, MemoryCache(max_entries=100), tasks or Tasks(), policy or CachePolicy(), on_lookup=lookups.append
-    )
+    if tasks is not None:
+        inner.tasks = tasks
+    cached = CachedRouter(inner, MemoryCache(max_entries=100), policy or CachePolicy(), on_lookup=lookups.append)
     return cached, inner, lookups
 
 
-# -- the key ---------------------------------------------------------------------------------------
+def key(request: Request, adapter: AdapterRef | None = ADAPTER, cache: CachePolicy | None = None) -> str:
+    return (cache or CachePolicy()).key(FakeRouter(tasks=Tasks(adapter)).decide(request))
+
+
+# -- the key (tests/unit/test_cache_key_fields.py goes through every field) ---------------------------
 
 
 def test_the_key_is_stable_and_ignores_what_does_not_change_the_answer() -> None:
     same = replace(REQUEST, request_id="other", tags={"client_id": "desk-2"}, bypass_cache=True, deadline=123.0)
-    assert cache_key(REQUEST, ADAPTER) == cache_key(same, ADAPTER)
+    assert key(REQUEST) == key(same)
 
 
 @pytest.mark.parametrize(
@@ -119,12 +151,21 @@ def test_the_key_is_stable_and_ignores_what_does_not_change_the_answer() -> None
     ],
 )
 def test_every_part_of_the_normalised_request_is_in_the_key(change: dict[str, object]) -> None:
-    assert cache_key(REQUEST, ADAPTER) != cache_key(replace(REQUEST, **change), ADAPTER)  # type: ignore[arg-type]
+    if change.get("task") == "risk":
+        change = {**change, "task": ""}  # the stand-in knows trend and the general task
+    assert key(REQUEST) != key(replace(REQUEST, **change))  # type: ignore[arg-type]
 
 
 def test_a_new_adapter_version_is_a_new_key() -> None:
-    assert cache_key(REQUEST, ADAPTER) != cache_key(REQUEST, replace(ADAPTER, version="4"))
-    assert cache_key(REQUEST, ADAPTER) != cache_key(REQUEST, None)
+    assert key(REQUEST) != key(REQUEST, replace(ADAPTER, version="4"))
+    assert key(REQUEST) != key(REQUEST, None)
+
+
+def test_entries_are_per_caller_unless_shared() -> None:
+    desk1, desk2 = replace(REQUEST, client="desk-1"), replace(REQUEST, client="desk-2")
+    assert key(desk1) != key(desk2)
+    shared = CachePolicy(shared_across_keys=True)
+    assert key(desk1, cache=shared) == key(desk2, cache=shared)
 
 
 # -- what is kept ------------------------------------------------------------------------------------
@@ -180,10 +221,36 @@ async def test_a_confident_local_answer_is_cached() -> None:
     assert (hit.tier, hit.provider, hit.model) == (Tier.CACHE, "transformers", "smollm2")
 
 
-async def test_an_unknown_task_goes_to_the_router_which_rejects_it() -> None:
+async def test_an_unknown_task_is_rejected_by_the_decision_before_any_lookup() -> None:
     cached, inner, lookups = make()
-    await cached.generate(replace(REQUEST, task="nope"))
-    assert len(inner.calls) == 1 and lookups == ["uncacheable"]
+    with pytest.raises(InvalidArgument, match="unknown task"):
+        await cached.generate(replace(REQUEST, task="nope"))
+    assert inner.calls == [] and lookups == []
+
+
+def test_a_hit_is_served_only_to_a_request_that_could_have_produced_it() -> None:
+    decided = FakeRouter().decide(REQUEST)  # may leave the box, tries the local tier, threshold 0.4
+    local = CachedAnswer("up", "transformers", "smollm2", "local", Usage(5, 1), "stop", 0.42, 0.0)
+    remote = replace(local, tier="remote", provider="openai", model="gpt-test")
+    cache = CachePolicy()
+    assert cache.servable(decided, local) and cache.servable(decided, remote)
+    raised = replace(decided, plan=replace(decided.plan, threshold=0.5))  # the audit raised the threshold since
+    assert not cache.servable(raised, local) and cache.servable(raised, remote)
+    kept = FakeRouter().decide(replace(REQUEST, privacy=Privacy.LOCAL_ONLY))
+    assert cache.servable(kept, local) and not cache.servable(kept, remote)
+    escalated = replace(decided, plan=replace(decided.plan, try_local=False, rule_escalation=True))
+    assert not cache.servable(escalated, local) and cache.servable(escalated, remote)
+
+
+def test_a_local_answer_below_the_threshold_in_force_is_not_stored() -> None:
+    decided = FakeRouter().decide(REQUEST)
+    local = Result("r1", "up", Tier.LOCAL, "transformers", "smollm2", 0.42, Escalation.NONE, Usage(), (), "stop", 1.0)
+    assert CachePolicy().store_allowed(decided, local)
+    assert not CachePolicy().store_allowed(replace(decided, plan=replace(decided.plan, threshold=0.5)), local)
+    kept_local = replace(local, confidence=0.1)  # a local-only request keeps it: escalation NONE, but below 0.4
+    assert not CachePolicy().store_allowed(
+        FakeRouter().decide(replace(REQUEST, privacy=Privacy.LOCAL_ONLY)), kept_local
+    )
 
 
 async def test_errors_are_not_cached() -> None:
@@ -203,7 +270,7 @@ async def test_errors_are_not_cached() -> None:
 async def test_a_broken_cache_is_a_miss_never_a_failure() -> None:
     inner = FakeRouter()
     lookups: list[str] = []
-    cached = CachedRouter(inner, BrokenCache(max_entries=10), Tasks(), CachePolicy(), on_lookup=lookups.append)
+    cached = CachedRouter(inner, BrokenCache(max_entries=10), CachePolicy(), on_lookup=lookups.append)
     assert (await cached.generate(REQUEST)).tier is Tier.REMOTE
     assert lookups == ["error"]
 
