@@ -136,7 +136,7 @@ def choose_threshold(
     level: float = DEFAULT_LEVEL,
     min_kept: int = 1,
 ) -> Guarantee:
-    """The lowest candidate threshold the fixed sequence reaches (see the module's docstring)."""
+    """The threshold the fixed sequence supports on these rows, and what it promises (see the module docstring)."""
     _check(target, level)
     if len(confidence) != len(correct):
         raise ValueError(f"{len(confidence)} confidences but {len(correct)} correctness flags")
