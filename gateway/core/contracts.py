@@ -160,6 +160,7 @@ class Attempt:
     outcome: str  # ok | error | skipped | cancelled | low_confidence ...
     latency_ms: float
     error: str = ""
+    tokens: int = 0  # what this try used (local) or was charged against its provider's budget; 0 = nothing ran
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,15 @@ A call cancelled by its caller (gone, or a hedged request whose local answer won
 settles what it holds: a try already sent to the provider is reconciled at its
 full estimate (the provider may have run, and bill for, the whole reply: the
 conservative choice under a free-tier budget), while a reservation the request
-never left with is released, and a breaker permit is handed back.
+never left with is released, and a breaker permit is handed back. Each try's
+Attempt says what it was charged (`tokens`), so the caller's own quota can be
+charged the same (gateway/routing/access.py).
+
+Shared state that goes away mid-call (Redis stopped, a disk full) never turns a
+provider's answer into an error and never strands what was reserved before the
+outage: a reservation whose rate-limit check fails is released, a breaker
+permit whose reservation fails is handed back, and a settlement that cannot be
+written is logged (the reservation then expires at its estimate).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Generic, TypeVar
 from gateway.core import trace as tracing
 from gateway.core.clock import SYSTEM_CLOCK, Clock
 from gateway.core.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
-from gateway.core.errors import BackendError, GatewayError, Unavailable
+from gateway.core.errors import BackendError, GatewayError
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.latency import LatencyTracker
 from gateway.remote.providers.errors import ProviderError, map_error
@@ -70,8 +78,11 @@ class _Trace:
     spent: list[str] = field(default_factory=list)  # budgets that cannot cover the estimate
     limited: list[str] = field(default_factory=list)  # requests-per-minute windows that are full
 
-    def add(self, provider: str, model: str, outcome: str, latency_ms: float, error: str = "") -> None:
-        self.attempts.append(Attempt(provider, model, outcome, round(latency_ms, 3), error))
+    def add(
+        self, provider: str, model: str, outcome: str, latency_ms: float, error: str = "", *, tokens: int = 0
+    ) -> None:
+        """`tokens`: what the try was charged against the provider's budget (0 when nothing was billed)."""
+        self.attempts.append(Attempt(provider, model, outcome, round(latency_ms, 3), error, tokens))
         event = "provider.skipped" if outcome == "skipped" else "provider.attempt"
         attributes: dict[str, tracing.AttributeValue] = {
             "gateway.provider": provider,
@@ -322,9 +333,8 @@ class RemoteTier:
             if remaining is not None and remaining <= 0:
                 await breakers.release(name, permit)
                 raise RemoteDeadlineExceeded(self._deadline_message(name), tuple(trace.attempts))
-            reservation = await self._reserve(slot, model, estimate, day, trace)
+            reservation = await self._reserve_holding(permit, slot, model, estimate, day, trace)
             if reservation is None:
-                await breakers.release(name, permit)
                 return None
             ticket = _Ticket(reservation, permit, self._clock.monotonic())
             try:
@@ -358,6 +368,25 @@ class RemoteTier:
                 continue
             return _Won(value, ticket)
         return None
+
+    async def _reserve_holding(
+        self, permit: Permit, slot: ProviderSlot, model: str, estimate: int, day: str, trace: _Trace
+    ) -> Reservation | None:
+        """Reserve for a try that holds `permit`; the permit goes back when nothing was reserved."""
+        try:
+            reservation = await self._reserve(slot, model, estimate, day, trace)
+        except BaseException:  # shared state unreachable, or the caller left
+            await asyncio.shield(self._release_permit(slot.name, permit))
+            raise
+        if reservation is None:
+            await self._breakers.release(slot.name, permit)
+        return reservation
+
+    async def _release_permit(self, name: str, permit: Permit) -> None:
+        try:
+            await self._breakers.release(name, permit)
+        except Exception as exc:  # noqa: BLE001 - the breaker store is unreachable: its permit times out there
+            _unsettled(name, "breaker state", exc)
 
     async def _back_off(self, name: str, permit: Permit, delay: float) -> None:
         """Wait before a retry holding the breaker permit for it; a caller that leaves hands the permit back."""
@@ -394,8 +423,8 @@ class RemoteTier:
         per_minute = slot.requests_per_minute
         try:
             acquired = await self._rate_limits.try_acquire(name, per_minute)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._ledger.release(reservation))
+        except BaseException:  # the caller left, or the rate-limit state is unreachable: nothing was sent
+            await asyncio.shield(self._release_reservation(name, reservation))
             raise
         if not acquired:
             await self._ledger.release(reservation)
@@ -406,20 +435,27 @@ class RemoteTier:
             return None
         return reservation
 
+    async def _release_reservation(self, name: str, reservation: Reservation) -> None:
+        try:
+            await self._ledger.release(reservation)
+        except Exception as exc:  # noqa: BLE001 - the ledger is unreachable too: the reservation expires there
+            _unsettled(name, "token ledger", exc)
+
     async def _succeeded(
         self, slot: ProviderSlot, ticket: _Ticket, completion: Completion, estimate: int, trace: _Trace
     ) -> None:
         latency_ms = (self._clock.monotonic() - ticket.started) * 1000
         reported = completion.usage.total
+        charged = reported if reported > 0 else estimate
         try:
-            await self._ledger.reconcile(ticket.reservation, reported if reported > 0 else estimate)
+            await self._ledger.reconcile(ticket.reservation, charged)
             await self._breakers.record_success(slot.name)
-        except Unavailable as exc:  # the answer is paid for: keep it; the estimate stays counted until it expires
+        except Exception as exc:  # noqa: BLE001 - the answer is paid for: keep it; the estimate expires later
             log.warning(
-                "provider answered but shared state is unreachable", extra={"provider": slot.name, "error": exc.message}
+                "provider answered but shared state is unreachable", extra={"provider": slot.name, "error": repr(exc)}
             )
         self._latency.observe(slot.name, latency_ms)
-        trace.add(slot.name, completion.model, "ok", latency_ms)
+        trace.add(slot.name, completion.model, "ok", latency_ms, tokens=charged)
 
     async def _failed(
         self,
@@ -430,25 +466,36 @@ class RemoteTier:
         trace: _Trace,
         outcome: str = "error",
     ) -> None:
-        """Settle a try that did not answer: keep the estimate if the model may have run, else give it back."""
+        """Settle a try that did not answer: keep the estimate if the model may have run, else give it back.
+
+        Shared state that cannot be reached meanwhile is logged, never raised in place of the provider's
+        error: a reservation that could not be settled expires at its estimate (gateway/state/budget/expiry.py).
+        """
         latency_ms = (self._clock.monotonic() - ticket.started) * 1000
-        if error.maybe_billed:
-            await self._ledger.reconcile(ticket.reservation, ticket.reservation.tokens)
-        else:
-            await self._ledger.release(ticket.reservation)
-        if outcome != "error":
-            await self._breakers.release(slot.name, ticket.permit)  # our deadline or caller, not its health
-        elif error.counts_against_health:
-            await self._breakers.record_failure(slot.name)
-        else:
-            await self._breakers.record_success(slot.name)  # it answered; the request was at fault
-        trace.add(slot.name, model, outcome, latency_ms, error.message)
+        charged = ticket.reservation.tokens if error.maybe_billed else 0
+        trace.add(slot.name, model, outcome, latency_ms, error.message, tokens=charged)
         if outcome == "error":
             trace.failed.append(error.message)
             log.info(
                 "provider attempt failed",
                 extra={"provider": slot.name, "model": model, "error": error.message, "retryable": error.retryable},
             )
+        try:
+            if charged:
+                await self._ledger.reconcile(ticket.reservation, charged)
+            else:
+                await self._ledger.release(ticket.reservation)
+        except Exception as exc:  # noqa: BLE001 - an outage must not hide the provider's error
+            _unsettled(slot.name, "token ledger", exc)
+        try:
+            if outcome != "error":
+                await self._breakers.release(slot.name, ticket.permit)  # our deadline or caller, not its health
+            elif error.counts_against_health:
+                await self._breakers.record_failure(slot.name)
+            else:
+                await self._breakers.record_success(slot.name)  # it answered; the request was at fault
+        except Exception as exc:  # noqa: BLE001 - as above
+            _unsettled(slot.name, "breaker state", exc)
 
     async def _no_answer(self, trace: _Trace, estimate: int, day: str) -> GatewayError:
         attempts = tuple(trace.attempts)
@@ -550,6 +597,13 @@ async def _release_when_reserved(ledger: TokenLedger, reserving: asyncio.Future[
         return
     if reservation is not None:
         await ledger.release(reservation)
+
+
+def _unsettled(provider: str, store: str, exc: Exception) -> None:
+    log.warning(
+        f"{store} unreachable while settling a try; an open reservation is settled at its estimate when it expires",
+        extra={"provider": provider, "error": repr(exc)},
+    )
 
 
 def _abandoned() -> ProviderError:

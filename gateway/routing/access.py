@@ -9,28 +9,42 @@ applies its policy, so both doors behave the same:
   `provider/model` pin is PERMISSION_DENIED, so the key never causes a remote call;
 - rpm: requests per sliding minute, in the shared rate-limit state under
   `key:<name>` (RESOURCE_EXHAUSTED with the time the window has room again);
-- daily_tokens: prompt + completion tokens per UTC day in a ledger of its own:
-  the request's estimate is reserved before it runs and reconciled to the tokens
-  it used (cache hits count 0), released when it fails (RESOURCE_EXHAUSTED with
-  the next UTC midnight).
+- daily_tokens: prompt + completion tokens per UTC day in a ledger of its own
+  (RESOURCE_EXHAUSTED with the next UTC midnight). The request's estimate is
+  reserved before it runs, then charged as the providers' budgets are: what
+  each try used or was charged (`Attempt.tokens`: the local attempt's tokens,
+  each provider try's reported usage, or its estimate when it may have been
+  billed without an answer: a timeout, a cancelled hedge, a dropped stream), and
+  at least the answer's own usage (cache hits count 0). A request that ends with
+  no answer and no try that may have been billed gives its reservation back; one
+  that ends without a word of how (the caller disconnected mid-stream, or
+  cancelled) is charged its estimate, since a tier may have run it in full.
+
+A quota store that cannot be reached when settling is logged, never turned into
+an error: the answer is already made and paid for, and the reservation is
+settled at its estimate when it expires (gateway/state/budget/expiry.py).
 
 With no keys at all, requests pass unchanged (authentication off).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from gateway.core.contracts import BackendCall, Delta, ModelEntry, Privacy, Request, Result, Tier
-from gateway.core.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from gateway.core.contracts import Attempt, BackendCall, Delta, ModelEntry, Privacy, Request, Result, Tier
+from gateway.core.errors import GatewayError, PermissionDenied, ResourceExhausted, Unauthenticated
 from gateway.remote.estimate import CharEstimator
 from gateway.routing.answerer import Answerer
 from gateway.state.budget.ledger import Reservation, TokenLedger, next_reset, utc_day
 from gateway.state.keys.store import ApiKey
 from gateway.state.ratelimit.store import ProviderRateLimits
+
+log = logging.getLogger(__name__)
 
 RATE_PREFIX = "key:"
 
@@ -68,24 +82,38 @@ class AccessRouter:
             return await self._inner.generate(request)
         try:
             result = await self._inner.generate(request)
-        except BaseException:
-            await self._quotas.release(reservation)
+        except GatewayError as exc:
+            await self._settle(reservation, _charged(getattr(exc, "attempts", ())))
             raise
-        await self._quotas.reconcile(reservation, _tokens(result))
+        except BaseException:  # cancelled (the caller left) or a fault: what ran is unknown
+            await asyncio.shield(self._settle(reservation, reservation.tokens))
+            raise
+        await self._settle(reservation, _answer_tokens(result), answered=True)
         return result
 
     async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
         request, reservation = await self._admit(request)
-        settled = False
-        try:
+        if reservation is None:
             async for event in self._inner.stream(request):
-                if isinstance(event, Result) and reservation is not None:
-                    await self._quotas.reconcile(reservation, _tokens(event))
-                    settled = True
                 yield event
+            return
+        settled = False
+        events = self._inner.stream(request)
+        try:
+            async for event in events:
+                if isinstance(event, Result):
+                    settled = True
+                    await self._settle(reservation, _answer_tokens(event), answered=True)
+                yield event
+        except GatewayError as exc:
+            if not settled:
+                settled = True
+                await self._settle(reservation, _charged(getattr(exc, "attempts", ())))
+            raise
         finally:
-            if reservation is not None and not settled:
-                await self._quotas.release(reservation)
+            await events.aclose()  # type: ignore[attr-defined]  # the tiers settle their own tries first
+            if not settled:  # the caller left mid-stream: what ran is unknown
+                await asyncio.shield(self._settle(reservation, reservation.tokens))
 
     def models(self) -> list[ModelEntry]:
         return self._inner.models()
@@ -129,6 +157,19 @@ class AccessRouter:
             )
         return request, reservation
 
+    async def _settle(self, reservation: Reservation, tokens: int, *, answered: bool = False) -> None:
+        """Charge the reservation `tokens` (give it back when nothing was charged and nothing answered)."""
+        try:
+            if tokens or answered:
+                await self._quotas.reconcile(reservation, tokens)
+            else:
+                await self._quotas.release(reservation)
+        except Exception as exc:  # noqa: BLE001 - an answer already made is never turned into an error
+            log.warning(
+                "API-key quota unreachable while settling a request; its estimate stays reserved until it expires",
+                extra={"key": reservation.provider, "error": repr(exc)},
+            )
+
     def _key(self, name: str) -> ApiKey:
         if not name:
             raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
@@ -152,8 +193,16 @@ def usage_scope(policies: KeyPolicies, caller: str, asked: str) -> str:
     raise PermissionDenied(f"client: API key '{key.name}' may read only its own usage; ask with client='{key.name}'")
 
 
-def _tokens(result: Result) -> int:
-    return 0 if result.tier is Tier.CACHE else result.usage.total
+def _charged(attempts: Iterable[Attempt]) -> int:
+    """What the tries of a request used or were charged: local tokens, provider usage or billed estimates."""
+    return sum(attempt.tokens for attempt in attempts)
+
+
+def _answer_tokens(result: Result) -> int:
+    """An answered request: every try it made, and at least the answer's own usage; a cache hit is free."""
+    if result.tier is Tier.CACHE:
+        return 0
+    return max(_charged(result.attempts), result.usage.total)
 
 
 def _iso(moment: datetime) -> str:

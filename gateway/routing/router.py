@@ -207,7 +207,9 @@ class Router:
                                     continue
                                 self._local_phases(event, local_started_ns)
                                 score = self._score(event, task)
-                                attempt = Attempt(self._local.name, event.model, "ok", _ms(local_started))
+                                attempt = Attempt(
+                                    self._local.name, event.model, "ok", _ms(local_started), tokens=event.usage.total
+                                )
                                 _local_outcome(span, _LocalOutcome(event, score, Escalation.NONE, attempt))
                                 yield self._finish(
                                     request, started, event, Tier.LOCAL, score, Escalation.NONE, [attempt]
@@ -414,7 +416,8 @@ class Router:
         self._local_phases(completion, started_ns)
         score = self._score(completion, task)
         low = policy.should_escalate(score, the_plan.threshold)
-        attempt = Attempt(self._local.name, completion.model, "low_confidence" if low else "ok", _ms(started))
+        outcome = "low_confidence" if low else "ok"
+        attempt = Attempt(self._local.name, completion.model, outcome, _ms(started), tokens=completion.usage.total)
         return _LocalOutcome(completion, score, Escalation.LOW_CONFIDENCE if low else Escalation.NONE, attempt)
 
     def _local_phases(self, completion: Completion, started_ns: int) -> None:
