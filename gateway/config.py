@@ -139,12 +139,29 @@ class OllamaConfig(_Strict):
     ps_poll_s: float = Field(5.0, gt=0, description="how often /api/ps is read, off the request path")
 
 
+class LlamaCppConfig(_Strict):
+    """llama.cpp in the gateway's process, through the prebuilt xllamacpp wheel (docs/local_backends.md)."""
+
+    model_path: str = Field("", description="GGUF model file; empty = the embedded SmolLM2-135M-Instruct (Q4_1)")
+    slots: int = Field(8, gt=0, description="requests decoded together (llama.cpp's --parallel)")
+    context_length: int = Field(2048, gt=0, description="tokens per slot: prompt + max_tokens")
+    threads: int = Field(1, gt=0, description="llama.cpp threads for decoding; 1 is fastest on small shared CPUs")
+    batch_threads: int = Field(1, gt=0, description="llama.cpp threads for prompt processing")
+    max_in_flight: int = Field(64, gt=0, description="requests accepted before capacity says no")
+    top_logprobs: int = Field(5, ge=0, le=20, description="alternatives per token for free-text confidence")
+    label_top_logprobs: int = Field(
+        40, ge=1, le=200, description="alternatives asked for on label tasks, so each label's first token is among them"
+    )
+    max_adapters: int = Field(8, gt=0, description="LoRA adapters one engine holds (least recently used dropped first)")
+
+
 class LocalConfig(_Strict):
-    backend: Literal["transformers", "echo", "vllm", "ollama"] = "transformers"
+    backend: Literal["transformers", "echo", "vllm", "ollama", "llamacpp"] = "transformers"
     transformers: TransformersConfig = TransformersConfig()
     echo: EchoConfig = EchoConfig()
     vllm: VllmConfig = VllmConfig()
     ollama: OllamaConfig = OllamaConfig()
+    llamacpp: LlamaCppConfig = LlamaCppConfig()
 
 
 class AdaptersConfig(_Strict):

@@ -26,6 +26,10 @@ def build_local_backend(config: Config, on_batch: BatchObserver) -> LocalBackend
         from gateway.app import local_http
 
         return local_http.build_vllm_backend(config) if kind == "vllm" else local_http.build_ollama_backend(config)
+    if kind == "llamacpp":  # llama.cpp in this process (no torch)
+        from gateway.app.local_llamacpp import build_llamacpp_backend
+
+        return build_llamacpp_backend(config)
     if kind == "echo":
         from local_models.echo import EchoBackend
 
@@ -70,6 +74,10 @@ def served_base_dir(config: Config) -> Path | None:
         from gateway.app import local_http
 
         return local_http.vllm_model_dir(config)
+    if kind == "llamacpp":
+        from gateway.app.local_llamacpp import llamacpp_base_dir
+
+        return llamacpp_base_dir(config)
     return None  # echo, ollama: nothing to hash here
 
 
