@@ -41,7 +41,7 @@ from gateway.core.contracts import AdapterRef, BackendCall, Completion, LocalLoa
 from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
 from local_models.gguf_lora import GGUF_ADAPTER_FILE, GgufLoraError, base_shape_from_gguf, write_gguf_lora
 from local_models.llamacpp_chunks import ChunkReader
-from local_models.llamacpp_engine import Engine, EngineSettings
+from local_models.llamacpp_engine import Engine, EngineRequests, EngineSettings
 from local_models.llamacpp_pace import Admitted, SlotPace, estimate_load
 from local_models.pace import LabelSteps
 from local_models.streams import completion_of
@@ -181,6 +181,10 @@ class LlamaCppBackend:
                 job.cancelled = True  # the engine stops it at its next token if it is still going
                 self._jobs.discard(job)
             self._admitted.pop(id(admitted), None)
+
+    async def engine_requests(self) -> EngineRequests:
+        """llama.cpp's own count of requests generating and waiting (read off the event loop)."""
+        return await asyncio.to_thread(self._loaded.engine.requests)
 
     async def aclose(self) -> None:
         for job in list(self._jobs):

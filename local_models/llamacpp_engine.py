@@ -41,6 +41,14 @@ class EngineSettings:
     verbosity: int = 0  # llama.cpp's own log threshold (its log goes to stderr)
 
 
+@dataclass(frozen=True, slots=True)
+class EngineRequests:
+    """llama.cpp's own count of the requests it holds."""
+
+    processing: int  # in a slot: prompt being processed or tokens being generated
+    deferred: int  # waiting for a slot
+
+
 class EngineError(RuntimeError):
     """The engine could not start (bad model path, an adapter that does not fit the model)."""
 
@@ -108,6 +116,16 @@ class Engine:
     def metrics(self) -> str:
         """llama.cpp's Prometheus text (requests processing and deferred, tokens and seconds so far)."""
         return str(self._server.handle_metrics())
+
+    def requests(self) -> EngineRequests:
+        """How many requests llama.cpp is generating and how many wait for a slot (from its metrics)."""
+        values = dict.fromkeys(("requests_processing", "requests_deferred"), 0)
+        for line in self.metrics().splitlines():
+            name, _, value = line.partition(" ")
+            key = name.removeprefix("llamacpp:")
+            if key in values:
+                values[key] = round(float(value))
+        return EngineRequests(values["requests_processing"], values["requests_deferred"])
 
     def close(self) -> None:
         """Stop llama.cpp's loop and free the model (call once no request is inside `chat`)."""

@@ -2,6 +2,7 @@
 
 Each `Subject` wraps one backend or provider with what it can be put through:
   transformers  in-process, the embedded model and a real LoRA adapter
+  llamacpp      llama.cpp in process (xllamacpp), the embedded GGUF file and the same adapter, converted to GGUF
   vllm          a real vLLM server (CPU build here), one per session (tests/vllm_session.py)
   ollama        the official client against tests/fakes/ollama_server.py; `ollama-nologprobs` is a
                 server that returns no logprobs (Ollama before 0.12.11)
@@ -27,7 +28,7 @@ from tests.fakes.providers import KINDS, TEST_KEYS, provider_config
 from tests.gateway_process import free_port
 from tests.vllm_session import VllmTestServer, make_lora_adapter, shared_vllm
 
-LOCAL = ("transformers", "vllm", "ollama", "ollama-nologprobs")
+LOCAL = ("transformers", "llamacpp", "vllm", "ollama", "ollama-nologprobs")
 PROVIDERS = tuple(sorted(KINDS))
 SHORT = (Message(Role.USER, "Is the trend up or down? Answer in one word."),)
 LONG = (Message(Role.USER, "Count from 1 to 200, separated by commas."),)
@@ -95,6 +96,26 @@ async def transformers_subject(model_dir: Path, adapter: AdapterRef) -> Subject:
         return backend.load().in_flight == 0
 
     return Subject("transformers", backend, True, adapter, stopped, None, provoke, [backend.aclose])
+
+
+async def llamacpp_subject(adapter: AdapterRef, cache: Path) -> Subject:
+    from local_models.llamacpp_backend import LlamaCppBackend, LlamaCppSettings
+    from local_models.model_store import EMBEDDED_NAME, find_gguf
+
+    settings = LlamaCppSettings(model_path=find_gguf(), model_name=EMBEDDED_NAME, adapter_cache=cache)
+    backend = await asyncio.to_thread(LlamaCppBackend, settings)
+
+    def provoke(kind: str) -> BackendCall | None:
+        return {"bad_request": _past_context(backend.context_length), "slow": _slow()}.get(kind)
+
+    async def stopped() -> bool:  # llama.cpp's own count of requests it is generating
+        for _ in range(20):
+            if (await backend.engine_requests()).processing == 0:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    return Subject("llamacpp", backend, True, adapter, stopped, None, provoke, [backend.aclose])
 
 
 def vllm_subject(server: VllmTestServer) -> Subject:
@@ -196,6 +217,10 @@ async def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     if name == "transformers":
         made = await transformers_subject(
             request.getfixturevalue("embedded_model_dir"), request.getfixturevalue("contract_adapter")
+        )
+    elif name == "llamacpp":
+        made = await llamacpp_subject(
+            request.getfixturevalue("contract_adapter"), tmp_path_factory.mktemp("llamacpp-adapters")
         )
     elif name == "vllm":
         made = vllm_subject(shared_vllm(request, tmp_path_factory.getbasetemp() / "vllm-session"))
