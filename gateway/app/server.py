@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import grpc
@@ -71,13 +71,15 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     env: Mapping[str, str] | None = None,
     *,
     span_exporter: SpanExporter | None = None,
+    state_opener: Callable[[Config], SharedState] = open_state,
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then drain in-flight calls and exit.
 
     `env`: where provider API keys are read (default: the process environment).
     `span_exporter`: replaces the OTLP exporter of `[tracing]` (the tracing tests hand in an in-memory one).
+    `state_opener`: opens the shared-state stores from the config (the outage tests wrap them in failing ones).
     """
-    state, keys = await _open_state(config)
+    state, keys = await _open_state(config, state_opener)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -199,10 +201,10 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     log.info("stopped")
 
 
-async def _open_state(config: Config) -> tuple[SharedState, KeyTable]:
+async def _open_state(config: Config, opener: Callable[[Config], SharedState]) -> tuple[SharedState, KeyTable]:
     """Check the transport settings, open the shared state, read the API keys, then log the first line."""
     check_transport(config)
-    state = open_state(config)
+    state = opener(config)
     keys = KeyTable(state.keys, refresh_s=config.keys.refresh_s)
     await keys.load()
     keys.start()
