@@ -258,7 +258,14 @@ def _publish(
     one trained from traffic only when it beats the champion (`contest`: its standing, the test scores)."""
     from finetune.evaluate.evaluation import collapse
     from finetune.publish.card import build_card, new_version
-    from finetune.publish.export import check_vllm_folder, discard, publish, staging_dir, write_modelfile
+    from finetune.publish.export import (
+        check_vllm_folder,
+        discard,
+        publish,
+        staging_dir,
+        write_gguf_adapter,
+        write_modelfile,
+    )
     from local_models.adapters import write_card
 
     started, eval_started, base_eval_s = clocks
@@ -274,6 +281,8 @@ def _publish(
         problems = check_vllm_folder(staging)
         if problems:
             log.warning("%s: vLLM would not serve this adapter: %s", task, problems)
+        for problem in write_gguf_adapter(staging, base.folder):  # llama.cpp's form, which the Modelfile names
+            log.warning("%s: %s", task, problem)
         write_modelfile(staging, options.ollama_from or str(base.folder.resolve()), dataset.template.system)
         collapsed = collapse(evaluation)
         rivalry = _rivalry(contest, evaluation, dataset, options)

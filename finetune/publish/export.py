@@ -3,7 +3,9 @@
 vLLM: `--enable-lora --lora-modules NAME=FOLDER` takes a plain PEFT LoRA folder
 (adapter_config.json + adapter_model.safetensors); `check_vllm_folder` rejects what vLLM
 would (other PEFT types, DoRA, extra trained modules, ranks above --max-lora-rank).
-Ollama: a Modelfile beside the weights (`FROM` the base, `ADAPTER` this folder, `SYSTEM`
+llama.cpp: the same LoRA as a GGUF file beside the PEFT files (`adapter_model.gguf`, in
+llama.cpp's adapter layout: local_models/gguf_lora.py), which the llamacpp backend serves.
+Ollama: a Modelfile beside the weights (`FROM` the base, `ADAPTER` that GGUF file, `SYSTEM`
 the task's system prompt) for `ollama create NAME -f Modelfile`.
 """
 
@@ -47,13 +49,27 @@ def check_vllm_folder(folder: Path, max_lora_rank: int = 64) -> list[str]:
     return problems
 
 
+def write_gguf_adapter(folder: Path, base_folder: Path) -> list[str]:
+    """Write the PEFT LoRA in `folder` as llama.cpp's GGUF adapter beside it; why it cannot (empty: written)."""
+    from local_models.gguf_lora import GGUF_ADAPTER_FILE, GgufLoraError, base_shape_from_hf, write_gguf_lora
+
+    try:
+        write_gguf_lora(folder, folder / GGUF_ADAPTER_FILE, base_shape_from_hf(base_folder))
+    except (GgufLoraError, OSError, KeyError, ValueError) as exc:
+        return [f"no GGUF adapter for llama.cpp and Ollama: {exc}"]
+    return []
+
+
 def write_modelfile(folder: Path, base: str, system: str) -> Path:
-    """An Ollama Modelfile: the base, this adapter, and the task's system prompt."""
+    """An Ollama Modelfile: the base, this adapter (its GGUF file when there is one), and the task's system prompt."""
+    from local_models.gguf_lora import GGUF_ADAPTER_FILE
+
+    adapter = f"./{GGUF_ADAPTER_FILE}" if (folder / GGUF_ADAPTER_FILE).is_file() else "./"
     text = (
         "# ollama create <name> -f Modelfile  (run in this folder)\n"
         "# FROM must be the exact base the adapter was trained on (see card.json: base_model, base_model_sha256)\n"
         f"FROM {base}\n"
-        "ADAPTER ./\n"
+        f"ADAPTER {adapter}\n"
         f'SYSTEM """{system}"""\n'
         "PARAMETER temperature 0\n"
     )

@@ -29,6 +29,15 @@ from gateway.core.contracts import BackendCall, Message, Role  # noqa: E402
 from local_models.adapters import AdapterRegistry, model_content_hash, read_card  # noqa: E402
 from local_models.model_store import ensure_embedded_model  # noqa: E402
 
+
+def read_gguf_lora_alpha(path: Path) -> float:
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path)).get_field("adapter.lora.alpha")
+    assert field is not None
+    return float(field.contents())
+
+
 CACHE = Path.home() / ".cache" / "trading-gateway"
 
 
@@ -82,7 +91,9 @@ def test_smoke_run_learns_and_publishes_a_valid_card(smoke_run: Any, base_dir: P
     assert card.data["split_check"]["problems"] == 0 and "split_plan" in card.data
     assert check_vllm_folder(folder) == []
     modelfile = (folder / "Modelfile").read_text()
-    assert f"FROM {base_dir.resolve()}" in modelfile and "ADAPTER ./" in modelfile and card.prompt.system in modelfile
+    assert f"FROM {base_dir.resolve()}" in modelfile and card.prompt.system in modelfile
+    assert "ADAPTER ./adapter_model.gguf" in modelfile  # llama.cpp's form of the same LoRA, beside the PEFT files
+    assert read_gguf_lora_alpha(folder / "adapter_model.gguf") == card.training["alpha"]
     for name in ("report.md", "reliability.png", "risk_coverage.png", "evaluation.json"):
         assert (folder / name).stat().st_size > 0
     assert "| adapter | test |" in (folder / "report.md").read_text()
