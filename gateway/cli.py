@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from gateway.core import guarantee
+from gateway.core.private_files import open_private
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
 
@@ -164,7 +165,7 @@ def _learn_export(args: argparse.Namespace) -> None:
     if args.out is None:
         _run(learn.export(config, args.task, sys.stdout))
         return
-    with args.out.open("w") as out:
+    with open_private(args.out) as out:  # training rows hold prompt text: owner-only
         _run(learn.export(config, args.task, out))
     print(f"wrote {args.out}", file=sys.stderr)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.core.contracts import AdapterRef
+from gateway.core.private_files import make_private_file
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class VllmSupervisor:
             process.wait(10)
 
     def _spawn(self) -> None:
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_file(self._log_path)  # the server's log may quote requests: owner-only
         log.info("starting vLLM: %s", self._launch.describe())
         with self._lock, self._log_path.open("ab") as out:
             self._process = subprocess.Popen(

@@ -1,15 +1,16 @@
 """One SQLite connection owned by one thread: every statement runs there, never on the event loop.
 
 Shared by the SQLite stores (cache, usage records, breaker and rate-limit
-state, the token ledger). The file is opened in WAL mode on first use, so
-several gateway processes on one box can share it. Transactions submitted
-while the thread is busy commit together (gateway/state/sqlite_batch.py).
+state, the token ledger, API keys, training rows). The file is opened in WAL
+mode on first use, so several gateway processes on one box can share it; it is
+created readable by its owner only (0600, and so are the -wal and -shm files
+SQLite makes beside it; folders it creates 0700). Transactions submitted while
+the thread is busy commit together (gateway/state/sqlite_batch.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.core.private_files import OWNER_ONLY, make_private_file, narrow
 from gateway.state.sqlite_batch import Outcome, Step, TransactionQueue, run_steps
 
 T = TypeVar("T")
@@ -24,9 +26,9 @@ T = TypeVar("T")
 
 class SqliteWorker:
     def __init__(
-        self, path: Path | str, schema: str, *, name: str, busy_timeout_s: float = 10.0, file_mode: int | None = None
+        self, path: Path | str, schema: str, *, name: str, busy_timeout_s: float = 10.0, file_mode: int = OWNER_ONLY
     ) -> None:
-        """`file_mode`: create the file with these permissions (SQLite gives its -wal and -shm files the same)."""
+        """`file_mode`: the file's permissions (SQLite gives its -wal and -shm files the same)."""
         self._path = str(path)
         self._file_mode = file_mode
         self._schema = schema
@@ -69,10 +71,10 @@ class SqliteWorker:
             self._conn = None
 
     def _open(self) -> sqlite3.Connection:
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        if self._file_mode is not None:
-            os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, self._file_mode))  # no-op when it exists
-            os.chmod(self._path, self._file_mode)
+        path = Path(self._path)
+        make_private_file(path, self._file_mode)
+        for suffix in ("-wal", "-shm", "-journal"):  # left by a version that made them readable to others
+            narrow(path.with_name(path.name + suffix), self._file_mode)
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_s)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
