@@ -107,17 +107,17 @@ async def test_with_every_slot_taken_a_request_waits_and_the_estimate_says_so(tm
         assert not refused.ok and "would answer" in refused.reason
         queued = asyncio.create_task(backend.generate(BackendCall("short", SHORT, max_tokens=3)))
         await wait_until_async(lambda: backend.load().in_flight == 2, timeout_s=10, what="the second admitted")
-        await wait_until_async(lambda: _deferred(backend), timeout_s=10, what="llama.cpp holding the second back")
+
+        async def deferred() -> bool:
+            return (await backend.engine_requests()).deferred == 1
+
+        await wait_until_async(deferred, timeout_s=10, what="llama.cpp holding the second request back")
         assert (await backend.engine_requests()).processing == 1
         assert not queued.done()
         await running
         answer = await queued
         assert answer.queued_s is not None and answer.queued_s > 0  # it waited for the slot
         await wait_until_async(lambda: backend.load().in_flight == 0, timeout_s=10, what="nothing in flight")
-
-
-async def _deferred(backend: LlamaCppBackend) -> bool:
-    return (await backend.engine_requests()).deferred == 1
 
 
 async def test_a_deadline_passing_while_queued_ends_the_call_and_the_slot_is_not_lost(tmp_path: Path) -> None:
