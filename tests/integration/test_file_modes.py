@@ -81,6 +81,7 @@ def test_every_file_the_gateway_writes_is_owner_only(tmp_path: Path, open_umask:
                     stub.Generate(request, metadata=(("authorization", f"Bearer {key}"),), timeout=30)
         finally:
             assert gateway.stop() == 0  # drained: usage records and training rows written
+    assert "a prompt only its desk may read" not in gateway.log_text()
 
     written = {"usage.sqlite3", "response_cache.sqlite3", "ledger.sqlite3", "training.sqlite3", "keys.sqlite3"}
     found = {path.relative_to(root): stat.S_IMODE(path.stat().st_mode) for path in root.rglob("*")}

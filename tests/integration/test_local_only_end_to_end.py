@@ -101,6 +101,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
             yield Audited(gateway, openai, keys, workdir)
         finally:
             gateway.stop()
+    log = gateway.log_text()
+    assert "-prompt-" not in log, "prompt text in the gateway's log"
 
 
 def test_a_local_only_keys_confident_answer_is_never_audited(audited: Audited) -> None:
