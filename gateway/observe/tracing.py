@@ -107,6 +107,8 @@ def result_attributes(result: Result) -> dict[str, AttributeValue]:
     }
     if result.confidence is not None:
         attributes["gateway.confidence"] = result.confidence
+    if result.request is not None:  # as access control and the policy decided it (a local-only key, a rule)
+        attributes["gateway.privacy"] = result.request.privacy.name.lower()
     return attributes
 
 

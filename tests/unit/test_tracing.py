@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from gateway.api import trace_context
 from gateway.config import ConfigError, TracingConfig
 from gateway.core import trace
-from gateway.core.contracts import Delta, Escalation, Message, ModelEntry, Request, Result, Role, Tier, Usage
+from gateway.core.contracts import Delta, Escalation, Message, ModelEntry, Privacy, Request, Result, Role, Tier, Usage
 from gateway.core.errors import Unavailable
 from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import OtelTracer, export_headers, otlp_exporter
@@ -217,3 +217,28 @@ def test_with_tracing_off_the_gateway_never_imports_opentelemetry() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "NoTracer []"
+
+
+async def test_the_request_span_ends_with_the_privacy_the_request_was_decided_with() -> None:
+    """A local-only API key (or rule) makes the request LOCAL_ONLY below the doors; its span says so once answered."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    class Decided:
+        async def generate(self, asked: Request) -> Result:
+            return dataclasses.replace(result(), request=dataclasses.replace(asked, privacy=Privacy.LOCAL_ONLY))
+
+        def models(self) -> list[ModelEntry]:
+            return []
+
+    seen: list[Request] = []
+    recorder = RecordingRouter(
+        Decided(),  # type: ignore[arg-type]
+        on_answer=[lambda decided, _: seen.append(decided)],
+        tracer=OtelTracer(provider.get_tracer("test")),
+    )
+    await recorder.generate(request())
+    [span] = exporter.get_finished_spans()
+    assert span.attributes is not None and span.attributes["gateway.privacy"] == "local_only"
+    assert [q.privacy for q in seen] == [Privacy.LOCAL_ONLY]  # observers get the decided request, not the caller's
