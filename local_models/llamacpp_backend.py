@@ -35,7 +35,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.core.contracts import AdapterRef, BackendCall, Completion, LocalLoad, StreamEvent
 from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
@@ -49,6 +49,7 @@ from local_models.streams import completion_of
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[EngineSettings, Sequence[Path]], Engine]
+_T = TypeVar("_T")
 WARM_UP_PROMPTS = ("Say hello to the desk.", "Name one colour.")
 
 
@@ -118,7 +119,7 @@ class LlamaCppBackend:
         self._jobs: set[_Job] = set()  # requests on the engine (stopped at their next token by aclose)
         self._pace = SlotPace(settings.slots)
         self._label_steps = LabelSteps()
-        self._label_ids: dict[tuple[str, ...], frozenset[int]] = {}
+        self._label_ids: dict[tuple[str, ...], asyncio.Future[frozenset[int]]] = {}  # one tokenization per label set
         self._base_shape = base_shape_from_gguf(settings.model_path) if settings.adapters else None
         files = {_key(ref): self._gguf_file(ref) for ref in settings.adapters[-settings.max_adapters :]}
         self._recent.update((_key(ref), ref) for ref in settings.adapters[-settings.max_adapters :])
@@ -155,7 +156,7 @@ class LlamaCppBackend:
         self._admitted[id(admitted)] = admitted
         job: _Job | None = None
         try:
-            label_ids = await self._labels(self._loaded.engine, call.labels) if label else frozenset()
+            label_ids = await self._labels(call.labels) if label else frozenset()
             loaded, adapter_file = await self._engine_for(call.adapter)
             reader = ChunkReader(
                 provider=self.name,
@@ -184,7 +185,7 @@ class LlamaCppBackend:
 
     async def engine_requests(self) -> EngineRequests:
         """llama.cpp's own count of requests generating and waiting (read off the event loop)."""
-        return await asyncio.to_thread(self._loaded.engine.requests)
+        return await asyncio.to_thread(self._using, lambda engine: engine.requests())
 
     async def aclose(self) -> None:
         for job in list(self._jobs):
@@ -346,18 +347,35 @@ class LlamaCppBackend:
             log.info("converted adapter %s to GGUF at %s", _key(ref), cached)
         return cached
 
-    async def _labels(self, engine: Engine, labels: Sequence[str]) -> frozenset[int]:
-        """The ids of each label's first token, in the forms an answer may start with ("Up", " up" ...)."""
+    async def _labels(self, labels: Sequence[str]) -> frozenset[int]:
+        """The ids of each label's first token, in the forms an answer may start with ("Up", " up" ...).
+
+        Tokenized once per label set: callers that come while it runs wait for the same answer.
+        """
         key = tuple(labels)
-        if key not in self._label_ids:
-            forms = {
-                f
-                for label in labels
-                for f in (label, label.lower(), label.capitalize(), " " + label, " " + label.lower())
-            }
-            pieces = await asyncio.gather(*(asyncio.to_thread(engine.tokenize, form) for form in sorted(forms)))
-            self._label_ids[key] = frozenset(tokens[0][0] for tokens in pieces if tokens)
-        return self._label_ids[key]
+        pending = self._label_ids.get(key)
+        if pending is None:
+            pending = self._label_ids[key] = asyncio.ensure_future(asyncio.to_thread(self._using, _label_ids, key))
+        try:
+            return await asyncio.shield(pending)
+        except Exception:
+            if self._label_ids.get(key) is pending:
+                del self._label_ids[key]  # asked again on the next call
+            raise
+
+    def _using(self, work: Callable[..., _T], *args: Any) -> _T:
+        """Run `work(engine, *args)` on the current engine, counted as a user so it is not closed underneath.
+
+        Closing an engine joins llama.cpp's threads while holding the GIL: anything of ours still talking
+        to it from Python then could never finish, so an engine is closed only once nothing uses it.
+        """
+        with self._guard:
+            loaded = self._loaded
+            loaded.users += 1
+        try:
+            return work(loaded.engine, *args)
+        finally:
+            self._release(loaded)
 
     def _warm_up(self) -> None:
         """A request alone, then two together, so the load estimate has figures before the first burst."""
@@ -389,6 +407,11 @@ class LlamaCppBackend:
                     loop.close()
         finally:
             self._pace.warming(False)
+
+
+def _label_ids(engine: Engine, labels: Sequence[str]) -> frozenset[int]:
+    forms = sorted({form for label in labels for form in _surface_forms(label)})
+    return frozenset(tokens[0][0] for tokens in map(engine.tokenize, forms) if tokens)
 
 
 def _surface_forms(label: str) -> tuple[str, ...]:

@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--max", type=int, default=0, help="at most this many examples per split; 0 = all")
     parser.add_argument("--max-tokens", type=int, default=4, help="max_tokens of every call")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "trading-gateway")
+    parser.add_argument("--model", type=Path, help="llamacpp: the GGUF model file (default: the shipped Q4_1 file)")
+    parser.add_argument("--label-top-logprobs", type=int, default=40, help="llamacpp: alternatives on label calls")
     args = parser.parse_args()
     outcomes = asyncio.run(run(args))
     print(f"\nload average {load_average()}")
@@ -100,7 +102,8 @@ async def run(args: argparse.Namespace) -> list[Outcome]:
     if not specs:
         return []
     transformers, llamacpp = await asyncio.gather(
-        asyncio.to_thread(make_transformers, args.cache_dir), asyncio.to_thread(make_llamacpp, args.cache_dir)
+        asyncio.to_thread(make_transformers, args.cache_dir),
+        asyncio.to_thread(make_llamacpp, args.cache_dir, args.model, args.label_top_logprobs),
     )
     outcomes = []
     try:
@@ -178,11 +181,14 @@ def make_transformers(cache_dir: Path) -> LocalBackend:
     return TransformersBackend(TransformersSettings(ensure_embedded_model(cache_dir), EMBEDDED_NAME))
 
 
-def make_llamacpp(cache_dir: Path) -> LocalBackend:
+def make_llamacpp(cache_dir: Path, model: Path | None, label_top_logprobs: int) -> LocalBackend:
     from local_models.llamacpp_backend import LlamaCppBackend, LlamaCppSettings
     from local_models.model_store import EMBEDDED_NAME, find_gguf
 
-    return LlamaCppBackend(LlamaCppSettings(find_gguf(), EMBEDDED_NAME, cache_dir / "llamacpp-adapters"))
+    settings = LlamaCppSettings(
+        model or find_gguf(), EMBEDDED_NAME, cache_dir / "llamacpp-adapters", label_top_logprobs=label_top_logprobs
+    )
+    return LlamaCppBackend(settings)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,19 @@ async def test_a_new_adapter_version_is_served_without_a_restart(
     assert again.text == first.text
     assert math.isclose(again.tokens[0].logprob, first.tokens[0].logprob, abs_tol=1e-3)
     assert (tmp_path / "trend" / "v2.gguf").is_file()  # converted once, into the cache
+
+
+async def test_label_calls_arriving_together_with_a_new_adapter_all_finish(
+    tmp_path: Path, adapters: tuple[AdapterRef, AdapterRef]
+) -> None:
+    """The labels are tokenized once while the engine is replaced by one with the adapter; the old engine is
+    closed only after nothing uses it (closing one that is still answering would never return)."""
+    v1, _ = adapters
+    async with llamacpp(tmp_path) as backend:
+        calls = [
+            BackendCall(f"l{i}", SHORT, max_tokens=2, adapter=v1 if i % 2 else None, labels=("up", "down"))
+            for i in range(16)
+        ]
+        answers = await asyncio.wait_for(asyncio.gather(*(backend.generate(c) for c in calls)), timeout=300)
+    assert {a.model for a in answers} == {"trend", EMBEDDED_NAME}
+    assert all(a.tokens and a.tokens[0].top for a in answers)
