@@ -17,6 +17,7 @@ measure the scheduler), and the issue's targets (>= 60 tokens/s single stream; >
 transformers label fast path's answers/s at 32 concurrent). Asserts nothing.
 
     python scripts/bench_local.py [--levels 1 8 32] [--duration 20] [--decode-runs 3] [--slots 8] [--threads 1]
+        [--llamacpp-model FILE]   # e.g. the F16 file scripts/gguf_dequantize.py writes
     make bench-local ARGS="--duration 30"
 """
 
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--adapter", type=Path, help="adapter folder with card.json (default: newest sentiment)")
     parser.add_argument("--slots", type=int, default=8, help="llamacpp: sequences decoded together")
     parser.add_argument("--threads", type=int, default=1, help="llamacpp threads (decode and prompt)")
+    parser.add_argument("--llamacpp-model", type=Path, help="llamacpp: a GGUF file (default: the shipped Q4_1 file)")
     parser.add_argument("--one", choices=BACKENDS, help=argparse.SUPPRESS)  # the child process: one backend
     args = parser.parse_args()
     if args.one:
@@ -114,7 +116,7 @@ def build(kind: str, args: argparse.Namespace) -> LocalBackend:
         from local_models.model_store import EMBEDDED_NAME, find_gguf
 
         settings = LlamaCppSettings(
-            find_gguf(),
+            args.llamacpp_model or find_gguf(),
             EMBEDDED_NAME,
             cache / "llamacpp-adapters",
             slots=args.slots,
