@@ -62,7 +62,31 @@ class OpenAIRoutes:
             web.post("/v1/chat/completions", self.chat_completions),
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{name:.+}", self.get_model),
+            web.route("*", "/v1/{path:.*}", self.not_served),  # last: what no route above answers
         ]
+
+    async def not_served(self, http_request: web.Request) -> web.Response:
+        """OpenAI's error object for a /v1 path the gateway does not serve (404), or a method it does
+        not take there (405, with Allow), so the SDKs raise their typed errors instead of a bare status."""
+        allowed: set[str] = set()
+        mine = http_request.match_info.route.resource
+        for resource in http_request.app.router.resources():
+            if resource is not mine:
+                match, methods = await resource.resolve(http_request)
+                if match is None:
+                    allowed |= methods
+        path, method = http_request.path, http_request.method
+        if allowed:
+            return error_response(
+                405,
+                f"method: {method} is not allowed on {path}; use {', '.join(sorted(allowed))}",
+                code="method_not_allowed",
+                headers={"Allow": ",".join(sorted(allowed))},
+            )
+        served = "POST /v1/chat/completions, GET /v1/models and GET /v1/models/{model}"
+        return error_response(
+            404, f"path: {method} {path} is not served here; the gateway serves {served}", code="not_found"
+        )
 
     async def list_models(self, _: web.Request) -> web.Response:
         return web.json_response(openai_response.models_body(self._answerer.models()))

@@ -155,6 +155,12 @@ async def test_python_sdk_plain_stream_escalation_cache_budget_and_usage(
             )
         assert refused.value.param == "messages[0].content[0].type"  # type: ignore[attr-defined]
 
+        # A /v1 path the gateway does not serve: OpenAI's error object, which the SDK raises as NotFoundError.
+        with pytest.raises(openai.NotFoundError) as unserved:
+            await client.embeddings.create(model="", input="the trend is up")
+        assert unserved.value.code == "not_found"
+        assert "/v1/embeddings" in unserved.value.message
+
         # The models are gRPC ListModels' (local model, adapters, provider pins), and the HTTP
         # door's answers count in GetUsage like gRPC's.
         models = [m.id async for m in client.models.list()]

@@ -290,3 +290,23 @@ async def test_models_in_openai_form(start: Start) -> None:
     assert one["gateway"]["tier"] == "remote"
     assert missing[0] == 404
     assert missing[1]["error"]["code"] == "model_not_found"
+
+
+async def test_an_unserved_v1_path_is_openais_404_and_a_wrong_method_405(start: Start) -> None:
+    url = await start(Scripted())
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/embeddings", json={"model": "x", "input": "hi"}) as reply:
+            unknown = (reply.status, await reply.json())
+        async with session.get(f"{url}/completions") as reply:
+            other = (reply.status, await reply.json())
+        async with session.get(f"{url}/chat/completions") as reply:
+            wrong_method = (reply.status, reply.headers.get("Allow"), await reply.json())
+    assert unknown[0] == 404
+    assert unknown[1]["error"]["type"] == "not_found_error"
+    assert unknown[1]["error"]["code"] == "not_found"
+    assert "POST /v1/embeddings" in unknown[1]["error"]["message"]
+    assert other[0] == 404 and "GET /v1/completions" in other[1]["error"]["message"]
+    assert wrong_method[0] == 405
+    assert wrong_method[1] == "POST"
+    assert wrong_method[2]["error"]["param"] is None
+    assert "use POST" in wrong_method[2]["error"]["message"]
