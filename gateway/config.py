@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "GATEWAY__"
 
@@ -228,6 +228,15 @@ class ProviderConfig(_Strict):
     top_logprobs: int | None = Field(None, ge=0, le=20, description="alternatives per token; None = provider default")
 
 
+class ModelsConfig(_Strict):
+    """Model names clients already send, so an app switches to the gateway by its base URL alone."""
+
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description='name -> "" (route: local first), a local model or adapter, or "provider/model" (a pin)',
+    )
+
+
 class BudgetConfig(_Strict):
     """Where the per-provider daily token ledger lives and how requests are estimated before a call."""
 
@@ -353,6 +362,7 @@ class Config(_Strict):
     tasks: dict[str, TaskConfig] = Field(default_factory=dict)
     adapters: AdaptersConfig = AdaptersConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: ModelsConfig = ModelsConfig()
     budget: BudgetConfig = BudgetConfig()
     state: StateConfig = StateConfig()
     cache: CacheConfig = CacheConfig()
@@ -361,6 +371,25 @@ class Config(_Strict):
     dashboard: DashboardConfig = DashboardConfig()
     keys: KeysConfig = KeysConfig()
     tracing: TracingConfig = TracingConfig()
+
+    @model_validator(mode="after")
+    def _aliases_name_what_is_served(self) -> Config:
+        """An alias is a non-empty name whose target is no alias itself and, for a pin, names an enabled
+        provider (local names are checked per request: adapters come and go)."""
+        enabled = sorted(name for name, p in self.providers.items() if p.enabled)
+        for name, target in self.models.aliases.items():
+            where = f"models.aliases.{name}"
+            if not name.strip():
+                raise ValueError("models.aliases: an alias name must not be empty")
+            if target in self.models.aliases:
+                raise ValueError(f"{where}: '{target}' is an alias itself; name its target directly")
+            provider, slash, model = target.partition("/")
+            if slash and (provider not in enabled or not model):
+                raise ValueError(
+                    f"{where}: '{target}' must be provider/model with an enabled provider "
+                    f'({", ".join(enabled) or "none is configured"}), a local model name, or "" for local first'
+                )
+        return self
 
 
 def load_config(
@@ -430,7 +459,9 @@ def _describe(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
-        if err["type"] == "extra_forbidden":
+        if not err["loc"]:  # a check across keys, whose message names them
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+        elif err["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}'; remove it or check its spelling")
         else:
             lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")

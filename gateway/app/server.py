@@ -31,6 +31,7 @@ from gateway.observe.counters import UsageCounters
 from gateway.observe.logs import RequestLog
 from gateway.observe.metrics import Metrics
 from gateway.routing.access import usage_scope
+from gateway.routing.aliases import Aliases
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
 from gateway.state.budget.expiry import ReservationExpiry
@@ -116,7 +117,15 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     learning = Learning(config, ChainedTasks(adapters, ConfigTasks(config.tasks)), state, metrics)
     await learning.start()
     tasks = learning.tasks  # with the thresholds the live audit raised
-    router = Router(local, tasks, config.routing, remote=remote, offline=config.offline, tracer=tracing.tracer)
+    router = Router(
+        local,
+        tasks,
+        config.routing,
+        remote=remote,
+        offline=config.offline,
+        tracer=tracing.tracer,
+        aliases=Aliases(config.models.aliases),
+    )
     learning.audit(router, {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled})
     front = build_front(
         config,

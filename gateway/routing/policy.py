@@ -66,16 +66,18 @@ def plan(
     offline: bool,
     providers: tuple[str, ...],
     local_models: frozenset[str],
+    aliases: tuple[str, ...] = (),
 ) -> Plan:
     """Which tiers this request may use.
 
     `providers`: the enabled remote providers, in no particular order.
     `local_models`: what a client may pin locally (the served model and its adapters).
+    `aliases`: the `[models] aliases` names (already resolved in `request`), listed in the error for an unknown model.
     Raises InvalidArgument for a pin that names nothing known or that the rules forbid.
     """
     rule = match_rule(routing.rules, request)
     local_only = _local_only_reason(request, rule, offline=offline)
-    pinned_provider, remote_model = _check_pin(request.model, providers, local_models, local_only)
+    pinned_provider, remote_model = _check_pin(request.model, providers, local_models, local_only, aliases)
     if pinned_provider:
         order: tuple[str, ...] = (pinned_provider,)
     else:
@@ -126,14 +128,14 @@ def _local_only_reason(request: Request, rule: RuleConfig | None, *, offline: bo
 
 
 def _check_pin(
-    model: str, providers: tuple[str, ...], local_models: frozenset[str], local_only: str
+    model: str, providers: tuple[str, ...], local_models: frozenset[str], local_only: str, aliases: tuple[str, ...]
 ) -> tuple[str, str]:
     """(pinned provider, model at that provider) for `provider/model`; ("", "") for a local pin or none."""
     if not model:
         return "", ""
     if "/" not in model:
         if model not in local_models:
-            known = sorted(local_models) + [f"{p}/<model>" for p in providers]
+            known = sorted(local_models) + [f"{p}/<model>" for p in providers] + [f"{a} (alias)" for a in aliases]
             raise InvalidArgument(f"model: unknown model '{model}'; known: {', '.join(known)}")
         return "", ""
     provider, _, remote_model = model.partition("/")

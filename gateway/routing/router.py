@@ -43,6 +43,7 @@ from gateway.core.errors import (
     Unavailable,
 )
 from gateway.routing import hedge, policy
+from gateway.routing.aliases import Aliases
 from gateway.routing.capacity import CapacityDecision, check_capacity
 from gateway.routing.decision import Decision
 from gateway.routing.local_latency import LocalLatency
@@ -99,8 +100,10 @@ class Router:
         offline: bool = False,
         tracer: trace.Tracer = trace.NO_TRACER,
         local_latency: LocalLatency | None = None,
+        aliases: Aliases | None = None,
     ) -> None:
         self._local = local
+        self._aliases = aliases or Aliases()
         self._tasks = tasks
         self._routing = routing
         self._remote = remote
@@ -334,6 +337,12 @@ class Router:
                 entries.append(ModelEntry(spec.adapter.name, Tier.LOCAL, self._local.name, spec.name, metrics))
         if self._remote is not None:
             entries.extend(self._remote.models())
+        for alias in self._aliases.names():  # as their target: "" (local first) lists the local tier
+            provider, slash, _ = self._aliases.targets[alias].partition("/")
+            if slash:
+                entries.append(ModelEntry(alias, Tier.REMOTE, provider))
+            else:
+                entries.append(ModelEntry(alias, Tier.LOCAL, self._local.name))
         return entries
 
     # -- steps ---------------------------------------------------------------------
@@ -343,6 +352,8 @@ class Router:
 
         Raises InvalidArgument for an unknown task, a pin the rules forbid, or max_tokens past the local context.
         """
+        sent = request.model
+        request = self._aliases.resolve(request)
         task = self._tasks.get(request.task)
         if task is None:
             known = sorted(spec.name for spec in self._tasks.all())
@@ -352,9 +363,21 @@ class Router:
             )
         providers = self._remote.providers() if self._remote is not None else ()
         local_models = frozenset({self._local.model} | {s.adapter.name for s in self._tasks.all() if s.adapter})
-        the_plan = policy.plan(
-            request, task, self._routing, offline=self._offline, providers=providers, local_models=local_models
-        )
+        try:
+            the_plan = policy.plan(
+                request,
+                task,
+                self._routing,
+                offline=self._offline,
+                providers=providers,
+                local_models=local_models,
+                aliases=self._aliases.names(),
+            )
+        except InvalidArgument as exc:
+            if sent == request.model:
+                raise
+            alias = f"'{sent}' is an alias of '{request.model}' in [models] aliases"
+            raise InvalidArgument(f"{exc.message} ({alias})") from None
         if the_plan.try_local and request.max_tokens > self._local.context_length:
             raise InvalidArgument(
                 f"max_tokens: {request.max_tokens} exceeds the local model's context of "

@@ -50,6 +50,10 @@ escalate = true
 
 [tasks.detailed_analysis]
 
+[models.aliases]
+"gpt-4o-mini" = ""  # local first
+"gpt-4o" = "openai/gpt-test"  # a pin
+
 [providers.openai]
 model = "gpt-test"
 base_url = "{base_url(openai_fake)}"
@@ -173,6 +177,18 @@ async def test_python_sdk_plain_stream_escalation_cache_budget_and_usage(
         assert "openai/gpt-test" in models
         assert dict(usage.requests_by_tier) == {"local": 2, "remote": 2, "cache": 1}
         assert dict(usage.escalations_by_reason)["rule"] >= 2
+
+        # Model names clients already send: [models] aliases map them to local first or to a pin.
+        assert {"gpt-4o-mini", "gpt-4o"} <= set(models)
+        aliased = await client.chat.completions.create(model="gpt-4o-mini", messages=USER, max_tokens=16)  # type: ignore[arg-type]
+        # ... the same decision as model "": the first local answer, from the response cache.
+        assert (aliased.gateway["tier"], aliased.gateway["provider"]) == ("cache", "echo")  # type: ignore[attr-defined]
+        aliased = await client.chat.completions.create(model="gpt-4o", messages=USER, max_tokens=16)  # type: ignore[arg-type]
+        assert (aliased.gateway["tier"], aliased.model) == ("remote", "gpt-test")  # type: ignore[attr-defined]
+        with pytest.raises(openai.BadRequestError) as unknown:
+            await client.chat.completions.create(model="gpt-5", messages=USER)  # type: ignore[arg-type]
+        assert unknown.value.param == "model"  # type: ignore[attr-defined]
+        assert "gpt-4o-mini (alias)" in unknown.value.message
         await client.close()
     finally:
         gateway.stop()

@@ -146,6 +146,7 @@ CONFIG_NOT_IN_KEY: dict[str, str] = {
     "providers.*.price_in_per_mtok": _COUNTING,
     "providers.*.price_out_per_mtok": _COUNTING,
     "providers.*.top_logprobs": "alternatives a provider reports, not its answer",
+    "models.aliases": "resolved to its target in the decision, and the target is in the key",
     "budget.path": _STORE,
     "budget.chars_per_token": _LIMITS,
     "budget.reservation_expiry_s": _LIMITS,

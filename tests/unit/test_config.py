@@ -46,3 +46,22 @@ def test_bad_values_and_files_say_what_to_change(tmp_path: Path) -> None:
     broken.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken, {})
+
+
+def test_model_aliases_name_an_enabled_provider_or_a_local_target(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[providers.openai]\nmodel = "gpt-test"\n\n'
+        '[models.aliases]\n"gpt-4o-mini" = ""\n"gpt-4o" = "openai/gpt-4o"\n"small" = "smollm2"\n'
+    )
+    assert load_config(path).models.aliases == {"gpt-4o-mini": "", "gpt-4o": "openai/gpt-4o", "small": "smollm2"}
+    for aliases, problem in (
+        ('"claude" = "anthropic/claude-3"', "'anthropic/claude-3' must be provider/model with an enabled provider"),
+        ('"a" = "openai/"', "'openai/' must be provider/model"),
+        ('"a" = "b"\n"b" = ""', "models.aliases.a: 'b' is an alias itself"),
+        ('"" = "openai/gpt-4o"', "an alias name must not be empty"),
+    ):
+        path.write_text(f'[providers.openai]\nmodel = "gpt-test"\n\n[models.aliases]\n{aliases}\n')
+        with pytest.raises(ConfigError, match=problem) as refused:
+            load_config(path)
+        assert "got {" not in str(refused.value)  # the message, not a dump of the whole config

@@ -27,6 +27,7 @@ from gateway.core.contracts import (
     Usage,
 )
 from gateway.core.errors import CapacityExceeded, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
+from gateway.routing.aliases import Aliases
 from gateway.routing.recording_router import RecordingRouter
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
@@ -217,6 +218,34 @@ async def test_pinned_provider_and_unknown_names() -> None:
         await r.generate(req(model="nope"))
     with pytest.raises(InvalidArgument, match="exceeds the local model's context"):
         await r.generate(Request("r", (Message(Role.USER, "x"),), 101))
+
+
+async def test_aliases_route_local_first_or_pin_and_unknown_names_list_them() -> None:
+    """`[models] aliases`: a client's model name means local first, a local pin or a remote pin."""
+    local, remote = ScriptedLocal(prob=0.9), ScriptedRemote()
+    targets = {"gpt-4o-mini": "", "gpt-4o": "anthropic/claude-big", "small": "tiny"}
+    r = Router(
+        local,
+        ChainedTasks(ConfigTasks({})),
+        RoutingConfig(),
+        remote=remote,  # type: ignore[arg-type]
+        aliases=Aliases(targets),
+    )
+    first = r.decide(req(model="gpt-4o-mini"))
+    assert first.request.model == "" and first.plan.try_local and first.plan.remote_allowed
+    assert (await r.generate(req(model="gpt-4o-mini"))).tier is Tier.LOCAL
+    pinned = r.decide(req(model="gpt-4o"))
+    assert pinned.plan.pinned_remote and pinned.plan.order == ("anthropic",) and pinned.call.model == "claude-big"
+    assert (await r.generate(req(model="gpt-4o"))).provider == "anthropic" and remote.orders == [("anthropic",)]
+    assert r.decide(req(model="small")).request.model == "tiny" and not r.decide(req(model="small")).plan.pinned_remote
+    with pytest.raises(InvalidArgument, match=r"unknown model 'gpt-5'; known: tiny, .*gpt-4o \(alias\)"):
+        r.decide(req(model="gpt-5"))
+    with pytest.raises(InvalidArgument, match=r"local-only .*'gpt-4o' is an alias of 'anthropic/claude-big'"):
+        r.decide(req(model="gpt-4o", privacy=Privacy.LOCAL_ONLY))
+    listed = {(m.name, m.tier, m.provider) for m in r.models()}
+    assert ("gpt-4o-mini", Tier.LOCAL, "scripted") in listed
+    assert ("gpt-4o", Tier.REMOTE, "anthropic") in listed
+    assert ("small", Tier.LOCAL, "scripted") in listed
 
 
 async def test_a_local_only_rule_refuses_a_remote_pin_like_a_local_only_request() -> None:
