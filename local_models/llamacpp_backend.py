@@ -39,9 +39,9 @@ from typing import Any, TypeVar
 
 from gateway.core.contracts import AdapterRef, BackendCall, Completion, LocalLoad, StreamEvent
 from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
-from local_models.gguf_lora import GGUF_ADAPTER_FILE, GgufLoraError, base_shape_from_gguf, write_gguf_lora
+from local_models.gguf_lora import GGUF_ADAPTER_FILE, BaseShape, GgufLoraError, base_shape_from_gguf, write_gguf_lora
 from local_models.llamacpp_chunks import ChunkReader
-from local_models.llamacpp_engine import Engine, EngineRequests, EngineSettings
+from local_models.llamacpp_engine import Engine, EngineError, EngineRequests, EngineSettings
 from local_models.llamacpp_pace import Admitted, SlotPace, estimate_load
 from local_models.pace import LabelSteps
 from local_models.streams import completion_of
@@ -120,10 +120,8 @@ class LlamaCppBackend:
         self._pace = SlotPace(settings.slots)
         self._label_steps = LabelSteps()
         self._label_ids: dict[tuple[str, ...], asyncio.Future[frozenset[int]]] = {}  # one tokenization per label set
-        self._base_shape = base_shape_from_gguf(settings.model_path) if settings.adapters else None
-        files = {_key(ref): self._gguf_file(ref) for ref in settings.adapters[-settings.max_adapters :]}
-        self._recent.update((_key(ref), ref) for ref in settings.adapters[-settings.max_adapters :])
-        self._loaded = _Loaded(engine_factory(self._engine_settings, tuple(files.values())), files)
+        self._base_shape: BaseShape | None = None  # read from the model file when an adapter needs converting
+        self._loaded = self._first_engine(settings.adapters[-settings.max_adapters :])
         if settings.warm_up:
             self._warm_up()
 
@@ -214,6 +212,7 @@ class LlamaCppBackend:
             "timings_per_token": True,  # the first token's chunk says how long the prompt was
             "cache_prompt": True,
             "lora": lora,
+            "stop": list(call.stop),  # llama.cpp ends the answer before the first and leaves it out
         }
 
     async def _events(self, job: _Job) -> AsyncGenerator[StreamEvent, None]:
@@ -326,6 +325,25 @@ class LlamaCppBackend:
         log.info("llamacpp engine reloaded with adapter %s", wanted, extra={"adapters": list(files)})
         if idle:
             await asyncio.to_thread(old.engine.close)
+
+    def _first_engine(self, refs: Sequence[AdapterRef]) -> _Loaded:
+        """The engine at start, with the adapters that convert and load; one that does not is left to its first
+        request (which then fails alone, with the reason), so a bad card never keeps the gateway from starting."""
+        files: dict[str, Path] = {}
+        for ref in refs:
+            try:
+                files[_key(ref)] = self._gguf_file(ref)
+            except (GgufLoraError, OSError, ValueError) as exc:
+                log.warning("adapter %s not loaded at start: %s", _key(ref), exc)
+                continue
+            self._recent[_key(ref)] = ref
+        if files:
+            try:
+                return _Loaded(self._factory(self._engine_settings, tuple(files.values())), files)
+            except EngineError as exc:
+                log.warning("llama.cpp could not load the adapters at start, serving without them: %s", exc)
+                self._recent.clear()
+        return _Loaded(self._factory(self._engine_settings, ()), {})
 
     def _release(self, loaded: _Loaded) -> None:
         with self._guard:

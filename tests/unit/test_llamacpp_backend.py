@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from gateway.core.contracts import AdapterRef, BackendCall, Delta, Message, Role
-from gateway.core.errors import CapacityExceeded
+from gateway.core.errors import BackendError, CapacityExceeded
 from local_models.llamacpp_backend import LlamaCppBackend, LlamaCppSettings
 from local_models.llamacpp_engine import EngineRequests, EngineSettings
 from tests.waiting import wait_until_async
@@ -143,4 +143,22 @@ async def test_the_in_flight_limit_is_capacity(tmp_path: Path, stand_in: type[St
     holding.cancel()
     await wait_until_async(lambda: stand_in.made[0].stopped_after is not None, timeout_s=10, what="the engine stopped")
     assert b.load().in_flight == 0
+    await b.aclose()
+
+
+async def test_an_adapter_that_cannot_convert_does_not_keep_the_backend_from_starting(
+    tmp_path: Path, stand_in: type[StandInEngine]
+) -> None:
+    from local_models.model_store import find_gguf
+
+    folder = tmp_path / "dora" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8, "use_dora": true}')
+    broken, good = AdapterRef("dora", "v1", str(folder)), adapter(tmp_path)
+    b = backend(tmp_path, model_path=find_gguf(), adapters=(broken, good))
+    (engine,) = stand_in.made
+    assert [p.name for p in engine.adapters] == ["adapter_model.gguf"]  # the good one only
+    assert (await b.generate(BackendCall("g", SHORT, max_tokens=3, adapter=good))).model == "trend"
+    with pytest.raises(BackendError, match="DoRA"):
+        await b.generate(BackendCall("d", SHORT, max_tokens=3, adapter=broken))
     await b.aclose()
