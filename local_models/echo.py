@@ -3,7 +3,8 @@
 Every token has log-probability 0 (confidence 1.0), so it never escalates on
 confidence; `delay_ms` simulates work per request (requests never queue: each answers
 after its delay, which `load()` reports as the finish estimate). `load().in_flight`
-counts plain and streamed requests until they finish or are cancelled.
+counts plain and streamed requests until they finish or are cancelled. Stop sequences end
+the echo before the first of them, as any backend's answer ends.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 
+from gateway.core import stops
 from gateway.core.contracts import BackendCall, Completion, Delta, LocalLoad, StreamEvent, TokenLogprob, Usage
 from gateway.core.errors import CapacityExceeded
 
@@ -61,14 +63,19 @@ class EchoBackend:
 
     async def stream(self, call: BackendCall) -> AsyncIterator[StreamEvent]:
         words = self._words(call)
+        text = self._text(call, words)
         if self._in_flight >= self._max_in_flight:
             raise CapacityExceeded(f"echo backend is at its in-flight limit ({self._max_in_flight})")
         self._in_flight += 1  # until the last word, or until the stream is closed or cancelled
         try:
+            sent = 0
             for i, word in enumerate(words):
                 if self._delay_s:
                     await asyncio.sleep(self._delay_s / max(len(words), 1))
-                yield Delta(word if i == 0 else " " + word)
+                piece = (word if i == 0 else " " + word)[: max(len(text) - sent, 0)]
+                if piece:
+                    sent += len(piece)
+                    yield Delta(piece)
         finally:
             self._in_flight -= 1
         yield self._completion(call, words)
@@ -85,10 +92,16 @@ class EchoBackend:
     def _words(self, call: BackendCall) -> list[str]:
         return call.messages[-1].content.split()[: call.max_tokens]
 
+    @staticmethod
+    def _text(call: BackendCall, words: list[str]) -> str:
+        return stops.cut(" ".join(words), call.stop)[0]
+
     def _completion(self, call: BackendCall, words: list[str]) -> Completion:
         prompt = sum(len(m.content.split()) for m in call.messages)
+        text = self._text(call, words)
+        words = text.split()
         return Completion(
-            text=" ".join(words),
+            text=text,
             provider=self.name,
             model=self.model,
             usage=Usage(prompt, len(words)),

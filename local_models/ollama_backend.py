@@ -214,11 +214,7 @@ class OllamaBackend:
             stream=True,
             logprobs=True,
             top_logprobs=s.label_top_logprobs if call.labels else s.top_logprobs,
-            options={
-                "num_predict": call.max_tokens,
-                "temperature": max(call.temperature, 0.0),
-                "num_ctx": s.context_length,
-            },
+            options=_options(call, s.context_length),
             keep_alive=keep_alive_value(s.keep_alive),
         )
         text = ""
@@ -303,3 +299,15 @@ def _same_model(wanted: str, listed: str) -> bool:
 
 def _resident(model: str, models: frozenset[str]) -> bool:
     return any(_same_model(model, listed) for listed in models)
+
+
+def _options(call: BackendCall, context_length: int) -> dict[str, Any]:
+    """Ollama's per-request options; `stop` ends the answer before the first sequence, which it leaves out."""
+    options: dict[str, Any] = {
+        "num_predict": call.max_tokens,
+        "temperature": max(call.temperature, 0.0),
+        "num_ctx": context_length,
+    }
+    if call.stop:
+        options["stop"] = list(call.stop)
+    return options

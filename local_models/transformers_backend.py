@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.core import stops
 from gateway.core.contracts import (
     AdapterRef,
     BackendCall,
@@ -452,6 +453,8 @@ class TransformersBackend:
             job.fail(DeadlineExceeded("the request's deadline passed during local generation"))
             return
         if token_id in self._eos_ids:
+            text = str(self._tokenizer.decode(row.ids, skip_special_tokens=True))
+            self._send(row, text.rstrip("\ufffd"), final=True)  # the tail held back for the stop sequences
             row.done = True
             job.emit(self._completion(job, row, "stop"))
             return
@@ -460,14 +463,24 @@ class TransformersBackend:
             top.update({piece: float(logprobs[label_id]) for piece, label_id in job.label_ids.items()})
         row.ids.append(token_id)
         row.tokens.append(TokenLogprob(self._piece(token_id), float(logprobs[token_id]), top))
-        text = str(self._tokenizer.decode(row.ids, skip_special_tokens=True))
-        finished = len(row.ids) >= job.call.max_tokens
-        if len(text) > len(row.text) and (finished or not text.endswith("\ufffd")):  # hold back half characters
-            job.emit(Delta(text[len(row.text) :]))
-            row.text = text
+        text, stopped = stops.cut(str(self._tokenizer.decode(row.ids, skip_special_tokens=True)), job.call.stop)
+        finished = stopped or len(row.ids) >= job.call.max_tokens
+        self._send(row, text, final=finished)
         if finished:
             row.done = True
-            job.emit(self._completion(job, row, "length"))
+            job.emit(self._completion(job, row, "stop" if stopped else "length"))
+
+    @staticmethod
+    def _send(row: _Row, text: str, *, final: bool) -> None:
+        """Stream what `text` adds to what was sent, holding back half characters and, until the answer
+        ends, a tail that could still become a stop sequence."""
+        if not final:
+            if text.endswith("\ufffd"):
+                return
+            text = text[: stops.safe_length(text, row.job.call.stop)]
+        if len(text) > len(row.text):
+            row.job.emit(Delta(text[len(row.text) :]))
+            row.text = text
 
     def _choose(self, logprobs: Any, temperatures: Any, torch: Any) -> Any:
         greedy = logprobs.argmax(dim=-1)

@@ -66,6 +66,7 @@ def request_from_proto(
         bypass_cache=msg.bypass_cache,
         tags=dict(msg.tags),
         deadline=None if timeout_s is None else time.monotonic() + timeout_s,
+        stop=tuple(msg.stop),
     )
 
 

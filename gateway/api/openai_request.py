@@ -30,7 +30,7 @@ REQUEST_ID_HEADER = "x-gateway-request-id"
 SDK_TIMEOUT_HEADERS = ("x-stainless-read-timeout", "x-stainless-timeout")
 
 SUPPORTED = frozenset(
-    {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "stream", "stream_options"}
+    {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "stream", "stream_options", "stop"}
 )
 EXTENSIONS = frozenset({"task", "privacy", "min_confidence", "priority", "bypass_cache", "tags"})
 # Read and dropped: bookkeeping for OpenAI's own service that cannot change the answer.
@@ -82,7 +82,6 @@ DEFAULT_ONLY: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "logprobs": (_one_of(False), "token log-probabilities are not returned; the gateway's confidence is in `gateway`"),
     "top_logprobs": (_number_is(0), "token log-probabilities are not returned"),
     "logit_bias": (_empty, "logit bias is not supported"),
-    "stop": (_empty, "stop sequences are not supported"),
     "frequency_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
     "presence_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
     "top_p": (_number_is(1), "nucleus sampling is not supported; use temperature"),
@@ -173,6 +172,7 @@ def chat_request(
                 tags=_tags(body.get("tags")),
                 deadline=None if timeout_s is None else now + timeout_s,
                 client=client,
+                stop=_stop(body.get("stop")),
             ),
             headers.get,
         ),
@@ -257,6 +257,17 @@ def _temperature(value: Any) -> float:
     if not _is_number(value) or not 0.0 <= value <= MAX_TEMPERATURE:
         raise BadParam("temperature", f"{value!r} is out of range; use 0 to {MAX_TEMPERATURE:g}")
     return float(value)
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    """`stop`: a string or a list of strings (their number and emptiness are checked in routing)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise BadParam("stop", f"expected a string or a list of strings, got {_kind(value)}")
+    return tuple(value)
 
 
 def _stream_options(value: Any, stream: bool) -> bool:

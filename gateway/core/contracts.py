@@ -68,6 +68,7 @@ class Request:
     client: str = ""  # the authenticated caller (API key name or certificate subject); "" = anonymous
     traceparent: str = ""  # the caller's W3C trace context (gRPC metadata or HTTP headers); "" = none
     tracestate: str = ""
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these (not included); checked in routing
 
     def remaining_s(self, now: float | None = None) -> float | None:
         if self.deadline is None:
@@ -117,6 +118,7 @@ class BackendCall:
     labels: tuple[str, ...] = ()  # label tasks: backends report these labels' first-token logprobs
     model: str = ""  # provider model override; empty = the backend's default
     deadline: float | None = None  # time.monotonic() value
+    stop: tuple[str, ...] = ()  # stop sequences: the answer ends before the first, which it does not include
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,7 @@ class ChunkAccumulator:
 
 
 def chat_body(call: BackendCall, model: str, *, top_logprobs: int, stream: bool = True) -> dict[str, Any]:
-    """The /v1/chat/completions body for one call; logprobs are always asked for."""
+    """The /v1/chat/completions body for one call; logprobs are always asked for, `stop` when the call has any."""
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": m.role.value, "content": m.content} for m in call.messages],
@@ -141,6 +141,8 @@ def chat_body(call: BackendCall, model: str, *, top_logprobs: int, stream: bool 
     }
     if stream:
         body["stream_options"] = {"include_usage": True}
+    if call.stop:
+        body["stop"] = list(call.stop)
     return body
 
 

@@ -33,7 +33,7 @@ from gateway.routing.decision import Decision
 from gateway.routing.policy import Plan, should_escalate
 from gateway.state.cache.store import CachedAnswer
 
-KEY_VERSION = 2
+KEY_VERSION = 3  # 3: stop sequences
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +107,7 @@ def cache_key(decision: Decision, *, scope: str, context: str) -> str:
         request.model,
         _number(call.temperature),
         call.max_tokens,
+        list(call.stop),
         request.privacy.value,
         _plan(decision.plan),
     ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gateway.config import RoutingConfig
-from gateway.core import confidence, trace
+from gateway.core import confidence, stops, trace
 from gateway.core.contracts import (
     Attempt,
     BackendCall,
@@ -383,6 +383,7 @@ class Router:
                 f"max_tokens: {request.max_tokens} exceeds the local model's context of "
                 f"{self._local.context_length} tokens; lower it"
             )
+        _check_stop(request.stop)
         request = policy.effective(request, the_plan)
         messages = request.messages
         if task.system_prompt and messages[0].role is not Role.SYSTEM:
@@ -396,6 +397,7 @@ class Router:
             labels=task.labels,
             model=the_plan.remote_model,
             deadline=request.deadline,
+            stop=request.stop,
         )
         return Decision(request, task, the_plan, call)
 
@@ -504,6 +506,14 @@ class Router:
                 f"local tier has no capacity ({reason}) and {where}; retry later or raise the deadline"
             )
         return Unavailable(f"local tier failed ({reason}) and {where}")
+
+
+def _check_stop(stop: tuple[str, ...]) -> None:
+    """Stop sequences every tier accepts: at most MAX_STOPS (OpenAI's limit), none empty."""
+    if len(stop) > stops.MAX_STOPS:
+        raise InvalidArgument(f"stop: {len(stop)} stop sequences; send at most {stops.MAX_STOPS}")
+    if any(not sequence for sequence in stop):
+        raise InvalidArgument("stop: a stop sequence must not be empty; drop it")
 
 
 def _ms(started: float) -> float:

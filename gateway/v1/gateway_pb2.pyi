@@ -146,6 +146,7 @@ class GenerateRequest(_message.Message):
     MIN_CONFIDENCE_FIELD_NUMBER: _builtins.int
     BYPASS_CACHE_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    STOP_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """echoed; generated when empty"""
     task: _builtins.str
@@ -167,6 +168,10 @@ class GenerateRequest(_message.Message):
 
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """at most 4; the answer ends before the first (not included)"""
+
     def __init__(
         self,
         *,
@@ -181,10 +186,11 @@ class GenerateRequest(_message.Message):
         min_confidence: _builtins.float | None = ...,
         bypass_cache: _builtins.bool = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        stop: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "min_confidence", b"min_confidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "tags", b"tags", "task", b"task", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "stop", b"stop", "tags", b"tags", "task", b"task", "temperature", b"temperature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_confidence: _TypeAlias = _typing.Literal["min_confidence"]  # noqa: Y015
     _WhichOneofArgType__min_confidence: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence"]  # noqa: Y015

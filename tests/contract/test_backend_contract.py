@@ -165,3 +165,19 @@ async def test_timeouts_end_the_call(subject: Subject) -> None:
         assert isinstance(caught.value, DeadlineExceeded)  # the request's deadline passed
     else:
         assert isinstance(caught.value, BackendError) and caught.value.retryable  # the provider's timeout
+
+
+async def test_stop_sequences_end_the_answer_before_the_first(subject: Subject) -> None:
+    """The answer with stop sequences is the answer without them, up to (not including) the first one found;
+    plain and streamed, and no piece of a stop sequence is streamed."""
+    free = (await subject.backend.generate(call(LONG, max_tokens=12))).text
+    middle = next(i for i in range(len(free) // 3, len(free)) if not free[i].isspace())
+    stop = free[middle : middle + 2]
+    expected = free[: free.find(stop)]
+    stopped = call(LONG, max_tokens=12, stop=(stop, "<never-said>"))
+    completion = await subject.backend.generate(stopped)
+    assert completion.text == expected, f"stop {stop!r} in {free!r}"
+    assert completion.finish_reason == "stop"
+    deltas, streamed = await collect(subject, stopped)
+    assert streamed.text == expected and "".join(d.text for d in deltas) == expected
+    assert streamed.finish_reason == "stop"

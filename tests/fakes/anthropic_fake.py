@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeProviderServer, sse
+from tests.fakes.base import FakeProviderServer, pieces_of, sse
 
 
 @dataclass
@@ -26,11 +26,16 @@ class FakeAnthropic(FakeProviderServer):
         system = body.get("system")
         if system:
             texts.append(str(system))
-        self.last_usage = (self.prompt_tokens(texts), len(self.reply.pieces()))
+        self.last_usage = (self.prompt_tokens(texts), len(pieces_of(self.reply.until(body.get("stop_sequences"))[0])))
         return self.last_usage
 
     def _message(
-        self, model: str, content: list[dict[str, Any]], stop: str | None, usage: dict[str, int]
+        self,
+        model: str,
+        content: list[dict[str, Any]],
+        stop: str | None,
+        usage: dict[str, int],
+        sequence: str | None = None,
     ) -> dict[str, Any]:
         return {
             "id": "msg_fake",
@@ -39,14 +44,16 @@ class FakeAnthropic(FakeProviderServer):
             "model": self.reply.model or model,
             "content": content,
             "stop_reason": stop,
-            "stop_sequence": None,
+            "stop_sequence": sequence,
             "usage": usage,
         }
 
     def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         prompt, completion = self._usage(body)
-        content = [{"type": "text", "text": self.reply.text}]
-        return self._message(model, content, "end_turn", {"input_tokens": prompt, "output_tokens": completion})
+        text, sequence = self.reply.until(body.get("stop_sequences"))
+        content = [{"type": "text", "text": text}]
+        usage = {"input_tokens": prompt, "output_tokens": completion}
+        return self._message(model, content, "stop_sequence" if sequence else "end_turn", usage, sequence)
 
     def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
         prompt, completion = self._usage(body)
@@ -59,13 +66,14 @@ class FakeAnthropic(FakeProviderServer):
             ),
             sse({"type": "ping"}, "ping"),
         ]
-        for piece in self.reply.pieces():
+        text, sequence = self.reply.until(body.get("stop_sequences"))
+        for piece in pieces_of(text):
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
             frames.append(sse(delta, "content_block_delta"))
         frames.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
         end = {
             "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "delta": {"stop_reason": "stop_sequence" if sequence else "end_turn", "stop_sequence": sequence},
             "usage": {"output_tokens": completion},
         }
         frames.append(sse(end, "message_delta"))

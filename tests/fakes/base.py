@@ -51,7 +51,22 @@ class Reply:
     model: str = ""  # empty: echo the requested model
 
     def pieces(self) -> list[str]:
-        return re.findall(r"\S+\s*", self.text) or [""]
+        return pieces_of(self.text)
+
+    def until(self, stop: Any) -> tuple[str, str | None]:
+        """The reply up to the first of the stop sequences (a string or a list, as the request sent them), and
+        the sequence that ended it (None: none did), as a provider's server applies them."""
+        sequences = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
+        hits = sorted((self.text.find(s), s) for s in sequences if s and s in self.text)
+        if not hits:
+            return self.text, None
+        index, sequence = hits[0]
+        return self.text[:index], sequence
+
+
+def pieces_of(text: str) -> list[str]:
+    """The stand-ins' tokens: words with their trailing space."""
+    return re.findall(r"\S+\s*", text) or [""]
 
 
 @dataclass

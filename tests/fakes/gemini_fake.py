@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeProviderServer, sse
+from tests.fakes.base import FakeProviderServer, pieces_of, sse
 
 
 @dataclass
@@ -36,7 +36,7 @@ class FakeGemini(FakeProviderServer):
         system = body.get("systemInstruction") or body.get("system_instruction")
         if system:
             texts.extend(str(part.get("text", "")) for part in system.get("parts", []))
-        prompt, completion = self.prompt_tokens(texts), len(self.reply.pieces())
+        prompt, completion = self.prompt_tokens(texts), len(pieces_of(self._text(body)))
         self.last_usage = (prompt, completion)
         return {"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion}
 
@@ -60,16 +60,21 @@ class FakeGemini(FakeProviderServer):
             }
         return candidate
 
+    def _text(self, body: dict[str, Any]) -> str:
+        """The reply up to the first of `generationConfig.stopSequences` (Gemini then finishes with STOP)."""
+        return self.reply.until(body.get("generationConfig", {}).get("stopSequences"))[0]
+
     def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
-        pieces = self.reply.pieces()
+        text = self._text(body)
+        pieces = pieces_of(text)
         return {
-            "candidates": [self._candidate(self.reply.text, body, pieces, "STOP")],
+            "candidates": [self._candidate(text, body, pieces, "STOP")],
             "usageMetadata": self._usage(body),
             "modelVersion": self.reply.model or model,
         }
 
     def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
-        pieces = self.reply.pieces()
+        pieces = pieces_of(self._text(body))
         usage = self._usage(body)
         frames = []
         for index, piece in enumerate(pieces):

@@ -120,7 +120,11 @@ class FakeOllama:
         self._mark_loaded(model.name, body.get("keep_alive"))
         options = body.get("options") or {}
         limit = int(options.get("num_predict", -1))
-        pieces = _pieces(model.reply)
+        reply = model.reply
+        hits = [reply.find(stop) for stop in options.get("stop") or () if stop and stop in reply]
+        if hits:  # options.stop: the answer ends before the first of them, done_reason "stop"
+            reply = reply[: min(hits)]
+        pieces = _pieces(reply)
         finished = "stop"
         if 0 <= limit < len(pieces):
             pieces, finished = pieces[:limit], "length"

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeProviderServer, sse
+from tests.fakes.base import FakeProviderServer, pieces_of, sse
 
 
 @dataclass
@@ -31,7 +31,7 @@ class FakeOpenAI(FakeProviderServer):
 
     def _usage(self, body: dict[str, Any]) -> dict[str, int]:
         prompt = self.prompt_tokens([str(m.get("content", "")) for m in body.get("messages", [])])
-        completion = len(self.reply.pieces())
+        completion = len(pieces_of(self.reply.until(body.get("stop"))[0]))
         self.last_usage = (prompt, completion)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
@@ -58,14 +58,15 @@ class FakeOpenAI(FakeProviderServer):
         return head
 
     def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
-        pieces = self.reply.pieces()
+        text, _ = self.reply.until(body.get("stop"))  # `stop`: the answer ends before it, finish_reason "stop"
+        pieces = pieces_of(text)
         logprobs = None
         if body.get("logprobs"):
             top = int(body.get("top_logprobs") or 0)
             logprobs = {"content": [self._token_logprobs(p, top) for p in pieces]}
         choice = {
             "index": 0,
-            "message": {"role": "assistant", "content": self.reply.text},
+            "message": {"role": "assistant", "content": text},
             "logprobs": logprobs,
             "finish_reason": "stop",
         }
@@ -82,7 +83,7 @@ class FakeOpenAI(FakeProviderServer):
             )
         ]
         top = int(body.get("top_logprobs") or 0)
-        for piece in self.reply.pieces():
+        for piece in pieces_of(self.reply.until(body.get("stop"))[0]):
             logprobs = {"content": [self._token_logprobs(piece, top)]} if body.get("logprobs") else None
             choice = {"index": 0, "delta": {"content": piece}, "logprobs": logprobs, "finish_reason": None}
             frames.append(sse({**head, "choices": [choice]}))

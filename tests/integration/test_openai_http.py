@@ -189,6 +189,32 @@ async def test_python_sdk_plain_stream_escalation_cache_budget_and_usage(
             await client.chat.completions.create(model="gpt-5", messages=USER)  # type: ignore[arg-type]
         assert unknown.value.param == "model"  # type: ignore[attr-defined]
         assert "gpt-4o-mini (alias)" in unknown.value.message
+
+        # Stop sequences on both doors: the answer ends before the first, locally and at a provider.
+        local_stop = await client.chat.completions.create(model="", messages=USER, max_tokens=16, stop=[" is", "\n"])  # type: ignore[call-overload]
+        assert (local_stop.choices[0].message.content, local_stop.choices[0].finish_reason) == ("the trend", "stop")
+        remote_stop = await client.chat.completions.create(model="gpt-4o", messages=USER, max_tokens=16, stop=" up")  # type: ignore[arg-type]
+        assert remote_stop.choices[0].message.content == "The trend is"
+        assert fakes["openai"].seen[-1].body["stop"] == [" up"]
+        pieces = await client.chat.completions.create(
+            model="", messages=USER, max_tokens=16, stop=" is", stream=True, extra_body={"bypass_cache": True}
+        )  # type: ignore[call-overload]
+        assert "".join([c.choices[0].delta.content or "" async for c in pieces if c.choices]) == "the trend"
+        with pytest.raises(openai.BadRequestError) as empty_stop:
+            await client.chat.completions.create(model="", messages=USER, stop=["END", ""])  # type: ignore[arg-type]
+        assert empty_stop.value.param == "stop"  # type: ignore[attr-defined]
+        async with grpc.aio.insecure_channel(gateway.target) as channel:
+            stub = pb_grpc.InferenceGatewayStub(channel)
+            over_grpc = await stub.Generate(
+                pb.GenerateRequest(messages=[pb.ChatMessage(role="user", content="the trend is up")], stop=[" is"])
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as too_many:
+                await stub.Generate(
+                    pb.GenerateRequest(messages=[pb.ChatMessage(role="user", content="x")], stop=list("abcde"))
+                )
+        assert over_grpc.text == "the trend"
+        assert too_many.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "stop: 5 stop sequences" in (too_many.value.details() or "")
         await client.close()
     finally:
         gateway.stop()

@@ -63,6 +63,7 @@ REQUEST_IN_KEY: dict[str, Any] = {  # a changed value that changes the decision,
     "min_confidence": 0.9,  # the threshold in force
     "tags": {"desk": "b"},  # through the rule they match (a tag no rule reads leaves the key alone: below)
     "client": "desk-2",  # entries are per caller unless [cache] shared_across_keys
+    "stop": ("\n",),  # where the answer ends
 }
 REQUEST_NOT_IN_KEY: dict[str, tuple[Any, str]] = {
     "request_id": ("r2", "names the call, not the question"),

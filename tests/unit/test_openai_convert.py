@@ -87,6 +87,9 @@ def test_supported_fields_map_to_the_request() -> None:
     assert (request.model, request.max_tokens, request.temperature) == ("openai/gpt-test", 12, 0.7)
     assert (call.stream, call.include_usage) == (True, True)
     assert convert({"messages": USER, "max_tokens": 7}).request.max_tokens == 7
+    assert convert({"messages": USER, "stop": "\n"}).request.stop == ("\n",)
+    assert convert({"messages": USER, "stop": ["END", "\n"]}).request.stop == ("END", "\n")
+    assert convert({"messages": USER, "stop": None}).request.stop == ()
 
 
 def test_extensions_come_from_the_body_or_from_headers() -> None:
@@ -182,7 +185,8 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"logprobs": True}, "logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logit_bias": {"50256": -100}}, "logit_bias"),
-    ({"stop": ["\n"]}, "stop"),
+    ({"stop": 5}, "stop"),
+    ({"stop": ["\n", 3]}, "stop"),
     ({"frequency_penalty": 0.5}, "frequency_penalty"),
     ({"presence_penalty": 1}, "presence_penalty"),
     ({"top_p": 0.9}, "top_p"),

@@ -79,6 +79,21 @@ async def test_request_carries_model_limit_system_prompt_and_key(
         assert [m["role"] for m in seen.body["messages"]] == ["system", "user"]
 
 
+async def test_stop_sequences_travel_in_each_apis_own_field(setup: tuple[str, FakeProviderServer, Backend]) -> None:
+    name, fake, provider = setup
+    completion = await provider.generate(BackendCall("r3", CALL.messages, max_tokens=16, stop=(" is", "\n")))
+    assert (completion.text, completion.finish_reason) == ("The trend", "stop")
+    body = fake.seen[0].body
+    sent = {
+        "google": body.get("generationConfig", {}).get("stopSequences"),
+        "anthropic": body.get("stop_sequences"),
+    }.get(name, body.get("stop"))
+    assert sent == [" is", "\n"]
+    await provider.generate(CALL)
+    assert not {"stop", "stop_sequences"} & fake.seen[1].body.keys()
+    assert "stopSequences" not in fake.seen[1].body.get("generationConfig", {})
+
+
 async def test_stream_yields_deltas_then_one_completion(setup: tuple[str, FakeProviderServer, Backend]) -> None:
     _, fake, provider = setup
     events = [event async for event in provider.stream(CALL)]

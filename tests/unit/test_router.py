@@ -220,6 +220,15 @@ async def test_pinned_provider_and_unknown_names() -> None:
         await r.generate(Request("r", (Message(Role.USER, "x"),), 101))
 
 
+async def test_stop_sequences_reach_the_call_and_are_checked_once_here() -> None:
+    r = router(ScriptedLocal(), ScriptedRemote())
+    assert r.decide(req(stop=("\n", "END"))).call.stop == ("\n", "END")
+    with pytest.raises(InvalidArgument, match=r"^stop: 5 stop sequences; send at most 4"):
+        r.decide(req(stop=("a", "b", "c", "d", "e")))
+    with pytest.raises(InvalidArgument, match=r"^stop: a stop sequence must not be empty"):
+        r.decide(req(stop=("a", "")))
+
+
 async def test_aliases_route_local_first_or_pin_and_unknown_names_list_them() -> None:
     """`[models] aliases`: a client's model name means local first, a local pin or a remote pin."""
     local, remote = ScriptedLocal(prob=0.9), ScriptedRemote()

@@ -50,6 +50,8 @@ class AnthropicProvider:
         }
         if system:
             params["system"] = system
+        if call.stop:
+            params["stop_sequences"] = list(call.stop)
         return params
 
     async def generate(self, call: BackendCall) -> Completion:

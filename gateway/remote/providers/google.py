@@ -58,6 +58,7 @@ class GoogleProvider:
             system_instruction=system if rest and system else None,
             max_output_tokens=call.max_tokens,
             temperature=call.temperature,
+            stop_sequences=list(call.stop) or None,
             automatic_continuation=False,
         )
         if self._top_logprobs > 0:

@@ -43,6 +43,8 @@ class HuggingFaceProvider:
         if self._top_logprobs > 0:
             params["logprobs"] = True
             params["top_logprobs"] = self._top_logprobs
+        if call.stop:
+            params["stop"] = list(call.stop)
         return params
 
     async def generate(self, call: BackendCall) -> Completion:
