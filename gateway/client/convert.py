@@ -59,6 +59,7 @@ def request_to_proto(request: Request | str) -> pb.GenerateRequest:
         privacy=_PRIVACY[_member(Privacy, r.privacy, "privacy")],
         bypass_cache=r.bypass_cache,
         tags=dict(r.tags),
+        stop=list(r.stop),
     )
     if r.min_confidence is not None:
         msg.min_confidence = r.min_confidence

@@ -54,6 +54,7 @@ class Request:
     bypass_cache: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
     request_id: str = ""  # echoed back; the server makes one when empty
+    stop: Sequence[str] = ()  # stop sequences (at most 4): the answer ends before the first, which it leaves out
 
 
 @dataclass(frozen=True, slots=True)
