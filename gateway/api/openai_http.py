@@ -119,7 +119,7 @@ class OpenAIRoutes:
                 result = await self._answerer.generate(call.request)
         except GatewayError as exc:
             return gateway_error_response(exc, self._clock())
-        body = openai_response.completion_body(result, created=self._created())
+        body = openai_response.completion_body(result, created=self._created(), top_logprobs=call.request.top_logprobs)
         return web.json_response(body, headers=openai_response.result_headers(result), dumps=_dumps)
 
     # -- steps -------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ class OpenAIRoutes:
                 while event is not None:
                     if isinstance(event, Result):
                         for last in openai_response.final_chunks(
-                            event, created=created, include_usage=call.include_usage
+                            event, created=created, include_usage=call.include_usage, top_logprobs=request.top_logprobs
                         ):
                             await response.write(openai_response.sse(last))
                         break

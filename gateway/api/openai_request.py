@@ -30,7 +30,18 @@ REQUEST_ID_HEADER = "x-gateway-request-id"
 SDK_TIMEOUT_HEADERS = ("x-stainless-read-timeout", "x-stainless-timeout")
 
 SUPPORTED = frozenset(
-    {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "stream", "stream_options", "stop"}
+    {
+        "messages",
+        "model",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "stream",
+        "stream_options",
+        "stop",
+        "logprobs",
+        "top_logprobs",
+    }
 )
 EXTENSIONS = frozenset({"task", "privacy", "min_confidence", "priority", "bypass_cache", "tags"})
 # Read and dropped: bookkeeping for OpenAI's own service that cannot change the answer.
@@ -79,8 +90,6 @@ DEFAULT_ONLY: Mapping[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: v is None or v == {"type": "text"},
         'only {"type": "text"} is supported; JSON modes and schemas are not',
     ),
-    "logprobs": (_one_of(False), "token log-probabilities are not returned; the gateway's confidence is in `gateway`"),
-    "top_logprobs": (_number_is(0), "token log-probabilities are not returned"),
     "logit_bias": (_empty, "logit bias is not supported"),
     "frequency_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
     "presence_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
@@ -173,6 +182,7 @@ def chat_request(
                 deadline=None if timeout_s is None else now + timeout_s,
                 client=client,
                 stop=_stop(body.get("stop")),
+                top_logprobs=_top_logprobs(body),
             ),
             headers.get,
         ),
@@ -257,6 +267,20 @@ def _temperature(value: Any) -> float:
     if not _is_number(value) or not 0.0 <= value <= MAX_TEMPERATURE:
         raise BadParam("temperature", f"{value!r} is out of range; use 0 to {MAX_TEMPERATURE:g}")
     return float(value)
+
+
+def _top_logprobs(body: Mapping[str, Any]) -> int | None:
+    """With `logprobs: true`, how many alternatives per token to report (`top_logprobs`, default 0; its range
+    is checked in routing); None when token logprobs are not asked for."""
+    wanted = _optional_bool(body, "logprobs")
+    top = body.get("top_logprobs")
+    if top is not None and not _is_int(top):
+        raise BadParam("top_logprobs", f"expected an integer, got {_kind(top)}")
+    if not wanted:
+        if top:
+            raise BadParam("top_logprobs", "needs logprobs: true")
+        return None
+    return top or 0
 
 
 def _stop(value: Any) -> tuple[str, ...]:

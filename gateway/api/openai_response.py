@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.core.contracts import ModelEntry, Result
+from gateway.core.contracts import ModelEntry, Result, TokenLogprob
 
 COMPLETION_ID_PREFIX = "chatcmpl-"
 DONE = b"data: [DONE]\n\n"
@@ -83,8 +83,28 @@ def _usage(result: Result) -> dict[str, int]:
     }
 
 
-def completion_body(result: Result, *, created: int) -> dict[str, Any]:
-    """A `chat.completion` object with the `gateway` extension."""
+def logprobs(result: Result, top_logprobs: int | None) -> dict[str, Any] | None:
+    """`choice.logprobs`: each token's logprob and its `top_logprobs` most likely alternatives (as many as the
+    answering tier reported); None when the client did not ask or the tier reports none (the cache, Anthropic)."""
+    if top_logprobs is None or not result.tokens:
+        return None
+    return {"content": [_token(t, top_logprobs) for t in result.tokens], "refusal": None}
+
+
+def _token(token: TokenLogprob, top: int) -> dict[str, Any]:
+    alternatives = sorted(token.top.items(), key=lambda item: item[1], reverse=True)[:top]
+    return {
+        **_logprob(token.token, token.logprob),
+        "top_logprobs": [_logprob(text, value) for text, value in alternatives],
+    }
+
+
+def _logprob(text: str, value: float) -> dict[str, Any]:
+    return {"token": text, "logprob": value, "bytes": list(text.encode())}
+
+
+def completion_body(result: Result, *, created: int, top_logprobs: int | None = None) -> dict[str, Any]:
+    """A `chat.completion` object with the `gateway` extension; token logprobs when `top_logprobs` is not None."""
     return {
         "id": COMPLETION_ID_PREFIX + result.request_id,
         "object": "chat.completion",
@@ -94,7 +114,7 @@ def completion_body(result: Result, *, created: int) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": result.text, "refusal": None},
-                "logprobs": None,
+                "logprobs": logprobs(result, top_logprobs),
                 "finish_reason": finish_reason(result.finish_reason),
             }
         ],
@@ -125,8 +145,11 @@ def chunk(
     return body
 
 
-def final_chunks(result: Result, *, created: int, include_usage: bool) -> list[dict[str, Any]]:
-    """The chunk that finishes the choice, then (include_usage) the usage chunk; the last one carries `gateway`."""
+def final_chunks(
+    result: Result, *, created: int, include_usage: bool, top_logprobs: int | None = None
+) -> list[dict[str, Any]]:
+    """The chunk that finishes the choice (with every token's logprobs when asked: the text's chunks came
+    before the tier reported them), then (include_usage) the usage chunk; the last one carries `gateway`."""
     chunks = [
         chunk(
             result.request_id,
@@ -137,6 +160,7 @@ def final_chunks(result: Result, *, created: int, include_usage: bool) -> list[d
             include_usage=include_usage,
         )
     ]
+    chunks[0]["choices"][0]["logprobs"] = logprobs(result, top_logprobs)
     if include_usage:
         chunks.append(
             {

@@ -69,6 +69,7 @@ class Request:
     traceparent: str = ""  # the caller's W3C trace context (gRPC metadata or HTTP headers); "" = none
     tracestate: str = ""
     stop: tuple[str, ...] = ()  # the answer ends before the first of these (not included); checked in routing
+    top_logprobs: int | None = None  # report each token's logprob and this many alternatives; None = none reported
 
     def remaining_s(self, now: float | None = None) -> float | None:
         if self.deadline is None:
@@ -194,6 +195,7 @@ class Result:
     local_text: str = ""  # the local answer that was escalated ("" when none was produced or it was kept)
     overhead_ms: float = 0.0  # the gateway's own time: total minus the time spent waiting on backends/providers
     request: Request | None = None  # the request as it was decided (access control and policy applied)
+    tokens: tuple[TokenLogprob, ...] = ()  # the answering tier's token logprobs; empty when it reports none
 
 
 @dataclass(frozen=True, slots=True)

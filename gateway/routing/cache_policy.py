@@ -60,7 +60,9 @@ class CachePolicy:
         return self.cache_sampled or request.temperature == 0.0
 
     def lookup_allowed(self, request: Request) -> bool:
-        return not request.bypass_cache and self.cacheable(request)
+        """Not with bypass_cache, nor when the client wants token logprobs: the cache keeps none, so the
+        answer comes from a tier (and still refreshes the entry)."""
+        return not request.bypass_cache and request.top_logprobs is None and self.cacheable(request)
 
     def key(self, decision: Decision) -> str:
         return cache_key(decision, scope=self.scope(decision.request), context=self.context)

@@ -49,6 +49,7 @@ from gateway.routing.decision import Decision
 from gateway.routing.local_latency import LocalLatency
 
 log = logging.getLogger(__name__)
+MAX_TOP_LOGPROBS = 20  # alternatives per token a client may ask for (OpenAI's limit)
 
 
 class RemoteResult(Protocol):
@@ -384,6 +385,7 @@ class Router:
                 f"{self._local.context_length} tokens; lower it"
             )
         _check_stop(request.stop)
+        _check_top_logprobs(request.top_logprobs)
         request = policy.effective(request, the_plan)
         messages = request.messages
         if task.system_prompt and messages[0].role is not Role.SYSTEM:
@@ -492,6 +494,7 @@ class Router:
             task=request.task,
             local_text=local_text,
             request=request,
+            tokens=completion.tokens,
         )
 
     def _no_tier_error(self, outcome: _LocalOutcome, remote_allowed: bool) -> GatewayError:
@@ -514,6 +517,11 @@ def _check_stop(stop: tuple[str, ...]) -> None:
         raise InvalidArgument(f"stop: {len(stop)} stop sequences; send at most {stops.MAX_STOPS}")
     if any(not sequence for sequence in stop):
         raise InvalidArgument("stop: a stop sequence must not be empty; drop it")
+
+
+def _check_top_logprobs(top: int | None) -> None:
+    if top is not None and not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise InvalidArgument(f"top_logprobs: {top} is out of range; use 0 to {MAX_TOP_LOGPROBS}")
 
 
 def _ms(started: float) -> float:

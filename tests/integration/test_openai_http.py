@@ -215,6 +215,34 @@ async def test_python_sdk_plain_stream_escalation_cache_budget_and_usage(
         assert over_grpc.text == "the trend"
         assert too_many.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "stop: 5 stop sequences" in (too_many.value.details() or "")
+
+        # Token logprobs where the answering tier has them; the confidence stays in `gateway`.
+        local_lp = await client.chat.completions.create(model="", messages=USER, max_tokens=16, logprobs=True)  # type: ignore[arg-type]
+        assert local_lp.gateway["tier"] == "local"  # type: ignore[attr-defined]  # asked for logprobs: not the cache
+        assert local_lp.choices[0].logprobs is not None and local_lp.choices[0].logprobs.content is not None
+        assert [t.token for t in local_lp.choices[0].logprobs.content] == ["the", "trend", "is", "up"]
+        remote_lp = await client.chat.completions.create(
+            model="gpt-4o", messages=USER, max_tokens=16, logprobs=True, top_logprobs=2
+        )  # type: ignore[call-overload]
+        content = remote_lp.choices[0].logprobs.content
+        assert [t.token for t in content] == ["The ", "trend ", "is ", "up"]
+        assert all(len(t.top_logprobs) == 2 for t in content) and content[0].logprob < 0
+        assert remote_lp.gateway["confidence"] is None  # type: ignore[attr-defined]
+        streamed_lp = await client.chat.completions.create(
+            model="gpt-4o", messages=USER, max_tokens=16, logprobs=True, top_logprobs=1, stream=True
+        )  # type: ignore[call-overload]
+        tokens = [
+            t.token
+            async for c in streamed_lp
+            if c.choices and c.choices[0].logprobs
+            for t in c.choices[0].logprobs.content or []
+        ]
+        assert tokens == ["The ", "trend ", "is ", "up"]
+        plain = await client.chat.completions.create(model="gpt-4o", messages=USER, max_tokens=16)  # type: ignore[arg-type]
+        assert plain.choices[0].logprobs is None
+        with pytest.raises(openai.BadRequestError) as too_wide:
+            await client.chat.completions.create(model="", messages=USER, logprobs=True, top_logprobs=21)  # type: ignore[arg-type]
+        assert too_wide.value.param == "top_logprobs"  # type: ignore[attr-defined]
         await client.close()
     finally:
         gateway.stop()

@@ -207,6 +207,16 @@ async def test_bypass_cache_skips_the_lookup_but_refreshes_the_entry() -> None:
     assert lookups == ["miss", "bypass", "hit"]
 
 
+async def test_a_request_for_token_logprobs_is_answered_by_a_tier_not_the_cache() -> None:
+    """The cache keeps no logprobs: such a request skips the lookup (and still refreshes the entry)."""
+    cached, inner, lookups = make()
+    await cached.generate(REQUEST)
+    fresh = await cached.generate(replace(REQUEST, top_logprobs=0))
+    assert fresh.tier is Tier.REMOTE and len(inner.calls) == 2
+    assert (await cached.generate(REQUEST)).tier is Tier.CACHE
+    assert lookups == ["miss", "bypass", "hit"]
+
+
 async def test_a_local_fallback_after_a_failed_escalation_is_not_cached() -> None:
     cached, inner, _ = make(FakeRouter(tier=Tier.LOCAL, escalation=Escalation.LOW_CONFIDENCE))
     await cached.generate(REQUEST)

@@ -68,6 +68,7 @@ REQUEST_IN_KEY: dict[str, Any] = {  # a changed value that changes the decision,
 REQUEST_NOT_IN_KEY: dict[str, tuple[Any, str]] = {
     "request_id": ("r2", "names the call, not the question"),
     "bypass_cache": (True, "whether to look up, not what the answer is"),
+    "top_logprobs": (3, "what is reported beside the answer; a request asking for it is not looked up"),
     "deadline": (123.0, "how long the caller waits; every tier the plan allows may answer it"),
     "traceparent": ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "trace context"),
     "tracestate": ("vendor=1", "trace context"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from gateway.core.contracts import (
     Result,
     Role,
     Tier,
+    TokenLogprob,
     Usage,
 )
 from gateway.core.errors import (
@@ -90,6 +92,9 @@ def test_supported_fields_map_to_the_request() -> None:
     assert convert({"messages": USER, "stop": "\n"}).request.stop == ("\n",)
     assert convert({"messages": USER, "stop": ["END", "\n"]}).request.stop == ("END", "\n")
     assert convert({"messages": USER, "stop": None}).request.stop == ()
+    assert convert({"messages": USER, "logprobs": True, "top_logprobs": 3}).request.top_logprobs == 3
+    assert convert({"messages": USER, "logprobs": True}).request.top_logprobs == 0
+    assert convert({"messages": USER, "logprobs": False, "top_logprobs": 0}).request.top_logprobs is None
 
 
 def test_extensions_come_from_the_body_or_from_headers() -> None:
@@ -182,8 +187,9 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"functions": [{"name": "f"}]}, "functions"),
     ({"function_call": "auto"}, "function_call"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"logprobs": True}, "logprobs"),
-    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"logprobs": "yes"}, "logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
+    ({"logprobs": True, "top_logprobs": 2.5}, "top_logprobs"),
     ({"logit_bias": {"50256": -100}}, "logit_bias"),
     ({"stop": 5}, "stop"),
     ({"stop": ["\n", 3]}, "stop"),
@@ -338,6 +344,30 @@ def test_a_result_becomes_a_chat_completion_with_the_gateway_object() -> None:
     )
     assert [a["outcome"] for a in gateway["attempts"]] == ["low_confidence", "error", "ok"]
     assert gateway["attempts"][1]["error"].startswith("HTTP 500")
+
+
+def test_token_logprobs_when_asked_with_the_top_alternatives_the_tier_reported() -> None:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    tokens = (
+        TokenLogprob("The", -0.1, {"The": -0.1, "A": -2.5, "Up": -3.0}),
+        TokenLogprob(" trend", -0.2, {}),
+    )
+    answered = dataclasses.replace(RESULT, tokens=tokens)
+    body = openai_response.completion_body(answered, created=1, top_logprobs=2)
+    content = body["choices"][0]["logprobs"]["content"]
+    assert [(t["token"], t["logprob"]) for t in content] == [("The", -0.1), (" trend", -0.2)]
+    assert [a["token"] for a in content[0]["top_logprobs"]] == ["The", "A"]
+    assert content[1]["top_logprobs"] == [] and content[1]["bytes"] == list(b" trend")
+    parsed = ChatCompletion.model_validate(body).choices[0].logprobs
+    assert parsed is not None and parsed.content is not None and parsed.content[0].top_logprobs[1].logprob == -2.5
+    none_asked = openai_response.completion_body(answered, created=1)
+    assert none_asked["choices"][0]["logprobs"] is None
+    assert openai_response.completion_body(RESULT, created=1, top_logprobs=2)["choices"][0]["logprobs"] is None
+    last = openai_response.final_chunks(answered, created=1, include_usage=True, top_logprobs=0)
+    streamed = ChatCompletionChunk.model_validate(last[0]).choices[0].logprobs
+    assert streamed is not None and [t.token for t in streamed.content or []] == ["The", " trend"]
+    assert all(t.top_logprobs == [] for t in streamed.content or [])
 
 
 def test_result_headers_are_header_safe() -> None:

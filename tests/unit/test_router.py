@@ -229,6 +229,16 @@ async def test_stop_sequences_reach_the_call_and_are_checked_once_here() -> None
         r.decide(req(stop=("a", "")))
 
 
+async def test_the_result_carries_the_answering_tiers_token_logprobs() -> None:
+    r = router(ScriptedLocal(prob=0.9), ScriptedRemote())
+    result = await r.generate(req(task="trend", top_logprobs=2))
+    assert [t.token for t in result.tokens] == ["up"] and result.tokens[0].top
+    escalated = await router(ScriptedLocal(prob=0.6), ScriptedRemote()).generate(req(task="trend"))
+    assert escalated.tier is Tier.REMOTE and escalated.tokens == ()  # the scripted provider reports none
+    with pytest.raises(InvalidArgument, match=r"^top_logprobs: 21 is out of range; use 0 to 20"):
+        r.decide(req(top_logprobs=21))
+
+
 async def test_aliases_route_local_first_or_pin_and_unknown_names_list_them() -> None:
     """`[models] aliases`: a client's model name means local first, a local pin or a remote pin."""
     local, remote = ScriptedLocal(prob=0.9), ScriptedRemote()
