@@ -158,10 +158,12 @@ def rsi_label(closes: Floats) -> str:
 # Engulfing is a two-bar pattern and the most specific; a hammer is a shape plus a position
 # (body at the lows of the bar before); a doji only asks for a tiny body, the most generic.
 PATTERN_LABELS = ("bullish_engulfing", "bearish_engulfing", "hammer", "doji", "none")
-PATTERN_SHOWN = 5  # bars in the prompt (the last one is the bar the label is about)
 # TA-Lib's lookback: CDLHAMMER averages bodies and ranges over the 10 bars before its 2-bar
 # pattern (11 bars before the labelled one), CDLDOJI over 10, CDLENGULFING needs 2.
 PATTERN_SPAN = 12
+# TA-Lib's candle settings BodyDoji, BodyShort and ShadowVeryShort average over the 10 bars before
+# the bar they judge: the prompt measures each bar against the same 10 bars
+PATTERN_AVERAGE = 10
 
 
 def _talib() -> Any:
@@ -201,14 +203,51 @@ def pattern_label(bars: Floats) -> str:
     return "none"
 
 
+def tenths(x: float) -> str:
+    """A non-negative size in whole tenths, rounded down and clipped to 0-9: 0 means under 0.1,
+    exactly the side of TA-Lib's 0.1 factors (doji body, hammer upper shadow) a value lies on."""
+    return str(min(9, max(0, math.floor(10 * x))))
+
+
+def signed_tenths(x: float) -> str:
+    """A difference as its sign (+, -, or = when exactly equal) and whole tenths of its size."""
+    return "=0" if x == 0 else ("+" if x > 0 else "-") + tenths(abs(x))
+
+
+def _usual_range(bars: Floats, k: int) -> float:
+    """The mean high-low range of the PATTERN_AVERAGE bars before bar k (TA-Lib's reference)."""
+    before = bars[k - PATTERN_AVERAGE : k]
+    return float(np.mean(before[:, 1] - before[:, 2])) or 1e-12
+
+
+def candle(bars: Floats, k: int) -> str:
+    """Bar k as 4 characters: its colour (+ white, close >= open, as TA-Lib colours it; - black),
+    then its body, upper shadow and lower shadow in tenths of the usual range before it."""
+    o, h, lo, c = (float(x) for x in bars[k])
+    usual = _usual_range(bars, k)
+    colour = "+" if c >= o else "-"
+    return colour + tenths(abs(c - o) / usual) + tenths((h - max(o, c)) / usual) + tenths((min(o, c) - lo) / usual)
+
+
 def pattern_encode(bars: Floats) -> str:
-    """The last 5 bars as open/high/low/close digits, 0 = their lowest low .. 9 = their highest high,
-    one group of 4 digits per bar, groups separated by spaces (24 tokens)."""
-    shown = bars[-PATTERN_SHOWN:]
-    lo, hi = float(shown[:, 2].min()), float(shown[:, 1].max())
-    if hi <= lo:
-        return " ".join("0000" for _ in shown)
-    return " ".join("".join(digit(9 * (float(x) - lo) / (hi - lo)) for x in bar) for bar in shown)
+    """What TA-Lib judges on the last bar, in tenths of the mean range of the 10 bars before it:
+    the bar before and the last bar as candles (colour, body, upper and lower shadow), then where
+    the last body sits against the bar before (`top`: its top minus the previous body's top, `bot`:
+    its bottom minus the previous body's bottom, `low`: its bottom minus the previous low) and
+    `avg`, the mean body of the 10 bars before (e.g. `-412 +305 top+1 bot-2 low-3 avg4`, 19 tokens)."""
+    last, prev = len(bars) - 1, len(bars) - 2
+    usual = _usual_range(bars, last)
+    o, _, _, c = (float(x) for x in bars[last])
+    po, _, plo, pc = (float(x) for x in bars[prev])
+    before = bars[last - PATTERN_AVERAGE : last]
+    mean_body = float(np.mean(np.abs(before[:, 3] - before[:, 0])))
+    top = (max(o, c) - max(po, pc)) / usual
+    bottom = (min(o, c) - min(po, pc)) / usual
+    over_low = (min(o, c) - plo) / usual
+    return (
+        f"{candle(bars, prev)} {candle(bars, last)} top{signed_tenths(top)} bot{signed_tenths(bottom)} "
+        f"low{signed_tenths(over_low)} avg{tenths(mean_body / usual)}"
+    )
 
 
 PRICE_TASKS: Mapping[str, PriceTask] = MappingProxyType(
@@ -263,13 +302,18 @@ PRICE_TASKS: Mapping[str, PriceTask] = MappingProxyType(
         "pattern": PriceTask(
             name="pattern",
             labels=PATTERN_LABELS,
-            system="5 bars OHLC, 0=low 9=high. Last bar: bullish_engulfing, bearish_engulfing, hammer, doji or none?",
+            system="Candles in tenths of the usual range. Last bar: bullish_engulfing, bearish_engulfing, hammer, "
+            "doji or none?",
             span=PATTERN_SPAN,
             intervals=("1d",),
             encode=pattern_encode,
             label=pattern_label,
-            input_format="the last 5 daily bars, oldest first, each as 4 digits open high low close: "
-            "round(9*(price-lowest low)/(highest high-lowest low)) over the 5 bars; bars separated by a space",
+            input_format="the bar before the last and the last daily bar, each as its colour (+ close >= open, "
+            "else -) and 3 digits: body, upper shadow, lower shadow; then top, bot, low: the last body's top minus "
+            "the previous body's top, its bottom minus the previous body's bottom, its bottom minus the previous "
+            "low, each as a sign (+, -, = when equal) and a digit; then avg: the mean body of the 10 bars before "
+            "the last; every size in whole tenths of the mean high-low range of the 10 bars before the bar it "
+            "describes, floor(10*size/range) clipped to 0..9",
             rule="TA-Lib 0.8.2 on the last bar with the 11 bars before it for its averages: CDLENGULFING > 0 "
             "bullish_engulfing, < 0 bearish_engulfing (+-80, one body end equal, counts), else CDLHAMMER != 0 "
             "hammer, else CDLDOJI != 0 doji, else none (precedence in that order); per split each label is capped "
