@@ -12,7 +12,7 @@ from pathlib import Path
 
 from finetune.budget import parse_duration
 from finetune.data.datasets import BUILTIN_TASKS, BuildOptions, DataError
-from finetune.options import DEFAULT_LEARNING_RATES, DEFAULT_TASKS, RunOptions, Traffic, UserData
+from finetune.options import DEFAULT_LEARNING_RATES, DEFAULT_TASKS, WATCHED_ROWS, RunOptions, Traffic, UserData
 from finetune.settings import TrainSettings
 
 SMOKE_CAPS = {"train": 64, "val": 32, "test": 32, "heldout": 16}
@@ -76,6 +76,25 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-steps", type=int, default=2000)
     g.add_argument("--max-seq-len", type=int, default=256)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--plateau-every",
+        type=int,
+        default=TrainSettings().plateau_every,
+        help="steps between checks of the validation loss; a task stops once it has plateaued (0: never; "
+        "default %(default)s)",
+    )
+    g.add_argument(
+        "--plateau-patience",
+        type=int,
+        default=TrainSettings().plateau_patience,
+        help="checks without a 1%% improvement that end a task (default %(default)s)",
+    )
+    g.add_argument(
+        "--watched-rows",
+        type=int,
+        default=WATCHED_ROWS,
+        help="validation rows held back from the threshold to watch for the plateau (default %(default)s)",
+    )
     g.add_argument("--no-prefix-cache", action="store_true", help="run the shared prompt prefix for every row")
     g.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
     e = p.add_argument_group("evaluation")
@@ -152,6 +171,8 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         max_seq_len=args.max_seq_len,
         seed=args.seed,
         prefix_cache=not args.no_prefix_cache,
+        plateau_every=args.plateau_every,
+        plateau_patience=args.plateau_patience,
     )
     caps = {"val": args.max_val, "test": args.max_test, "heldout": args.max_heldout}
     build = BuildOptions(max_examples=caps, seed=args.seed)
@@ -172,6 +193,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
         target_accuracy=args.target_accuracy,
         confidence_level=args.confidence_level,
         min_kept=args.min_kept,
+        watched_rows=args.watched_rows,
         eval_batch_size=args.eval_batch_size,
         base_max_examples=args.base_max_examples,
         threads=args.threads,

@@ -1,9 +1,9 @@
-"""Time budgets: parsing "20m" / "2h" / "90s" / "1h30m", and sharing one budget among tasks."""
+"""Time budgets: parsing "20m" / "2h" / "90s" / "1h30m", and each task's part of the time left."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
@@ -26,18 +26,38 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def partition(weights: Mapping[str, float], workers: int) -> list[list[str]]:
-    """Tasks split into `workers` groups of similar total weight (largest first, to the lightest group)."""
-    groups: list[list[str]] = [[] for _ in range(max(1, min(workers, len(weights))))]
-    loads = [0.0] * len(groups)
-    for task in sorted(weights, key=lambda t: -weights[t]):
-        i = loads.index(min(loads))
-        groups[i].append(task)
-        loads[i] += weights[task]
-    return [g for g in groups if g]
+def task_budget(
+    now: float, deadline: float, weights: Sequence[float], busy_until: Sequence[float], workers: int
+) -> float:
+    """Seconds for a task starting now on a free worker. `weights` holds its weight first, then those of
+    the tasks still waiting, in the order they start; `busy_until` says when each other busy worker
+    frees up (tasks that stop early free theirs sooner, and the waiting ones get that time).
 
+    The plan is list scheduling: every waiting task goes to the worker that frees up first (on a tie,
+    to another worker than this one), and each task runs for the same time per unit of weight, the
+    longest that still ends every task by the deadline. The task gets its part of that plan, or the
+    rest of the time when no other task will run on this worker after it."""
+    left = deadline - now
+    if left <= 0:
+        return 0.0
+    others = [min(max(now, t), deadline) for t in busy_until][: workers - 1]
+    others += [now] * (workers - 1 - len(others))
 
-def share(remaining_s: float, task: str, queue: Sequence[str], weights: Mapping[str, float]) -> float:
-    """This task's part of the remaining time, by weight among the tasks still to run (itself included)."""
-    total = sum(weights[t] for t in queue)
-    return remaining_s * weights[task] / total if total > 0 else remaining_s
+    def schedule(per_weight: float) -> tuple[bool, bool]:
+        """Whether every task ends by the deadline, and whether this worker runs another task."""
+        free = [now + per_weight * weights[0], *others]
+        again = False
+        for weight in weights[1:]:
+            i = min(range(len(free)), key=lambda k: (free[k], k == 0))
+            free[i] += per_weight * weight
+            again = again or i == 0
+        return max(free) <= deadline + 1e-9, again
+
+    low, high = 0.0, left / weights[0]
+    if schedule(high)[0]:
+        low = high
+    else:
+        for _ in range(60):
+            middle = (low + high) / 2
+            low, high = (middle, high) if schedule(middle)[0] else (low, middle)
+    return low * weights[0] if schedule(low)[1] else left

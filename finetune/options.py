@@ -9,7 +9,15 @@ from pathlib import Path
 from finetune.data.datasets import BuildOptions
 from finetune.settings import TrainSettings
 
-DEFAULT_TASKS = ("trend", "volatility", "drawdown", "pattern", "mmlu")
+# A task joins DEFAULT_TASKS only once its adapter beats its majority share on held-out data
+# (finetune.evaluate.admission: the held-out accuracy's lower bound is above the most frequent
+# label's share), and tests/unit/test_finetune_default_run.py holds every default task to it in a
+# scaled-down default run. pattern and mmlu have not (2026-12-07: pattern answered the held-out symbol
+# at chance; mmlu never got past the share of its most frequent answer, 0.344 on 2026-11-26); they run
+# when named (`--tasks pattern,mmlu`). A task that clears the bar joins once a full default run with it,
+# alone on a quiet machine, shows that the tasks already there keep their figures.
+DEFAULT_TASKS = ("trend", "volatility", "drawdown")
+WATCHED_ROWS = 48  # validation rows a task's plateau is judged on (held back from its threshold's rows)
 DEFAULT_WEIGHTS = {"mmlu": 0.5, "sentiment": 0.5}  # MMLU: not learnt in minutes; sentiment: a few hundred lines
 # measured: held at 3e-3 for an hour, volatility and drawdown fall back to the label prior; at 1e-3 they
 # learn. pattern (5 labels) and sentiment (a few hundred examples) start there too: not yet measured
@@ -45,6 +53,7 @@ class RunOptions:
     target_accuracy: float = 0.95
     confidence_level: float = 0.95  # the threshold's kept accuracy is >= target_accuracy with this probability
     min_kept: int = 20
+    watched_rows: int = WATCHED_ROWS  # validation rows held back to stop training once their loss plateaus
     eval_batch_size: int = 32
     base_max_examples: int = 150  # per split (val, test) for the base-model baseline
     threads: int = 1

@@ -26,6 +26,12 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every_s: float = 60.0
     prefix_cache: bool = True
+    # stop once the validation loss has plateaued: checked every `plateau_every` steps (0: never) on
+    # rows held back from the threshold's; plateaued when the best of the last `plateau_patience`
+    # checks is less than `plateau_min_delta` (relative) under the best before them
+    plateau_every: int = 40
+    plateau_patience: int = 3
+    plateau_min_delta: float = 0.01
 
     def fingerprint(self, extra: str = "") -> str:
         """Identifies a training run for resuming: settings (budget excluded) + data."""
@@ -39,7 +45,7 @@ class TrainResult:
     examples_seen: int
     seconds: float  # training time, resumed runs included
     losses: tuple[float, ...]  # one per step
-    stopped_by: str  # "steps" | "budget" | "done" (a finished checkpoint was found)
+    stopped_by: str  # "steps" | "budget" | "plateau" | "done" (a finished checkpoint was found)
     resumed_from_step: int = 0
     skipped_long: int = 0  # training examples longer than max_seq_len
     trainable_params: int = 0

@@ -167,6 +167,7 @@ def run_task(
     started = time.perf_counter()
     dataset = load_dataset(task, options)
     splits = {name: dataset.split(name) for name in (TRAIN, *EVAL_SPLITS)}
+    watched, splits[VAL] = hold_back(splits[VAL], options.watched_rows)
     base = load_base(options, accelerator.device)
     scorer = _Scorer(base, dataset, options)
     base_scores: dict[str, Any] = {}
@@ -189,6 +190,9 @@ def run_task(
             train_budget = max(0.1 * budget_s, budget_s - (time.perf_counter() - started) - eval_estimate)
     [train_budget] = from_main(accelerator, [train_budget])
     settings = replace(options.settings_for(task), time_budget_s=None if train_budget < 0 else train_budget)
+    import torch
+
+    torch.manual_seed(settings.seed)  # the LoRA weights start the same for the same seed
     peft_model = lora_model(base.model, settings)
     checkpoint = options.artifacts / "checkpoints" / task
     pad_id = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id
@@ -203,6 +207,7 @@ def run_task(
         resume=options.resume,
         position=position,
         accelerator=accelerator,
+        monitor=watched,
     )
     if not main:
         return None
@@ -367,6 +372,16 @@ def _rivalry(
     temperature = evaluation.calibration.temperature
     challenger = standing("challenger", test_scores, temperature, options.target_accuracy, _min_kept(test, options))
     return Rivalry(options.target_accuracy, len(test), challenger, champion)
+
+
+def hold_back(val: list[Example], n: int) -> tuple[list[Example], list[Example]]:
+    """n validation rows, evenly spread, for watching training (its plateau), and the rest, which
+    alone fit the calibration and the threshold, so the stopping point never touches the guarantee's
+    rows. None are held back from fewer than 5n rows: small splits keep every row for the threshold."""
+    if n <= 0 or len(val) < 5 * n:
+        return [], val
+    picked = {round(i * (len(val) - 1) / (n - 1)) for i in range(n)} if n > 1 else {0}
+    return [ex for i, ex in enumerate(val) if i in picked], [ex for i, ex in enumerate(val) if i not in picked]
 
 
 def _spread(items: list[Example], n: int) -> list[Example]:

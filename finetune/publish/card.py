@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from finetune.evaluate.admission import heldout_verdict
 from finetune.evaluate.evaluation import Evaluation
 from finetune.examples import PromptTemplate
 from finetune.settings import TrainResult, TrainSettings
@@ -47,6 +48,11 @@ def build_card(
         **environment,
     }
     cal = evaluation.calibration
+    metrics = evaluation.card_metrics()
+    verdict = heldout_verdict(evaluation)
+    if verdict is not None:  # the bar for the default run (finetune.evaluate.admission)
+        metrics["heldout_majority_share"] = round(verdict.majority_share, 4)
+        metrics["heldout_accuracy_bound"] = round(verdict.lower_bound, 4)
     return AdapterCard(
         name=name,
         version=version,
@@ -59,7 +65,7 @@ def build_card(
         calibration_temperature=cal.temperature,
         target_accuracy=cal.target_accuracy,
         guarantee=cal.guarantee,
-        metrics=evaluation.card_metrics(),
+        metrics=metrics,
         data=data,
         training=training,
         created_at=(created_at or datetime.now(UTC)).isoformat(timespec="seconds"),

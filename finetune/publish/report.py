@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from finetune.evaluate.admission import heldout_verdict
 from finetune.evaluate.evaluation import Evaluation, SplitReport
 from finetune.examples import TEST
 from finetune.settings import TrainResult
@@ -66,6 +67,7 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
         f"stopped by {tr.stopped_by}; resumed from step {tr.resumed_from_step}",
         f"- loss: first {_f(tr.losses[0] if tr.losses else float('nan'))}, "
         f"mean of last 20 {_f(_mean(tr.losses[-20:]))}",
+        *_curve_lines(tr),
         f"- LoRA r={settings.get('rank')} alpha={settings.get('alpha')} targets={settings.get('targets')} "
         f"lr={settings.get('learning_rate')} batch={settings.get('batch_size')}; "
         f"{tr.trainable_params:,} trainable parameters",
@@ -101,6 +103,9 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
     if ev.plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({path})" for name, path in ev.plots.items()]
+    verdict = heldout_verdict(ev)
+    if verdict is not None:
+        lines += ["", "## Against the majority share on held-out data", "", verdict.line() + "."]
     if summary.collapse:
         lines += ["", "## Collapse", "", summary.collapse_line()]
     lines += [
@@ -114,8 +119,9 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
 def results_table(summaries: Sequence[TaskSummary]) -> str:
     lines = [
         "| task | base acc (restricted to labels) | adapter acc | base AUROC | adapter AUROC | ECE before -> after | "
-        "threshold | kept locally on test (accuracy) | held-out acc (AUROC) | train time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "threshold | kept locally on test (accuracy) | held-out acc (AUROC) | held-out majority share | "
+        "train time (stopped by) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         ev = s.evaluation
@@ -127,13 +133,33 @@ def results_table(summaries: Sequence[TaskSummary]) -> str:
             f"{_f(test.accuracy)} | "
             f"{_f(base.auroc) if base else 'n/a'} | {_f(test.auroc)} | {_f(test.ece)} -> {_f(test.ece_calibrated)} | "
             f"{_threshold(ev.calibration.guarantee)} | {_pct(test.kept)} ({_f(test.kept_accuracy)}) | "
-            f"{f'{_f(heldout.accuracy)} ({_f(heldout.auroc)})' if heldout else 'n/a'} | "
-            f"{s.train.seconds / 60:.1f} min ({s.train.steps} steps) |"
+            f"{f'{_f(heldout.accuracy)} ({_f(heldout.auroc)})' if heldout else 'n/a'} | {_majority(ev)} | "
+            f"{s.train.seconds / 60:.1f} min ({s.train.steps} steps, {s.train.stopped_by}) |"
         )
     notes = [s.collapse_line() for s in summaries if s.collapse]
+    notes += [
+        f"{v.line()}: a task joins the default run only once it beats it."
+        for v in map(heldout_verdict, (s.evaluation for s in summaries))
+        if v is not None and not v.beats_majority
+    ]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
+
+
+def _majority(evaluation: Evaluation) -> str:
+    verdict = heldout_verdict(evaluation)
+    if verdict is None:
+        return "n/a"
+    return f"{verdict.majority_share:.3f} ({'beaten' if verdict.beats_majority else 'NOT beaten'})"
+
+
+def _curve_lines(train: TrainResult) -> list[str]:
+    curve = train.extra.get("validation_curve") or []
+    if not curve:
+        return []
+    points = ", ".join(f"{int(step)}: {loss:.4f}" for step, loss in curve)
+    return [f"- validation loss ({train.extra.get('watched_rows', 0)} held-back rows) at step {points}"]
 
 
 def _threshold(guarantee: Guarantee) -> str:

@@ -2,7 +2,9 @@
 resumable from checkpoints, and runnable under `accelerate launch` for several GPUs.
 
 The learning rate warms up, then follows a cosine over whichever runs out first, steps or
-time, so a short budget still ends on a low learning rate.
+time, so a short budget still ends on a low learning rate. Given validation rows to watch,
+training also stops once their loss has plateaued, so a task takes only the time it still
+learns in and leaves the rest of the run's budget to the others.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from finetune.tokens import ChatEncoder, Encoded
 from finetune.train.distributed import from_main, make_accelerator
 from finetune.train.forward import decoder_and_head, hidden_states, shared_prefix_length
 
-__all__ = ["AnswerLoss", "TrainResult", "TrainSettings", "learning_rate", "lora_model", "train"]
+__all__ = ["AnswerLoss", "TrainResult", "TrainSettings", "learning_rate", "lora_model", "plateaued", "train"]
+
+MONITOR_BATCH = 16
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,16 @@ def learning_rate(settings: TrainSettings, step: int, elapsed_s: float) -> float
     return settings.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def plateaued(curve: Sequence[tuple[int, float]], patience: int, min_delta: float) -> bool:
+    """Whether the best of the last `patience` validation losses is less than `min_delta` (relative)
+    under the best one before them."""
+    if patience < 1 or len(curve) <= patience:
+        return False
+    before = min(loss for _, loss in curve[:-patience])
+    recent = min(loss for _, loss in curve[-patience:])
+    return recent > before * (1 - min_delta)
+
+
 def train(
     model: Any,
     encoder: ChatEncoder,
@@ -111,16 +125,19 @@ def train(
     resume: bool = True,
     position: int = 0,
     accelerator: Any = None,
+    monitor: Sequence[Example] = (),
 ) -> TrainResult:
     """Train `model` (a peft LoRA model) in place. Checkpoints go to checkpoint_dir.
 
+    `monitor`: validation rows whose loss is checked every `settings.plateau_every` steps; training
+    stops once it has plateaued (none: train until the steps or the time run out).
     Under `accelerate launch` every process calls this with the same settings and data; pass the
     run's Accelerator (default: a new one)."""
-    encoded = [encoder.encode(ex) for ex in examples]
-    usable = [e for e in encoded if len(e.prompt) + len(e.answer) <= settings.max_seq_len]
+    usable = _fitting([encoder.encode(ex) for ex in examples], settings)
     if not usable:
         raise ValueError(f"no training example fits max_seq_len={settings.max_seq_len}")
-    loop = _Loop(model, usable, settings, checkpoint_dir, pad_id, resume, accelerator or make_accelerator())
+    watched = _fitting([encoder.encode(ex) for ex in monitor], settings)
+    loop = _Loop(model, usable, watched, settings, checkpoint_dir, pad_id, resume, accelerator or make_accelerator())
     resumed_from = loop.state.step
     stopped_by = loop.run(progress, position)
     state = loop.state
@@ -132,11 +149,20 @@ def train(
         losses=tuple(state.losses),
         stopped_by=stopped_by,
         resumed_from_step=resumed_from,
-        skipped_long=len(encoded) - len(usable),
+        skipped_long=len(examples) - len(usable),
         trainable_params=loop.trainable_params,
         seconds_per_step=state.elapsed / state.step if state.step else 0.0,
-        extra={"prefix_tokens": len(loop.prefix), "processes": loop.world},
+        extra={
+            "prefix_tokens": len(loop.prefix),
+            "processes": loop.world,
+            "watched_rows": len(watched),
+            "validation_curve": [list(point) for point in state.curve],
+        },
     )
+
+
+def _fitting(encoded: list[Encoded], settings: TrainSettings) -> list[Encoded]:
+    return [e for e in encoded if len(e.prompt) + len(e.answer) <= settings.max_seq_len]
 
 
 class _Loop:
@@ -146,6 +172,7 @@ class _Loop:
         self,
         model: Any,
         usable: list[Encoded],
+        watched: list[Encoded],
         settings: TrainSettings,
         folder: Path,
         pad_id: int,
@@ -156,6 +183,7 @@ class _Loop:
         self.settings = settings
         self.folder = folder
         self.usable = usable
+        self.watched = watched if settings.plateau_every > 0 else []
         self.prefix = (
             list(usable[0].prompt[: shared_prefix_length([e.prompt for e in usable])]) if settings.prefix_cache else []
         )
@@ -202,6 +230,14 @@ class _Loop:
                 step_s = seconds if step_s == 0 else 0.9 * step_s + 0.1 * seconds
                 bar.update(seconds if timed else 1)
                 bar.set_postfix(step=state.step, loss=f"{state.losses[-1]:.3f}", lr=f"{lr:.1e}", s_step=f"{step_s:.1f}")
+                if self.watched and state.step % settings.plateau_every == 0:
+                    started = time.perf_counter()
+                    state.curve.append((state.step, self.validation_loss()))
+                    state.elapsed += time.perf_counter() - started  # the budget pays for the checks too
+                    if plateaued(state.curve, settings.plateau_patience, settings.plateau_min_delta):
+                        stopped_by = "plateau"
+                        log.info("validation loss plateaued at step %d: %s", state.step, _curve_text(state.curve))
+                        break
         except KeyboardInterrupt:
             self.save()
             log.warning("interrupted: checkpoint saved in %s at step %d; run again to resume", self.folder, state.step)
@@ -232,8 +268,26 @@ class _Loop:
         state.losses.append(float(self.accelerator.reduce(loss.detach(), reduction="mean")))  # the global batch's
         return seconds, lr
 
+    def validation_loss(self) -> float:
+        """Mean answer loss of the watched validation rows (the main process's figure on every process)."""
+        module = self.accelerator.unwrap_model(self.module)
+        module.eval()
+        prefix = list(self.watched[0].prompt[: shared_prefix_length([e.prompt for e in self.watched])])
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, len(self.watched), MONITOR_BATCH):
+                batch = self.watched[start : start + MONITOR_BATCH]
+                total += float(module(prefix if self.prefix else [], batch)) * len(batch)
+        module.train()
+        [loss] = from_main(self.accelerator, [total / len(self.watched)])
+        return loss
+
     def save(self) -> None:
         _save_checkpoint(self.accelerator, self.folder, self.fingerprint, self.module, self.optimizer, self.state)
+
+
+def _curve_text(curve: Sequence[tuple[int, float]]) -> str:
+    return ", ".join(f"{step}: {loss:.4f}" for step, loss in curve)
 
 
 def _tail(state: _State) -> float:
@@ -274,6 +328,7 @@ class _State:
     elapsed: float = 0.0
     losses: list[float] = field(default_factory=list)
     done: bool = False
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss) at each check
 
 
 def _save_checkpoint(
@@ -306,6 +361,7 @@ def _load_checkpoint(folder: Path, fingerprint: str, model: Any, optimizer: Any)
 
     set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    state = _State(info["step"], info["elapsed"], list(info["losses"]), bool(info["done"]))
+    curve = [(int(step), float(loss)) for step, loss in info.get("curve", [])]
+    state = _State(info["step"], info["elapsed"], list(info["losses"]), bool(info["done"]), curve)
     log.info("resuming from %s at step %d (%.0f s trained)", folder, state.step, state.elapsed)
     return state

@@ -47,10 +47,18 @@ def test_volatility_and_drawdown_train_at_their_own_learning_rate_unless_lr_is_g
     assert {chosen.settings_for(t).learning_rate for t in ("trend", "volatility")} == {5e-4}
 
 
-def test_pattern_is_a_default_task_and_the_new_tasks_start_at_1e3() -> None:
+def test_the_default_run_holds_the_tasks_that_cleared_the_bar_and_others_run_when_named() -> None:
     tasks, options, _, _ = options_from(parser().parse_args([]), {})
-    assert "pattern" in tasks and "sentiment" not in tasks  # sentiment: --tasks sentiment until measured
+    assert tasks == ["trend", "volatility", "drawdown"]  # pattern and mmlu: --tasks pattern,mmlu
+    assert options_from(parser().parse_args(["--tasks", "pattern,mmlu"]), {})[0] == ["pattern", "mmlu"]
     assert options.settings_for("pattern").learning_rate == options.settings_for("sentiment").learning_rate == 1e-3
+
+
+def test_a_task_stops_once_its_validation_loss_plateaus_unless_told_not_to() -> None:
+    _, options, _, _ = options_from(parser().parse_args([]), {})
+    assert (options.settings.plateau_every, options.settings.plateau_patience, options.watched_rows) == (40, 3, 48)
+    _, never, _, _ = options_from(parser().parse_args(["--plateau-every", "0", "--watched-rows", "0"]), {})
+    assert never.settings.plateau_every == 0 and never.watched_rows == 0
 
 
 def test_collapsed_adapters_are_published_only_when_asked_or_in_smoke_runs() -> None:

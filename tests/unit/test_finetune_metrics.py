@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from finetune.budget import parse_duration, partition, share
+from finetune.budget import parse_duration
 from finetune.evaluate import metrics
 from finetune.evaluate.calibrate import fit_temperature, scaled
 from finetune.evaluate.scoring import Scored
-from finetune.train.lora import TrainSettings, learning_rate
+from finetune.train.lora import TrainSettings, learning_rate, plateaued
 from gateway.core.confidence import label_probabilities
 from gateway.core.contracts import TokenLogprob
 
@@ -114,13 +114,14 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
-def test_budget_is_shared_by_weight() -> None:
-    groups = partition({"a": 1.0, "b": 1.0, "c": 1.0, "mmlu": 0.5}, 2)
-    assert sorted(map(sorted, groups)) == [["a", "c"], ["b", "mmlu"]]
-    assert partition({"a": 1.0}, 4) == [["a"]]
-    weights = {"a": 1.0, "mmlu": 0.5}
-    assert share(900, "a", ["a", "mmlu"], weights) == pytest.approx(600)
-    assert share(300, "mmlu", ["mmlu"], weights) == pytest.approx(300)
+def test_a_plateau_is_patience_checks_without_a_real_improvement() -> None:
+    falling = [(40, 1.0), (80, 0.8), (120, 0.7), (160, 0.65), (200, 0.62)]
+    assert not plateaued(falling, 3, 0.01)
+    flat = [(40, 1.0), (80, 0.7), (120, 0.71), (160, 0.699), (200, 0.705)]  # 0.699 is not 1% under 0.7
+    assert plateaued(flat, 3, 0.01)
+    assert not plateaued(flat[:3], 3, 0.01)  # not enough checks yet
+    assert not plateaued([*flat[:4], (200, 0.69)], 3, 0.01)  # 0.69 is
+    assert not plateaued(flat, 0, 0.01)  # patience 0: never
 
 
 def test_learning_rate_warms_up_then_decays_by_time_or_steps() -> None:

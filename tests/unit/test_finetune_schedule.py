@@ -1,0 +1,68 @@
+"""Sharing the run's budget: each task's part of the time left given the waiting tasks and the busy
+workers, time handed on by a task that stops early, and the plateau that stops it."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import pytest
+
+from finetune.budget import task_budget
+from finetune.schedule import Schedule
+
+R = 1200.0  # seconds to the deadline
+
+
+def test_one_worker_shares_the_time_left_by_weight() -> None:
+    assert task_budget(0, R, [1.0, 0.5], [], 1) == pytest.approx(800)
+    assert task_budget(0, 900, [1.0, 1.0, 1.0], [], 1) == pytest.approx(300)
+    assert task_budget(300, R, [1.0], [], 1) == pytest.approx(900)  # the last task gets the rest
+
+
+def test_three_tasks_on_two_workers_are_planned_as_one_alone_and_two_in_turn() -> None:
+    # the first task is planned alone on its worker (the other two follow each other on the second)
+    assert task_budget(0, R, [1.0, 1.0, 1.0], [], 2) == pytest.approx(R)
+    # the second starts with the first booked to the end: it and the third share its worker
+    assert task_budget(0, R, [1.0, 1.0], [R], 2) == pytest.approx(R / 2)
+    assert task_budget(R / 2, R, [1.0], [R], 2) == pytest.approx(R / 2)
+    # four tasks on two workers: a half each
+    assert task_budget(0, R, [1.0, 1.0, 1.0, 1.0], [], 2) == pytest.approx(R / 2)
+
+
+def test_time_a_task_leaves_goes_to_the_tasks_after_it() -> None:
+    # the second task planned R/2 and stopped after R/4 (its validation loss stopped improving):
+    # the third starts then, with the first still booked to the end, and gets the rest
+    assert task_budget(R / 4, R, [1.0], [R], 2) == pytest.approx(3 * R / 4)
+    # with work still waiting, the task starting now shares with it, not with the busy worker's
+    assert task_budget(R / 4, R, [1.0, 1.0], [R], 2) == pytest.approx(3 * R / 8)
+
+
+def test_a_heavier_task_waiting_gets_its_weight() -> None:
+    assert task_budget(0, R, [0.5, 1.0], [R], 2) == pytest.approx(400)
+    assert task_budget(0, R, [1.0, 0.5], [R], 2) == pytest.approx(800)
+
+
+def test_no_time_left_means_no_budget() -> None:
+    assert task_budget(R, R, [1.0], [], 2) == 0.0
+    assert task_budget(R + 5, R, [1.0, 1.0], [R], 2) == 0.0
+
+
+def test_the_schedule_books_each_start_and_frees_the_worker_at_the_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"now": 1000.0}
+    monkeypatch.setattr("finetune.schedule.time.time", lambda: clock["now"])
+    tasks = ("trend", "volatility", "drawdown")
+    schedule = Schedule(tasks, dict.fromkeys(tasks, 1.0), 2, 1000.0 + R, {}, nullcontext())
+    assert schedule.start("trend") == pytest.approx(R)
+    assert schedule.start("volatility") == pytest.approx(R / 2)
+    clock["now"] += 300  # volatility plateaus after 300 s; drawdown starts on its worker
+    schedule.finish("volatility")
+    assert schedule.ends["volatility"] == 1300.0
+    assert schedule.start("drawdown") == pytest.approx(R - 300)
+    assert schedule.ends["drawdown"] == pytest.approx(1000.0 + R)
+
+
+def test_without_a_deadline_tasks_are_bounded_by_steps() -> None:
+    schedule = Schedule(("trend",), {"trend": 1.0}, 1, None, {}, nullcontext())
+    assert schedule.start("trend") is None
+    schedule.finish("trend")
+    assert schedule.ends == {}
