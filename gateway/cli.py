@@ -19,6 +19,7 @@ from gateway.core import guarantee
 from gateway.core.private_files import open_private
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
+from local_models.adapters import LLAMACPP, MEASURED_ON_LLAMACPP, TRANSFORMERS, measure_hint
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -308,14 +309,26 @@ def format_models(response: pb.ListModelsResponse) -> str:
     """One line per model; under each adapter, what its threshold promises (or that it promises nothing)."""
     lines = []
     for m in response.models:
-        shown = {k: v for k, v in m.metrics.items() if not k.startswith("guarantee_")}
+        shown = {k: v for k, v in m.metrics.items() if not k.startswith("guarantee_") and k != MEASURED_ON_LLAMACPP}
         metrics = " ".join(
             "threshold=none" if k == "threshold" and v > 1.0 else f"{k}={v:.3g}" for k, v in sorted(shown.items())
         )
         lines.append(f"{m.name:<32} {pb.Tier.Name(m.tier):<12} {m.provider:<14} {m.task:<16} {metrics}".rstrip())
         if m.tier == pb.TIER_LOCAL and m.task:
             lines.append(f"    {_promise(m)}")
+            lines.extend(f"    {line}" for line in _measured(m))
     return "\n".join(lines)
+
+
+def _measured(m: pb.ModelInfo) -> list[str]:
+    """A line when the adapter's card was measured on another inference path than the backend serving it."""
+    measured = LLAMACPP if m.metrics.get(MEASURED_ON_LLAMACPP) else TRANSFORMERS
+    if m.provider not in (TRANSFORMERS, LLAMACPP) or measured == m.provider:
+        return []
+    return [
+        f"measured on {measured}, served by {m.provider}: the threshold and calibration come from {measured}'s "
+        f"confidences (agreement: docs/local_backends.md); {measure_hint(m.task, m.provider)}"
+    ]
 
 
 def _promise(m: pb.ModelInfo) -> str:

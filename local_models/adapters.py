@@ -8,6 +8,12 @@ cards from a directory laid out as `<dir>/<name>/<version>/card.json`, maps each
 newest valid version, and swaps the whole mapping atomically when a new version appears;
 requests that already hold a TaskSpec keep using the version they started with. A card from
 before guarantees is served with its threshold as it is (a point estimate), with a warning.
+
+A card also says which inference path its confidences were measured on (`measured_on`: the
+transformers path, or llama.cpp on a named GGUF file; a card without it was measured on
+transformers). Served by the other path it is served all the same, with a warning once: its
+threshold and calibration were fitted on confidences that path does not compute exactly
+(docs/local_backends.md gives how far the two agree; `python -m finetune remeasure` refits them).
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HASH_FILE = ".content-sha256.json"
 
 
+TRANSFORMERS = "transformers"
+LLAMACPP = "llamacpp"
+MEASURED_PATHS = (TRANSFORMERS, LLAMACPP)  # the inference paths a card's figures can be measured on
+MEASURED_ON_LLAMACPP = "measured_on_llamacpp"  # TaskSpec metric: 1.0 when the card was measured on llama.cpp
+
+
 class AdapterCardError(ValueError):
     """A card is missing, malformed, or does not fit the served base model; the message says what to do."""
 
@@ -53,6 +65,18 @@ class PromptSpec:
     system: str
     user: str = "{input}"  # `{input}` is the compact encoded input
     input_format: str = ""  # how to build `{input}` from raw data, in words
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredOn:
+    """The inference path whose confidences fitted a card's temperature and threshold."""
+
+    path: str = TRANSFORMERS  # one of MEASURED_PATHS
+    model: str = ""  # llamacpp: the GGUF model file's name ("" for transformers: the card's base_model)
+    model_sha256: str = ""  # llamacpp: that file's sha256
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.model})" if self.model else self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,7 @@ class AdapterCard:
     data: Mapping[str, Any] = field(default_factory=dict)  # sources, split boundaries, counts
     training: Mapping[str, Any] = field(default_factory=dict)  # r, alpha, targets, lr, steps, time ...
     created_at: str = ""  # ISO 8601, UTC
+    measured_on: MeasuredOn = MeasuredOn()  # which path its threshold and temperature were fitted on
     schema_version: int = SCHEMA_VERSION
 
     # -- serialisation --------------------------------------------------------------
@@ -99,6 +124,11 @@ class AdapterCard:
             "data": dict(self.data),
             "training": dict(self.training),
             "created_at": self.created_at,
+            "measured_on": {
+                "path": self.measured_on.path,
+                "model": self.measured_on.model,
+                "model_sha256": self.measured_on.model_sha256,
+            },
         }
 
     @classmethod
@@ -123,6 +153,11 @@ class AdapterCard:
         if data.get("threshold", 0.0) is None and guarantee is None:
             raise AdapterCardError(f"{where}: 'threshold' is null (escalate everything) but there is no 'guarantee'")
         threshold = ESCALATE_ALL if data.get("threshold", 0.0) is None else float(need("threshold", (int, float)))
+        measured = data.get(
+            "measured_on", {}
+        )  # absent: a card from before the llama.cpp path, measured on transformers
+        if not isinstance(measured, dict) or not all(isinstance(v, str) for v in measured.values()):
+            raise AdapterCardError(f"{where}: 'measured_on' must be an object of strings")
         target = float(data.get("target_accuracy", 0.95))
         card = cls(
             name=need("name", str),
@@ -142,6 +177,9 @@ class AdapterCard:
             data=dict(data.get("data", {})),
             training=dict(data.get("training", {})),
             created_at=need("created_at", str),
+            measured_on=MeasuredOn(
+                measured.get("path", TRANSFORMERS), measured.get("model", ""), measured.get("model_sha256", "")
+            ),
             schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
         )
         card.validate(where)
@@ -163,6 +201,7 @@ class AdapterCard:
             _check_guarantee(self.guarantee, self.threshold, self.target_accuracy, where)
         if not (self.calibration_temperature > 0 and math.isfinite(self.calibration_temperature)):
             raise AdapterCardError(f"{where}: 'calibration_temperature' must be a positive number")
+        _check_measured(self.measured_on, where)
         if "{input}" not in self.prompt.user:
             raise AdapterCardError(f"{where}: 'prompt.user' must contain '{{input}}'")
         try:
@@ -188,7 +227,13 @@ class AdapterCard:
             adapter=AdapterRef(self.name, self.version, str(adapter_dir)),
             calibration_temperature=self.calibration_temperature,
             system_prompt=self.prompt.system,
-            metrics=MappingProxyType({**self.metrics, **(self.guarantee.figures() if self.guarantee else {})}),
+            metrics=MappingProxyType(
+                {
+                    **self.metrics,
+                    **(self.guarantee.figures() if self.guarantee else {}),
+                    **({MEASURED_ON_LLAMACPP: 1.0} if self.measured_on.path == LLAMACPP else {}),
+                }
+            ),
         )
 
 
@@ -244,6 +289,20 @@ def _check_guarantee(g: Guarantee, threshold: float, target: float, where: str) 
         )
     if not g.supported and g.kept:
         raise AdapterCardError(f"{where}: 'threshold' is null (escalate everything) but 'guarantee.kept_rows' is not 0")
+
+
+def measure_hint(task: str, served_by: str) -> str:
+    """How to get a card measured on the path that serves it."""
+    if served_by == LLAMACPP:
+        return f"re-measure it there: python -m finetune remeasure --tasks {task}"
+    return f"train it again, measured on {served_by}: python -m finetune --tasks {task}"
+
+
+def _check_measured(measured: MeasuredOn, where: str) -> None:
+    if measured.path not in MEASURED_PATHS:
+        raise AdapterCardError(
+            f"{where}: 'measured_on.path' must be one of {', '.join(MEASURED_PATHS)}, got {measured.path!r}"
+        )
 
 
 def _check_labels(labels: tuple[str, ...], where: str) -> None:
@@ -367,13 +426,23 @@ class AdapterRegistry:
 
     `base_sha256` is the content hash of the served base model (model_content_hash(model_dir));
     cards trained on another base are refused with BaseModelMismatch's message. None skips the
-    check (a remote backend whose weights are not on this box).
+    check (a remote backend whose weights are not on this box). `served_by` is the local backend
+    (one of MEASURED_PATHS, else nothing is compared): a card measured on the other path is served
+    with a warning, once per card file.
     """
 
-    def __init__(self, directory: Path, *, base_sha256: str | None, base_name: str = "the served base model") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        base_sha256: str | None,
+        base_name: str = "the served base model",
+        served_by: str = "",
+    ) -> None:
         self._directory = directory
         self._base_sha256 = base_sha256
         self._base_name = base_name
+        self._served_by = served_by
         self._snapshot = _Snapshot({}, {}, {})
         self._lock = threading.Lock()  # one refresh at a time; readers never wait
 
@@ -465,5 +534,15 @@ class AdapterRegistry:
                 card.version,
                 card.threshold,
                 card.task,
+            )
+        if self._served_by in MEASURED_PATHS and card.measured_on.path != self._served_by:
+            log.warning(
+                "adapter %s@%s: its threshold and calibration were measured on %s but %s serves it; served as it is "
+                "(how far the paths agree: docs/local_backends.md; %s)",
+                card.name,
+                card.version,
+                card.measured_on.describe(),
+                self._served_by,
+                measure_hint(card.task, self._served_by),
             )
         return _Loaded(stamp, card)

@@ -90,6 +90,7 @@ def open_adapter_registry(config: Config, base_name: str) -> AdapterRegistry:
         Path(config.adapters.dir),
         base_sha256=model_content_hash(base) if base is not None else None,
         base_name=base_name,
+        served_by=config.local.backend,  # a card measured on the other path is served with a warning
     )
     registry.refresh()
     return registry
