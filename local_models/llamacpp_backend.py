@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from gateway.core.contracts import AdapterRef, BackendCall, Completion, LocalLoad, StreamEvent
 from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
+from gateway.core.openai_wire import constrained_format
 from local_models.gguf_lora import GGUF_ADAPTER_FILE, BaseShape, GgufLoraError, base_shape_from_gguf, write_gguf_lora
 from local_models.llamacpp_chunks import ChunkReader
 from local_models.llamacpp_engine import Engine, EngineError, EngineRequests, EngineSettings
@@ -98,6 +99,7 @@ class LlamaCppBackend:
     """`LocalBackend` over llama.cpp in this process (construction loads the model: call it in a thread)."""
 
     name = "llamacpp"
+    constrains_json = True  # response_format: llama.cpp decodes under the JSON schema's grammar (core/structured.py)
 
     def __init__(self, settings: LlamaCppSettings, *, engine_factory: EngineFactory = Engine) -> None:
         self._settings = settings
@@ -213,6 +215,7 @@ class LlamaCppBackend:
             "cache_prompt": True,
             "lora": lora,
             "stop": list(call.stop),  # llama.cpp ends the answer before the first and leaves it out
+            **_constrained(call),
         }
 
     async def _events(self, job: _Job) -> AsyncGenerator[StreamEvent, None]:
@@ -435,6 +438,11 @@ def _label_ids(engine: Engine, labels: Sequence[str]) -> frozenset[int]:
 def _surface_forms(label: str) -> tuple[str, ...]:
     """How an answer may start with `label`: the forms the transformers path reports at the first position too."""
     return (label, label.lower(), label.capitalize(), " " + label, " " + label.lower())
+
+
+def _constrained(call: BackendCall) -> dict[str, Any]:
+    """llama.cpp's server takes OpenAI's response_format (json_schema) and decodes under its grammar."""
+    return {} if call.response_format is None else {"response_format": constrained_format(call.response_format)}
 
 
 def _key(ref: AdapterRef) -> str:

@@ -39,6 +39,7 @@ from gateway.core.contracts import (
     Usage,
 )
 from gateway.core.errors import BackendError, CapacityExceeded, GatewayError
+from gateway.core.structured import schema_of
 from local_models.http_backend import HttpBackendRuntime, budget, ewma
 from local_models.http_errors import connect_error, status_error, timeout_error
 from local_models.streams import completion_of
@@ -95,6 +96,7 @@ class OllamaBackend:
     """`LocalBackend` over an Ollama server."""
 
     name = "ollama"
+    constrains_json = True  # response_format: Ollama's `format` takes the JSON schema (gateway/core/structured.py)
 
     def __init__(self, settings: OllamaSettings, *, client: Any = None) -> None:
         if client is None:
@@ -216,6 +218,7 @@ class OllamaBackend:
             top_logprobs=s.label_top_logprobs if call.labels else s.top_logprobs,
             options=_options(call, s.context_length),
             keep_alive=keep_alive_value(s.keep_alive),
+            format=None if call.response_format is None else schema_of(call.response_format),
         )
         text = ""
         tokens: list[TokenLogprob] = []

@@ -67,6 +67,7 @@ class VllmBackend:
     """`LocalBackend` over a vLLM server (CPU build here, GPU build on GPU boxes)."""
 
     name = "vllm"
+    constrains_json = True  # response_format: vLLM's structured outputs (gateway/core/structured.py)
 
     def __init__(
         self,

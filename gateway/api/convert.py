@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
 from collections.abc import Sequence
 
+from gateway.core import structured
 from gateway.core.contracts import (
     Escalation,
     Message,
@@ -14,6 +16,7 @@ from gateway.core.contracts import (
     Priority,
     Privacy,
     Request,
+    ResponseFormat,
     Result,
     Role,
     Tier,
@@ -67,7 +70,24 @@ def request_from_proto(
         tags=dict(msg.tags),
         deadline=None if timeout_s is None else time.monotonic() + timeout_s,
         stop=tuple(msg.stop),
+        response_format=_response_format(msg, field),
     )
+
+
+def _response_format(msg: pb.GenerateRequest, field: str) -> ResponseFormat | None:
+    """GenerateRequest.response_format: the schema's text must be a JSON object (a valid JSON schema: routing)."""
+    if not msg.HasField("response_format"):
+        return None
+    fmt = msg.response_format
+    if not fmt.json_schema:
+        return ResponseFormat(name=fmt.name or "response", strict=fmt.strict)
+    try:
+        schema = json.loads(fmt.json_schema)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field}response_format.json_schema: not JSON ({exc})") from None
+    if not isinstance(schema, dict):
+        raise InvalidArgument(f"{field}response_format.json_schema: expected a JSON object")
+    return ResponseFormat(structured.canonical(schema), fmt.name or "response", fmt.strict)
 
 
 def _message(msg: pb.ChatMessage, where: str) -> Message:

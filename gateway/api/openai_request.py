@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gateway.api import trace_context
-from gateway.core.contracts import Message, Priority, Privacy, Request, Role
+from gateway.core import structured
+from gateway.core.contracts import Message, Priority, Privacy, Request, ResponseFormat, Role
 from gateway.core.errors import InvalidArgument
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ SUPPORTED = frozenset(
         "temperature",
         "stream",
         "stream_options",
+        "response_format",
         "stop",
         "logprobs",
         "top_logprobs",
@@ -86,10 +88,6 @@ DEFAULT_ONLY: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "tool_choice": (_one_of("none"), "tools and function calling are not supported"),
     "functions": (_empty, "tools and function calling are not supported"),
     "function_call": (_one_of("none"), "tools and function calling are not supported"),
-    "response_format": (
-        lambda v: v is None or v == {"type": "text"},
-        'only {"type": "text"} is supported; JSON modes and schemas are not',
-    ),
     "logit_bias": (_empty, "logit bias is not supported"),
     "frequency_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
     "presence_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
@@ -183,6 +181,7 @@ def chat_request(
                 client=client,
                 stop=_stop(body.get("stop")),
                 top_logprobs=_top_logprobs(body),
+                response_format=response_format(body.get("response_format")),
             ),
             headers.get,
         ),
@@ -281,6 +280,35 @@ def _top_logprobs(body: Mapping[str, Any]) -> int | None:
             raise BadParam("top_logprobs", "needs logprobs: true")
         return None
     return top or 0
+
+
+def response_format(value: Any) -> ResponseFormat | None:
+    """`response_format`: {"type": "text"} (free text), {"type": "json_object"}, or {"type": "json_schema",
+    "json_schema": {"name", "schema", "strict"}}; whether the schema is a valid JSON schema is checked in routing."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadParam("response_format", f"expected an object with a `type`, got {_kind(value)}")
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat()
+    if kind != "json_schema":
+        raise BadParam("response_format", f"type {kind!r} is not supported; use text, json_object or json_schema")
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise BadParam("response_format", "json_schema: expected an object with `name` and `schema`")
+    schema = spec.get("schema", {})
+    if not isinstance(schema, dict):
+        raise BadParam("response_format", f"json_schema.schema: expected a JSON schema object, got {_kind(schema)}")
+    name = spec.get("name", "response")
+    if not isinstance(name, str) or not name:
+        raise BadParam("response_format", "json_schema.name: expected a non-empty string")
+    strict = spec.get("strict") or False
+    if not isinstance(strict, bool):
+        raise BadParam("response_format", f"json_schema.strict: expected a boolean, got {_kind(strict)}")
+    return ResponseFormat(structured.canonical(schema or {"type": "object"}), name, strict)
 
 
 def _stop(value: Any) -> tuple[str, ...]:

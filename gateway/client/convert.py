@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -63,6 +64,9 @@ def request_to_proto(request: Request | str) -> pb.GenerateRequest:
     )
     if r.min_confidence is not None:
         msg.min_confidence = r.min_confidence
+    if r.json_schema is not None:
+        msg.response_format.json_schema = json.dumps(dict(r.json_schema)) if r.json_schema else ""
+        msg.response_format.SetInParent()
     return msg
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Tier(enum.StrEnum):
@@ -55,6 +56,8 @@ class Request:
     tags: Mapping[str, str] = field(default_factory=dict)
     request_id: str = ""  # echoed back; the server makes one when empty
     stop: Sequence[str] = ()  # stop sequences (at most 4): the answer ends before the first, which it leaves out
+    # A JSON answer: a JSON schema it must validate against, {} for any JSON object; None = free text
+    json_schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

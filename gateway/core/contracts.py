@@ -50,6 +50,16 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """A structured answer: a JSON object (`schema` empty: OpenAI's json_object), or JSON that validates
+    against `schema`, a JSON schema kept as canonical JSON text (sorted keys) so the value stays hashable."""
+
+    schema: str = ""
+    name: str = "response"  # the schema's name, as providers that want one are sent it
+    strict: bool = False  # OpenAI's `strict`: passed on to providers that take it
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """A validated generation request, as the router sees it."""
 
@@ -70,6 +80,7 @@ class Request:
     tracestate: str = ""
     stop: tuple[str, ...] = ()  # the answer ends before the first of these (not included); checked in routing
     top_logprobs: int | None = None  # report each token's logprob and this many alternatives; None = none reported
+    response_format: ResponseFormat | None = None  # a structured (JSON) answer; None = free text
 
     def remaining_s(self, now: float | None = None) -> float | None:
         if self.deadline is None:
@@ -120,6 +131,7 @@ class BackendCall:
     model: str = ""  # provider model override; empty = the backend's default
     deadline: float | None = None  # time.monotonic() value
     stop: tuple[str, ...] = ()  # stop sequences: the answer ends before the first, which it does not include
+    response_format: ResponseFormat | None = None  # constrain the answer to JSON (and this schema); None = free text
 
 
 @dataclass(frozen=True, slots=True)

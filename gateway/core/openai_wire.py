@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.core.contracts import BackendCall, Completion, TokenLogprob, Usage
+from gateway.core.contracts import BackendCall, Completion, ResponseFormat, TokenLogprob, Usage
+from gateway.core.structured import schema_of
 
 LOGPROB_FLOOR = -9999.0
 
@@ -143,7 +144,23 @@ def chat_body(call: BackendCall, model: str, *, top_logprobs: int, stream: bool 
         body["stream_options"] = {"include_usage": True}
     if call.stop:
         body["stop"] = list(call.stop)
+    if call.response_format is not None:
+        body["response_format"] = constrained_format(call.response_format)
     return body
+
+
+def constrained_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """`response_format` for a local server that constrains its decoding (vLLM, llama.cpp): always a
+    json_schema, so json_object too is held to an object ({"type": "object"}) rather than any JSON value."""
+    return {"type": "json_schema", "json_schema": {"name": fmt.name, "schema": schema_of(fmt), "strict": True}}
+
+
+def response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """OpenAI's `response_format` for a structured answer: json_object, or json_schema with its name and strict."""
+    if not fmt.schema:
+        return {"type": "json_object"}
+    schema = {"name": fmt.name, "schema": json.loads(fmt.schema), "strict": fmt.strict}
+    return {"type": "json_schema", "json_schema": schema}
 
 
 def parse_sse_line(line: str) -> Mapping[str, Any] | None:

@@ -35,6 +35,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from gateway.core import structured
 from gateway.core import trace as tracing
 from gateway.core.clock import SYSTEM_CLOCK, Clock
 from gateway.core.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
@@ -546,7 +547,14 @@ def _answered(span: tracing.Span, completion: Completion) -> None:
 
 
 async def _generate(slot: ProviderSlot, call: BackendCall) -> Completion:
-    return await slot.backend.generate(call)
+    """The provider's answer; a structured one that does not validate is a failed try (the next provider)."""
+    completion = await slot.backend.generate(call)
+    if call.response_format is not None:
+        invalid = structured.problem(completion.text, call.response_format)
+        if invalid is not None:
+            # 422: the answer, not the provider's health, is at fault (the breaker does not count it)
+            raise ProviderError(f"{slot.name}: {invalid}", retryable=False, status_code=422, maybe_billed=True)
+    return completion
 
 
 async def _open_stream(slot: ProviderSlot, call: BackendCall) -> StreamStart:

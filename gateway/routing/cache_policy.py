@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import Config
-from gateway.core.contracts import Escalation, Request, Result, Tier
+from gateway.core.contracts import Escalation, Request, ResponseFormat, Result, Tier
 from gateway.routing.decision import Decision
 from gateway.routing.policy import Plan, should_escalate
 from gateway.state.cache.store import CachedAnswer
 
-KEY_VERSION = 3  # 3: stop sequences
+KEY_VERSION = 4  # 3: stop sequences; 4: response_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,7 @@ def cache_key(decision: Decision, *, scope: str, context: str) -> str:
         _number(call.temperature),
         call.max_tokens,
         list(call.stop),
+        _response_format(call.response_format),
         request.privacy.value,
         _plan(decision.plan),
     ]
@@ -150,6 +151,11 @@ def _plan(plan: Plan) -> list[Any]:
         plan.rule.model_dump(mode="json") if plan.rule is not None else None,
         plan.keep_local,
     ]
+
+
+def _response_format(fmt: ResponseFormat | None) -> list[Any] | None:
+    """The answer's shape: its schema's canonical text and strictness (the name is only a label)."""
+    return None if fmt is None else [fmt.schema, fmt.strict]
 
 
 def _number(value: float) -> float:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gateway.config import RoutingConfig
-from gateway.core import confidence, stops, trace
+from gateway.core import confidence, stops, structured, trace
 from gateway.core.contracts import (
     Attempt,
     BackendCall,
@@ -28,6 +28,7 @@ from gateway.core.contracts import (
     Message,
     ModelEntry,
     Request,
+    ResponseFormat,
     Result,
     Role,
     TaskCatalog,
@@ -184,13 +185,25 @@ class Router:
             )
         raise self._no_tier_error(outcome, the_plan.remote_allowed)
 
-    async def execute_stream(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
+    def execute_stream(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
         """Local tokens stream live; a request that goes remote before any token streams from the provider.
 
         Once local text has been sent it cannot be taken back, so a streamed local
         answer is not escalated on confidence: the final chunk carries the
         confidence for the client to act on.
         """
+        if decision.call.response_format is not None:
+            return self._execute_whole(decision)
+        return self._execute_text_stream(decision)
+
+    async def _execute_whole(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
+        """A structured answer is validated whole before any of it is sent: it streams as one piece."""
+        result = await self.execute(decision)
+        if result.text:
+            yield Delta(result.text)
+        yield result
+
+    async def _execute_text_stream(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
         started = time.perf_counter()
         request, task, the_plan, call = decision.request, decision.task, decision.plan, decision.call
         escalation = Escalation.RULE if the_plan.rule_escalation else Escalation.NONE
@@ -386,6 +399,7 @@ class Router:
             )
         _check_stop(request.stop)
         _check_top_logprobs(request.top_logprobs)
+        self._check_response_format(request.response_format, the_plan)
         request = policy.effective(request, the_plan)
         messages = request.messages
         if task.system_prompt and messages[0].role is not Role.SYSTEM:
@@ -400,8 +414,23 @@ class Router:
             model=the_plan.remote_model,
             deadline=request.deadline,
             stop=request.stop,
+            response_format=request.response_format,
         )
         return Decision(request, task, the_plan, call)
+
+    def _check_response_format(self, fmt: ResponseFormat | None, the_plan: policy.Plan) -> None:
+        """A valid schema, and a tier that can give a structured answer: a local backend that constrains its
+        decoding, or the remote tier (InvalidArgument naming what to change otherwise)."""
+        if fmt is None:
+            return
+        structured.check(fmt)
+        remote = the_plan.remote_allowed and self._remote is not None
+        if not remote and not (the_plan.try_local and structured.can_constrain(self._local)):
+            where = the_plan.keep_local or "no remote provider is enabled"
+            raise InvalidArgument(
+                f"response_format: the local backend ({self._local.name}) cannot constrain its answer to JSON and "
+                f"{where}; drop response_format, or serve the local tier with vLLM, llama.cpp or Ollama"
+            )
 
     async def _run_local(
         self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan
@@ -422,6 +451,10 @@ class Router:
     async def _local_attempt(
         self, request: Request, call: BackendCall, task: TaskSpec, the_plan: policy.Plan, load: LocalLoad
     ) -> _LocalOutcome:
+        if call.response_format is not None and not structured.can_constrain(self._local):
+            reason = f"{self._local.name} cannot constrain its answer to JSON"
+            attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, reason)
+            return _LocalOutcome(None, None, Escalation.LOCAL_ERROR, attempt)
         capacity = check_capacity(load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels))
         if not capacity.ok:
             attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason)
@@ -441,7 +474,13 @@ class Router:
             return _LocalOutcome(None, None, Escalation.LOCAL_ERROR, attempt)
         self._local_latency.observe(task.name, time.perf_counter() - started)
         self._local_phases(completion, started_ns)
-        score = self._score(completion, task)
+        invalid = None if call.response_format is None else structured.problem(completion.text, call.response_format)
+        if invalid is not None:  # never sent: the remote tier answers instead
+            attempt = Attempt(
+                self._local.name, completion.model, "invalid", _ms(started), invalid, tokens=completion.usage.total
+            )
+            return _LocalOutcome(None, None, Escalation.LOCAL_ERROR, attempt)
+        score = self._score(completion, task, call.response_format)
         low = policy.should_escalate(score, the_plan.threshold)
         outcome = "low_confidence" if low else "ok"
         attempt = Attempt(self._local.name, completion.model, outcome, _ms(started), tokens=completion.usage.total)
@@ -458,14 +497,20 @@ class Router:
         tokens = {"gen_ai.usage.output_tokens": completion.usage.completion_tokens}
         self._tracer.record("gateway.local.generate", first_pass_ns, ended_ns, tokens)
 
-    def _score(self, completion: Completion, task: TaskSpec) -> float | None:
-        return confidence.score(
+    def _score(self, completion: Completion, task: TaskSpec, fmt: ResponseFormat | None = None) -> float | None:
+        """The token quantile (or label probability); for a structured answer also its enum fields' choices,
+        each renormalised over the allowed values: the lower of the two."""
+        score = confidence.score(
             completion.text,
             completion.tokens,
             task.labels,
             quantile=self._routing.confidence_quantile,
             temperature=task.calibration_temperature,
         ).confidence
+        enum = None if fmt is None else structured.enum_confidence(completion.text, completion.tokens, fmt)
+        if enum is None:
+            return score
+        return enum if score is None else min(score, enum)
 
     def _finish(
         self,

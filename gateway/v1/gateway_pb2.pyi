@@ -147,6 +147,7 @@ class GenerateRequest(_message.Message):
     BYPASS_CACHE_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """echoed; generated when empty"""
     task: _builtins.str
@@ -172,6 +173,10 @@ class GenerateRequest(_message.Message):
     def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """at most 4; the answer ends before the first (not included)"""
 
+    @_builtins.property
+    def response_format(self) -> Global___ResponseFormat:
+        """set: the answer is JSON (validated before it is sent)"""
+
     def __init__(
         self,
         *,
@@ -187,16 +192,47 @@ class GenerateRequest(_message.Message):
         bypass_cache: _builtins.bool = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         stop: _abc.Iterable[_builtins.str] | None = ...,
+        response_format: Global___ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "min_confidence", b"min_confidence"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "min_confidence", b"min_confidence", "response_format", b"response_format"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "stop", b"stop", "tags", b"tags", "task", b"task", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "response_format", b"response_format", "stop", b"stop", "tags", b"tags", "task", b"task", "temperature", b"temperature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_confidence: _TypeAlias = _typing.Literal["min_confidence"]  # noqa: Y015
     _WhichOneofArgType__min_confidence: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_confidence) -> _WhichOneofReturnType__min_confidence | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
+
+@_typing.final
+class ResponseFormat(_message.Message):
+    """A structured answer: a JSON object, or JSON that validates against a JSON schema."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    json_schema: _builtins.str
+    """the JSON schema as JSON text; empty = any JSON object"""
+    name: _builtins.str
+    """the schema's name, for providers that want one; empty = "response" """
+    strict: _builtins.bool
+    """providers that take it are asked to follow the schema strictly"""
+    def __init__(
+        self,
+        *,
+        json_schema: _builtins.str = ...,
+        name: _builtins.str = ...,
+        strict: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema", "name", b"name", "strict", b"strict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResponseFormat: _TypeAlias = ResponseFormat  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):

@@ -18,11 +18,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.core.contracts import AdapterRef, Backend, BackendCall, LocalBackend, Message, Role
-from tests.fakes.base import FakeProviderServer, Fault
+from tests.fakes.base import FakeProviderServer, Fault, Reply
 from tests.fakes.ollama_server import BASE_MODEL, FakeOllama
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config
 from tests.gateway_process import free_port
@@ -52,6 +53,8 @@ class Subject:
     provoke: Callable[[str], BackendCall | None] = lambda kind: None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     slow_down: Callable[[], None] = lambda: None  # stand-ins: stream slowly enough to be cancelled mid-way
+    answer_json: Callable[[str], None] = lambda text: None  # stand-ins: the JSON a structured request gets
+    last_body: Callable[[], dict[str, Any]] | None = None  # stand-ins: the body of the last request they saw
 
     @property
     def local(self) -> bool:
@@ -173,9 +176,22 @@ async def ollama_subject(name: str, *, logprobs: bool, adapter: AdapterRef) -> S
     def slow_down() -> None:
         fake.token_delay_s = 0.05
 
+    def answer_json(text: str) -> None:
+        fake.json_reply = text
+
     unreachable = lambda: make(f"http://127.0.0.1:{free_port()}")  # noqa: E731
     return Subject(
-        name, backend, logprobs, adapter, stopped, unreachable, provoke, [backend.aclose, fake.stop], slow_down
+        name,
+        backend,
+        logprobs,
+        adapter,
+        stopped,
+        unreachable,
+        provoke,
+        [backend.aclose, fake.stop],
+        slow_down,
+        answer_json,
+        lambda: fake.chats[-1].body,
     )
 
 
@@ -205,7 +221,21 @@ async def provider_subject(kind_name: str) -> Subject:
         closed._port = free_port()  # never started: nothing listens there
         return build_provider(kind.name, provider_config(kind.name, closed, timeout_s=1.0), TEST_KEYS[kind.key_env])
 
-    return Subject(kind_name, backend, kind.logprobs, None, None, unreachable, provoke, [backend.aclose, fake.stop])
+    def answer_json(text: str) -> None:
+        fake.reply = Reply(text)
+
+    return Subject(
+        kind_name,
+        backend,
+        kind.logprobs,
+        None,
+        None,
+        unreachable,
+        provoke,
+        [backend.aclose, fake.stop],
+        answer_json=answer_json,
+        last_body=lambda: fake.seen[-1].body,
+    )
 
 
 # -- the parameterised fixture -----------------------------------------------------------------

@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncGenerator
-from typing import cast
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, cast
 
 import pytest
 
-from gateway.core import confidence
-from gateway.core.contracts import BackendCall, Completion, Delta, LocalBackend, StreamEvent
+from gateway.core import confidence, structured
+from gateway.core.contracts import (
+    BackendCall,
+    Completion,
+    Delta,
+    LocalBackend,
+    Message,
+    ResponseFormat,
+    Role,
+    StreamEvent,
+)
 from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
 from tests.contract.conftest import LONG, Subject, call
 from tests.waiting import wait_until_async
@@ -181,3 +190,56 @@ async def test_stop_sequences_end_the_answer_before_the_first(subject: Subject) 
     deltas, streamed = await collect(subject, stopped)
     assert streamed.text == expected and "".join(d.text for d in deltas) == expected
     assert streamed.finish_reason == "stop"
+
+
+TRADE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "signal": {"type": "string", "enum": ["buy", "sell", "hold"]},
+        "size": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+    "required": ["signal", "size"],
+    "additionalProperties": False,
+}
+TRADE = ResponseFormat(structured.canonical(TRADE_SCHEMA), "trade", strict=True)
+ASK_TRADE = (Message(Role.USER, "BTC fell 3% today. Give a trading signal (buy, sell or hold) and a size, 0 to 1."),)
+
+
+# What each provider's own structured-output API must be sent (its real wire field), by stand-in.
+def _openai_wire(body: dict[str, Any]) -> bool:
+    fmt = body["response_format"]
+    return bool(fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == TRADE_SCHEMA)
+
+
+SENT_AS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "openai": _openai_wire,
+    "xai": _openai_wire,
+    "huggingface": lambda body: body["response_format"] == {"type": "json_object", "value": TRADE_SCHEMA},  # TGI
+    "anthropic": lambda body: (
+        body["tool_choice"] == {"type": "tool", "name": "trade"} and body["tools"][0]["input_schema"] == TRADE_SCHEMA
+    ),
+    "google": lambda body: (
+        body["generationConfig"]["responseMimeType"] == "application/json"
+        and body["generationConfig"]["responseJsonSchema"] == TRADE_SCHEMA
+    ),
+    "ollama": lambda body: body["format"] == TRADE_SCHEMA,
+    "ollama-nologprobs": lambda body: body["format"] == TRADE_SCHEMA,
+}
+
+
+async def test_structured_answers_validate_against_the_schema(subject: Subject) -> None:
+    """A backend that constrains its decoding (or a provider, through its own structured-output API) answers
+    JSON that validates; a local backend that cannot says so, and routing sends such requests elsewhere."""
+    if subject.local and not structured.can_constrain(subject.backend):
+        assert subject.name == "transformers", f"{subject.name} should constrain its decoding"
+        return
+    subject.answer_json('{"signal": "sell", "size": 0.25}')
+    completion = await subject.backend.generate(call(ASK_TRADE, max_tokens=48, response_format=TRADE))
+    assert structured.problem(completion.text, TRADE) is None, completion.text
+    if subject.last_body is not None:
+        assert SENT_AS[subject.name](subject.last_body()), subject.last_body()
+    free = ResponseFormat()  # json_object: any JSON object
+    subject.answer_json('{"note": "hold"}')
+    answer = await subject.backend.generate(call(ASK_TRADE, max_tokens=48, response_format=free))
+    if subject.last_body is not None or answer.finish_reason == "stop":  # a real model may run out of tokens
+        assert structured.problem(answer.text, free) is None, answer.text

@@ -1,7 +1,13 @@
-"""Anthropic messages on the wire: POST {origin}/v1/messages, JSON or SSE events, with usage."""
+"""Anthropic messages on the wire: POST {origin}/v1/messages, JSON or SSE events, with usage.
+
+A request that forces a tool (`tool_choice: {"type": "tool", "name"}`, the tool in `tools`) is answered
+with that tool's `tool_use` block, whose input is the reply (JSON text), and stop_reason "tool_use",
+streamed as `input_json_delta` pieces, as the Messages API does.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +54,21 @@ class FakeAnthropic(FakeProviderServer):
             "usage": usage,
         }
 
+    @staticmethod
+    def forced_tool(body: dict[str, Any]) -> str | None:
+        """The tool the request forces, when it forces one of its tools."""
+        choice = body.get("tool_choice") or {}
+        names = {tool.get("name") for tool in body.get("tools") or ()}
+        if choice.get("type") == "tool" and choice.get("name") in names:
+            return str(choice["name"])
+        return None
+
     def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         prompt, completion = self._usage(body)
+        tool = self.forced_tool(body)
+        if tool is not None:
+            block = {"type": "tool_use", "id": "toolu_fake", "name": tool, "input": json.loads(self.reply.text)}
+            return self._message(model, [block], "tool_use", {"input_tokens": prompt, "output_tokens": completion})
         text, sequence = self.reply.until(body.get("stop_sequences"))
         content = [{"type": "text", "text": text}]
         usage = {"input_tokens": prompt, "output_tokens": completion}
@@ -67,13 +86,22 @@ class FakeAnthropic(FakeProviderServer):
             sse({"type": "ping"}, "ping"),
         ]
         text, sequence = self.reply.until(body.get("stop_sequences"))
+        tool = self.forced_tool(body)
+        if tool is not None:
+            block = {"type": "tool_use", "id": "toolu_fake", "name": tool, "input": {}}
+            frames[1] = sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+            text, sequence = self.reply.text, None
         for piece in pieces_of(text):
-            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+            kind = ("input_json_delta", "partial_json") if tool is not None else ("text_delta", "text")
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": kind[0], kind[1]: piece}}
             frames.append(sse(delta, "content_block_delta"))
         frames.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
         end = {
             "type": "message_delta",
-            "delta": {"stop_reason": "stop_sequence" if sequence else "end_turn", "stop_sequence": sequence},
+            "delta": {
+                "stop_reason": "tool_use" if tool else "stop_sequence" if sequence else "end_turn",
+                "stop_sequence": sequence,
+            },
             "usage": {"output_tokens": completion},
         }
         frames.append(sse(end, "message_delta"))

@@ -139,6 +139,10 @@ class FakeProviderServer:
     def error_body(self, status: int) -> dict[str, Any]:
         raise NotImplementedError
 
+    def rejects(self, body: dict[str, Any]) -> bool:
+        """Whether the provider would refuse this body as malformed (a 400); subclasses say when."""
+        return False
+
     def prompt_tokens(self, texts: list[str]) -> int:
         """The stand-in's tokenizer: one token per word, plus 3 per message."""
         return sum(len(text.split()) + 3 for text in texts)
@@ -153,6 +157,8 @@ class FakeProviderServer:
         if routed is None:
             return web.json_response(self.error_body(404), status=404)
         is_stream, model = routed
+        if self.rejects(body):
+            return web.json_response(self.error_body(400), status=400)
         fault = self._faults.pop(0) if self._faults else self._always
         if fault.delay_s and self._stopping is not None:
             with contextlib.suppress(TimeoutError):

@@ -2,7 +2,8 @@
 
 POST {origin}/v1beta/models/{model}:generateContent (JSON) and
 :streamGenerateContent?alt=sse (SSE of GenerateContentResponse chunks), with
-usageMetadata and, when asked, logprobsResult.
+usageMetadata and, when asked, logprobsResult. A generationConfig with `responseJsonSchema` or
+`responseSchema` must also set `responseMimeType: application/json` (else a 400, as the API answers).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class FakeGemini(FakeProviderServer):
         if method not in ("generateContent", "streamGenerateContent"):
             return None
         return method == "streamGenerateContent", model
+
+    def rejects(self, body: dict[str, Any]) -> bool:
+        config = body.get("generationConfig", {})
+        schema = "responseJsonSchema" in config or "responseSchema" in config
+        return schema and config.get("responseMimeType") != "application/json"
 
     def _usage(self, body: dict[str, Any]) -> dict[str, int]:
         texts = [str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", [])]

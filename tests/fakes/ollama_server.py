@@ -65,6 +65,7 @@ class FakeOllama:
     dropped_streams: int = 0  # chat streams the client closed before the final part
     active_streams: int = 0
     adapter_reply: str = "up"
+    json_reply: str = '{"signal": "sell", "size": 0.2}'  # the answer under `format` (a JSON schema or "json")
     _faults: list[tuple[int, str]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _port: int = 0
@@ -120,7 +121,7 @@ class FakeOllama:
         self._mark_loaded(model.name, body.get("keep_alive"))
         options = body.get("options") or {}
         limit = int(options.get("num_predict", -1))
-        reply = model.reply
+        reply = self.json_reply if body.get("format") else model.reply  # `format`: Ollama decodes JSON only
         hits = [reply.find(stop) for stop in options.get("stop") or () if stop and stop in reply]
         if hits:  # options.stop: the answer ends before the first of them, done_reason "stop"
             reply = reply[: min(hits)]

@@ -1,7 +1,9 @@
 """OpenAI chat completions on the wire (also xAI, and TGI-flavoured for Hugging Face).
 
 POST {origin}/v1/chat/completions, JSON or SSE (`stream: true`, usage in the
-last chunk when `stream_options.include_usage`); logprobs when asked.
+last chunk when `stream_options.include_usage`); logprobs when asked. A `response_format` must be
+{"type": "json_object"} or {"type": "json_schema", "json_schema": {"name", "schema"}} (TGI: {"type":
+"json_object", "value": schema}), else a 400, as the API answers; the reply is then the JSON the test set.
 """
 
 from __future__ import annotations
@@ -28,6 +30,19 @@ class FakeOpenAI(FakeProviderServer):
         if request.method != "POST" or not request.path.endswith("/chat/completions"):
             return None
         return bool(body.get("stream")), str(body.get("model", ""))
+
+    def rejects(self, body: dict[str, Any]) -> bool:
+        """A response_format the API would refuse (400); TGI takes its own grammar form, {"type": "json_object"
+        or "json", "value": schema}, and nothing else."""
+        fmt = body.get("response_format")
+        if fmt is None:
+            return False
+        if self.tgi:
+            return fmt.get("type") not in ("json_object", "json") or not isinstance(fmt.get("value"), dict)
+        if fmt.get("type") in ("text", "json_object"):
+            return False
+        spec = fmt.get("json_schema") or {}
+        return fmt.get("type") != "json_schema" or not spec.get("name") or not isinstance(spec.get("schema"), dict)
 
     def _usage(self, body: dict[str, Any]) -> dict[str, int]:
         prompt = self.prompt_tokens([str(m.get("content", "")) for m in body.get("messages", [])])

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from gateway.config import Config
-from gateway.core.contracts import Message, ModelEntry, Priority, Privacy, Request, Role
+from gateway.core.contracts import Message, ModelEntry, Priority, Privacy, Request, ResponseFormat, Role
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
@@ -64,6 +64,7 @@ REQUEST_IN_KEY: dict[str, Any] = {  # a changed value that changes the decision,
     "tags": {"desk": "b"},  # through the rule they match (a tag no rule reads leaves the key alone: below)
     "client": "desk-2",  # entries are per caller unless [cache] shared_across_keys
     "stop": ("\n",),  # where the answer ends
+    "response_format": ResponseFormat('{"type":"object"}'),  # the shape the answer must have
 }
 REQUEST_NOT_IN_KEY: dict[str, tuple[Any, str]] = {
     "request_id": ("r2", "names the call, not the question"),

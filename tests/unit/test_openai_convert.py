@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,12 +14,14 @@ from openai.types.chat import completion_create_params
 from gateway.api import openai_request, openai_response
 from gateway.api.http_errors import error_headers, gateway_error_body, http_status, param_of
 from gateway.api.openai_request import BadParam, chat_request
+from gateway.core import structured
 from gateway.core.contracts import (
     Attempt,
     Escalation,
     ModelEntry,
     Priority,
     Privacy,
+    ResponseFormat,
     Result,
     Role,
     Tier,
@@ -92,6 +95,18 @@ def test_supported_fields_map_to_the_request() -> None:
     assert convert({"messages": USER, "stop": "\n"}).request.stop == ("\n",)
     assert convert({"messages": USER, "stop": ["END", "\n"]}).request.stop == ("END", "\n")
     assert convert({"messages": USER, "stop": None}).request.stop == ()
+
+
+def test_response_format_becomes_the_requests_structured_answer() -> None:
+    schema = {"type": "object", "properties": {"signal": {"enum": ["buy", "sell"]}}, "required": ["signal"]}
+    as_schema = {"type": "json_schema", "json_schema": {"name": "trade", "schema": schema, "strict": True}}
+    fmt = convert({"messages": USER, "response_format": as_schema}).request.response_format
+    assert fmt == ResponseFormat(structured.canonical(schema), "trade", True)
+    assert json.loads(fmt.schema) == schema
+    assert convert({"messages": USER, "response_format": {"type": "json_object"}}).request.response_format == (
+        ResponseFormat()
+    )
+    assert convert({"messages": USER, "response_format": {"type": "text"}}).request.response_format is None
     assert convert({"messages": USER, "logprobs": True, "top_logprobs": 3}).request.top_logprobs == 3
     assert convert({"messages": USER, "logprobs": True}).request.top_logprobs == 0
     assert convert({"messages": USER, "logprobs": False, "top_logprobs": 0}).request.top_logprobs is None
@@ -186,7 +201,11 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"tool_choice": "auto"}, "tool_choice"),
     ({"functions": [{"name": "f"}]}, "functions"),
     ({"function_call": "auto"}, "function_call"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
+    ({"response_format": "json"}, "response_format"),
+    ({"response_format": {"type": "json_schema"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": []}}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "t", "strict": "yes"}}}, "response_format"),
     ({"logprobs": "yes"}, "logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
     ({"logprobs": True, "top_logprobs": 2.5}, "top_logprobs"),

@@ -7,11 +7,13 @@ token logprobs, and this SDK version takes no sampling temperature, so
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent, Usage
+from gateway.core.structured import schema_of
 from gateway.remote.providers.errors import map_error
 from gateway.remote.providers.messages import split_system
 
@@ -52,12 +54,17 @@ class AnthropicProvider:
             params["system"] = system
         if call.stop:
             params["stop_sequences"] = list(call.stop)
+        if call.response_format is not None:  # through tool use: one tool taking the schema, which it must call
+            fmt = call.response_format
+            tool = {"name": fmt.name, "description": "Answer with this tool's input.", "input_schema": schema_of(fmt)}
+            params["tools"] = [tool]
+            params["tool_choice"] = {"type": "tool", "name": fmt.name}
         return params
 
     async def generate(self, call: BackendCall) -> Completion:
         try:
             message = await self._client.messages.create(**self._params(call))
-            text = "".join(block.text for block in message.content if block.type == "text")
+            text = _answer(message.content, structured=call.response_format is not None)
             return Completion(
                 text=text,
                 provider=self.name,
@@ -81,6 +88,9 @@ class AnthropicProvider:
                     elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                         parts.append(event.delta.text)
                         yield Delta(event.delta.text)
+                    elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                        parts.append(event.delta.partial_json)  # the forced tool's input: the structured answer
+                        yield Delta(event.delta.partial_json)
                     elif event.type == "message_delta":
                         completion_tokens = event.usage.output_tokens
                         if event.usage.input_tokens:
@@ -93,6 +103,15 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _answer(content: Any, *, structured: bool) -> str:
+    """The text blocks; for a structured request the forced tool's input, as JSON."""
+    if structured:
+        for block in content:
+            if block.type == "tool_use":
+                return json.dumps(block.input, ensure_ascii=False)
+    return "".join(block.text for block in content if block.type == "text")
 
 
 def _usage(usage: Any) -> Usage:

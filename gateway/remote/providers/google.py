@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, Role, StreamEvent, TokenLogprob, Usage
+from gateway.core.structured import schema_of
 from gateway.remote.providers.errors import ProviderError, map_error
 from gateway.remote.providers.messages import split_system
 
@@ -61,6 +62,10 @@ class GoogleProvider:
             stop_sequences=list(call.stop) or None,
             automatic_continuation=False,
         )
+        if call.response_format is not None:  # JSON mode, with the request's JSON schema when it has one
+            config.response_mime_type = "application/json"
+            if call.response_format.schema:
+                config.response_json_schema = schema_of(call.response_format)
         if self._top_logprobs > 0:
             config.response_logprobs = True
             config.logprobs = self._top_logprobs

@@ -12,6 +12,7 @@ from typing import Any
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent
 from gateway.core.openai_wire import ChunkAccumulator, read_completion
+from gateway.core.structured import schema_of
 from gateway.remote.providers.errors import map_error
 from gateway.remote.providers.messages import chat_dicts
 
@@ -45,6 +46,12 @@ class HuggingFaceProvider:
             params["top_logprobs"] = self._top_logprobs
         if call.stop:
             params["stop"] = list(call.stop)
+        if call.response_format is not None:
+            # OpenAI's json_schema form, always with a schema (json_object: {"type": "object"}); the SDK turns it
+            # into what the serving provider takes (TGI: {"type": "json_object", "value": schema})
+            fmt = call.response_format
+            schema = {"name": fmt.name, "schema": schema_of(fmt), "strict": fmt.strict}
+            params["response_format"] = {"type": "json_schema", "json_schema": schema}
         return params
 
     async def generate(self, call: BackendCall) -> Completion:

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent
-from gateway.core.openai_wire import ChunkAccumulator, read_completion
+from gateway.core.openai_wire import ChunkAccumulator, read_completion, response_format
 from gateway.remote.providers.errors import map_error
 from gateway.remote.providers.messages import chat_dicts
 
@@ -67,6 +67,8 @@ class OpenAIProvider:
             params["top_logprobs"] = self._top_logprobs
         if call.stop:
             params["stop"] = list(call.stop)
+        if call.response_format is not None:
+            params["response_format"] = response_format(call.response_format)
         return params
 
     async def generate(self, call: BackendCall) -> Completion:

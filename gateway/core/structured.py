@@ -1,0 +1,155 @@
+"""Structured (JSON) answers: the request's schema checked once, answers validated against it, and the
+confidence an enum field's choice carries. Pure functions; each schema is compiled once (cached by its text).
+
+A local backend that can constrain its decoding to a schema says so with a class attribute
+`constrains_json = True` (vLLM, llama.cpp, Ollama); one without it (transformers, echo) cannot, and a
+structured request skips it for the remote tier.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway.core.contracts import ResponseFormat, TokenLogprob
+from gateway.core.errors import InvalidArgument
+
+ANY_OBJECT: Mapping[str, Any] = {"type": "object"}  # json_object: any JSON object
+
+
+def canonical(schema: Mapping[str, Any]) -> str:
+    """The schema as the text ResponseFormat keeps: sorted keys, no spaces (the same schema, the same text)."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def schema_of(fmt: ResponseFormat) -> dict[str, Any]:
+    """The JSON schema an answer must satisfy (a fresh dict the caller may keep)."""
+    return json.loads(fmt.schema) if fmt.schema else dict(ANY_OBJECT)
+
+
+def can_constrain(backend: object) -> bool:
+    return bool(getattr(backend, "constrains_json", False))
+
+
+def check(fmt: ResponseFormat | None, param: str = "response_format") -> None:
+    """InvalidArgument naming `param` when the schema is not a valid JSON schema."""
+    if fmt is None or not fmt.schema:
+        return
+    try:
+        _validator(fmt.schema)
+    except ValueError as exc:
+        raise InvalidArgument(f"{param}: {exc}") from None
+
+
+def problem(text: str, fmt: ResponseFormat) -> str | None:
+    """Why `text` is not an answer to `fmt` (not JSON, not an object, or against the schema); None when it is."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"the answer is not JSON ({exc.msg} at character {exc.pos})"
+    if not fmt.schema:
+        return None if isinstance(value, dict) else "the answer is not a JSON object"
+    error = _best_error(fmt.schema, value)
+    return None if error is None else f"the answer does not validate against the schema: {error}"
+
+
+def enum_confidence(text: str, tokens: Sequence[TokenLogprob], fmt: ResponseFormat) -> float | None:
+    """The least probability among the answer's string enum fields (top-level properties), each the
+    probability of the chosen value's first token renormalised over the allowed values' first tokens, read
+    from that token's reported alternatives; None when no enum field's alternatives were reported."""
+    if not fmt.schema or not tokens:
+        return None
+    properties = json.loads(fmt.schema).get("properties")
+    if not isinstance(properties, dict):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    starts = _token_starts(tokens)
+    found: list[float] = []
+    for key, spec in properties.items():
+        allowed = spec.get("enum") if isinstance(spec, dict) else None
+        chosen = value.get(key)
+        if not isinstance(chosen, str) or not isinstance(allowed, list) or len(allowed) < 2:
+            continue
+        probability = _enum_probability(text, key, chosen, [a for a in allowed if isinstance(a, str)], tokens, starts)
+        if probability is not None:
+            found.append(probability)
+    return min(found, default=None)
+
+
+def _token_starts(tokens: Sequence[TokenLogprob]) -> list[int]:
+    starts, at = [], 0
+    for token in tokens:
+        starts.append(at)
+        at += len(token.token)
+    return starts
+
+
+def _enum_probability(
+    text: str, key: str, chosen: str, allowed: list[str], tokens: Sequence[TokenLogprob], starts: list[int]
+) -> float | None:
+    """The chosen value's renormalised probability at the token where the value begins."""
+    key_at = text.find(json.dumps(key))
+    if key_at < 0:
+        return None
+    value_at = text.find(json.dumps(chosen), key_at + len(json.dumps(key)))
+    if value_at < 0:
+        return None
+    value_at += 1  # past the opening quote
+    index = next((i for i in range(len(tokens) - 1, -1, -1) if starts[i] <= value_at), None)
+    if index is None:
+        return None
+    token = tokens[index]
+    prefix = text[starts[index] : value_at]  # what the token holds before the value (a quote, a space)
+    alternatives = {**token.top, token.token: token.logprob}
+    mass: dict[str, float] = {}
+    for option in allowed:
+        fits = [lp for piece, lp in alternatives.items() if piece.startswith(prefix) and _begins(option, piece, prefix)]
+        best = max(fits, default=None)
+        if best is not None:
+            mass[option] = math.exp(best)
+    if chosen not in mass or len(mass) < 2:
+        return None
+    return mass[chosen] / sum(mass.values())
+
+
+def _begins(option: str, piece: str, prefix: str) -> bool:
+    """Whether `piece` (a token holding `prefix`, then the value's opening) starts `option`'s value."""
+    rest = piece[len(prefix) :]
+    return bool(rest) and (option + '"').startswith(rest)
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema: str) -> Any:
+    """The compiled validator of one schema (ValueError naming the fault when it is not a valid schema)."""
+    import jsonschema  # type: ignore[import-untyped]
+
+    try:
+        document = json.loads(schema)
+    except ValueError as exc:
+        raise ValueError(f"the schema is not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValueError("the schema must be a JSON object")
+    cls = jsonschema.validators.validator_for(document)
+    try:
+        cls.check_schema(document)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+    return cls(document)
+
+
+def _best_error(schema: str, value: Any) -> str | None:
+    import jsonschema  # type: ignore[import-untyped]
+
+    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path)
+    return f"{error.message}" + (f" (at {where})" if where else "")
