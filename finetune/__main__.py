@@ -24,9 +24,9 @@ def parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="run",
-        choices=("run", "data", "fetch"),
+        choices=("run", "data", "fetch", "remeasure"),
         help="run: build, train, evaluate, publish (default); data: datasets and cards only; "
-        "fetch: download the data files",
+        "fetch: download the data files; remeasure: a published adapter's card measured again on --on's path",
     )
     p.add_argument(
         "--tasks",
@@ -130,9 +130,26 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish an adapter even when it only learned the label prior (--smoke implies it)",
     )
+    _measure_args(p)
     p.add_argument("--ollama-from", default="", help="Modelfile FROM (default: the base model folder)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _measure_args(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("measuring on the llama.cpp path (remeasure, --measure-on)")
+    m.add_argument(
+        "--on",
+        "--measure-on",
+        dest="measure_on",
+        choices=("transformers", "llamacpp"),
+        default=None,
+        help="the inference path the cards' temperature and threshold are fitted on: a run measures on "
+        "transformers unless told llamacpp (it publishes each adapter, then that adapter measured on llama.cpp "
+        "as its next version); remeasure measures on llamacpp",
+    )
+    m.add_argument("--adapter", type=Path, default=None, help="remeasure: this adapter folder (default: the newest)")
+    m.add_argument("--llamacpp-model", type=Path, default=None, help="the GGUF file (default: the shipped Q4_1 file)")
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -228,6 +245,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ValueError as exc:
         cli.error(str(exc))  # exits 2 with the usage line
     try:
+        if args.command == "remeasure" or args.measure_on == "llamacpp":
+            return _measured(args, tasks, options, budget, jobs)
         return _command(args.command, tasks, options, budget, jobs)
     except DataError as exc:
         print(f"python -m finetune: {exc}", file=sys.stderr)
@@ -262,6 +281,35 @@ def _command(command: str, tasks: list[str], options: RunOptions, budget: float 
     for outcome in outcomes:
         where = outcome.adapter_dir or "not published"
         print(f"{outcome.summary.evaluation.task}: {where} (report {outcome.report_path})")
+    return 0
+
+
+def _measured(args: argparse.Namespace, tasks: list[str], options: RunOptions, budget: float | None, jobs: int) -> int:
+    """remeasure, or a run whose adapters are published measured on --measure-on's path."""
+    from finetune.remeasure import newest_folder, remeasure
+
+    if args.measure_on == "transformers":
+        print(
+            "python -m finetune remeasure: adapters are measured on transformers as they train; --on llamacpp",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "remeasure":
+        folders = [args.adapter] if args.adapter is not None else [newest_folder(options.adapters, t) for t in tasks]
+    elif args.command == "run":
+        from finetune.pipeline import run
+
+        folders = [o.adapter_dir for o in run(tasks, options, budget, jobs) if o.adapter_dir is not None]
+    else:
+        print(f"python -m finetune {args.command}: --measure-on is for run and remeasure", file=sys.stderr)
+        return 2
+    for folder in folders:
+        done = remeasure(folder, options, model_path=args.llamacpp_model)
+        g = done.card.guarantee
+        print(
+            f"{done.card.task}: {done.folder} measured on {done.card.measured_on.describe()}: "
+            f"T={done.card.calibration_temperature:g}, {g.describe() if g else f'threshold {done.card.threshold}'}"
+        )
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from finetune.evaluate.admission import heldout_verdict
 from finetune.evaluate.evaluation import Evaluation
 from finetune.examples import PromptTemplate
 from finetune.settings import TrainResult, TrainSettings
-from local_models.adapters import AdapterCard, PromptSpec
+from local_models.adapters import AdapterCard, MeasuredOn, PromptSpec
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -48,11 +48,6 @@ def build_card(
         **environment,
     }
     cal = evaluation.calibration
-    metrics = evaluation.card_metrics()
-    verdict = heldout_verdict(evaluation)
-    if verdict is not None:  # the bar for the default run (finetune.evaluate.admission)
-        metrics["heldout_majority_share"] = round(verdict.majority_share, 4)
-        metrics["heldout_accuracy_bound"] = round(verdict.lower_bound, 4)
     return AdapterCard(
         name=name,
         version=version,
@@ -65,8 +60,37 @@ def build_card(
         calibration_temperature=cal.temperature,
         target_accuracy=cal.target_accuracy,
         guarantee=cal.guarantee,
-        metrics=metrics,
+        metrics=card_metrics(evaluation),
         data=data,
         training=training,
+        created_at=(created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+    )
+
+
+def card_metrics(evaluation: Evaluation) -> dict[str, float]:
+    """The card's `metrics`: the evaluation's figures and, where it applies, the held-out verdict."""
+    metrics = evaluation.card_metrics()
+    verdict = heldout_verdict(evaluation)
+    if verdict is not None:  # the bar for the default run (finetune.evaluate.admission)
+        metrics["heldout_majority_share"] = round(verdict.majority_share, 4)
+        metrics["heldout_accuracy_bound"] = round(verdict.lower_bound, 4)
+    return metrics
+
+
+def remeasured_card(
+    card: AdapterCard, evaluation: Evaluation, measured_on: MeasuredOn, version: str, created_at: datetime | None = None
+) -> AdapterCard:
+    """The same adapter as a new version whose temperature, threshold, guarantee and metrics are `evaluation`'s,
+    measured on `measured_on`; what it is (task, prompt, labels, base, data, training) is the card's."""
+    cal = evaluation.calibration
+    return replace(
+        card,
+        version=version,
+        threshold=cal.threshold,
+        calibration_temperature=cal.temperature,
+        target_accuracy=cal.target_accuracy,
+        guarantee=cal.guarantee,
+        metrics=card_metrics(evaluation),
+        measured_on=measured_on,
         created_at=(created_at or datetime.now(UTC)).isoformat(timespec="seconds"),
     )

@@ -54,7 +54,6 @@ def _pct(x: float) -> str:
 
 def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     ev, tr = summary.evaluation, summary.train
-    cal = ev.calibration
     lines = [
         f"# {ev.task} adapter {summary.version}",
         "",
@@ -72,6 +71,22 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
         f"lr={settings.get('learning_rate')} batch={settings.get('batch_size')}; "
         f"{tr.trainable_params:,} trainable parameters",
         "",
+        *evaluation_lines(ev),
+    ]
+    if summary.collapse:
+        lines += ["", "## Collapse", "", summary.collapse_line()]
+    lines += [
+        "",
+        f"Total time for this task: {summary.seconds_total:.0f} s (evaluation {summary.seconds_eval:.0f} s).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def evaluation_lines(ev: Evaluation) -> list[str]:
+    """The report's calibration, results, confusion, plots and held-out verdict."""
+    cal = ev.calibration
+    lines = [
         "## Calibration (fitted on validation)",
         "",
         f"- temperature T = {cal.temperature:g}",
@@ -106,14 +121,7 @@ def task_report(summary: TaskSummary, dataset_card: Mapping[str, Any], settings:
     verdict = heldout_verdict(ev)
     if verdict is not None:
         lines += ["", "## Against the majority share on held-out data", "", verdict.line() + "."]
-    if summary.collapse:
-        lines += ["", "## Collapse", "", summary.collapse_line()]
-    lines += [
-        "",
-        f"Total time for this task: {summary.seconds_total:.0f} s (evaluation {summary.seconds_eval:.0f} s).",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def results_table(summaries: Sequence[TaskSummary]) -> str:
