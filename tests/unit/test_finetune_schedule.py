@@ -8,6 +8,7 @@ from contextlib import nullcontext
 import pytest
 
 from finetune.budget import task_budget
+from finetune.options import DEFAULT_WEIGHTS
 from finetune.schedule import Schedule
 
 R = 1200.0  # seconds to the deadline
@@ -27,6 +28,13 @@ def test_three_tasks_on_two_workers_are_planned_as_one_alone_and_two_in_turn() -
     assert task_budget(R / 2, R, [1.0], [R], 2) == pytest.approx(R / 2)
     # four tasks on two workers: a half each
     assert task_budget(0, R, [1.0, 1.0, 1.0, 1.0], [], 2) == pytest.approx(R / 2)
+
+
+def test_the_default_run_plans_volatility_alone_and_trend_and_drawdown_a_half_each() -> None:
+    weights = DEFAULT_WEIGHTS.get("volatility", 1.0)
+    assert task_budget(0, R, [1.0, weights, 1.0], [], 2) == pytest.approx(R / 2)  # trend first
+    assert task_budget(0, R, [weights, 1.0], [R / 2], 2) == pytest.approx(R)  # volatility beside it
+    assert task_budget(R / 2, R, [1.0], [R], 2) == pytest.approx(R / 2)  # drawdown after trend
 
 
 def test_time_a_task_leaves_goes_to_the_tasks_after_it() -> None:
