@@ -74,3 +74,26 @@ def test_without_a_deadline_tasks_are_bounded_by_steps() -> None:
     assert schedule.start("trend") is None
     schedule.finish("trend")
     assert schedule.ends == {}
+
+
+def test_worker_processes_share_the_bookings() -> None:
+    # what `--jobs 2` does: the ledger and its lock live in a manager; each worker books through them
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    context = get_context("spawn")
+    tasks = ("trend", "volatility", "drawdown")
+    with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
+        deadline = time.time() + R
+        schedule = Schedule(
+            tasks, {"trend": 1.0, "volatility": 2.0, "drawdown": 1.0}, 2, deadline, manager.dict(), manager.Lock()
+        )
+        trend = pool.submit(schedule.start, "trend").result()
+        volatility = pool.submit(schedule.start, "volatility").result()
+        pool.submit(schedule.finish, "volatility").result()  # stops early: drawdown gets the rest
+        drawdown = pool.submit(schedule.start, "drawdown").result()
+        assert trend is not None and volatility is not None and drawdown is not None
+        assert trend == pytest.approx(R / 2, abs=60) and volatility == pytest.approx(R, abs=60)
+        assert drawdown == pytest.approx(R, abs=60)
+        assert set(schedule.ends.keys()) == set(tasks)
