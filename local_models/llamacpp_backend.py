@@ -158,12 +158,13 @@ class LlamaCppBackend:
         try:
             label_ids = await self._labels(call.labels) if label else frozenset()
             loaded, adapter_file = await self._engine_for(call.adapter)
+            s = self._settings  # structured calls keep wide alternatives: their enum values' first tokens
             reader = ChunkReader(
                 provider=self.name,
                 model=call.adapter.name if call.adapter is not None else self.model,
                 max_tokens=call.max_tokens,
                 context_length=self.context_length,
-                top_k=self._settings.top_logprobs,
+                top_k=s.top_logprobs if call.response_format is None else s.label_top_logprobs,
                 label_ids=label_ids,
                 accepted=time.monotonic(),
             )
@@ -199,7 +200,9 @@ class LlamaCppBackend:
     # -- the request path -------------------------------------------------------------------
 
     def _body(self, call: BackendCall, lora: list[dict[str, float]], label: bool) -> dict[str, Any]:
-        top = self._settings.label_top_logprobs if label else self._settings.top_logprobs
+        # label and structured calls: wide alternatives, so the labels' (enum values') first tokens are among them
+        wide = label or call.response_format is not None
+        top = self._settings.label_top_logprobs if wide else self._settings.top_logprobs
         return {
             "messages": [{"role": m.role.value, "content": m.content} for m in call.messages],
             "max_tokens": call.max_tokens,

@@ -215,7 +215,7 @@ class OllamaBackend:
             messages=[{"role": m.role.value, "content": m.content} for m in call.messages],
             stream=True,
             logprobs=True,
-            top_logprobs=s.label_top_logprobs if call.labels else s.top_logprobs,
+            top_logprobs=s.label_top_logprobs if call.labels or call.response_format else s.top_logprobs,
             options=_options(call, s.context_length),
             keep_alive=keep_alive_value(s.keep_alive),
             format=None if call.response_format is None else schema_of(call.response_format),

@@ -225,7 +225,9 @@ class VllmBackend:
         """Send the request and return the streaming response once its status is 200."""
         for attempt in (1, 2):
             model = await self.ensure_adapter(call.adapter) if call.adapter is not None else self.model
-            top = self._settings.label_top_logprobs if call.labels else self._settings.top_logprobs
+            # label and structured calls: wide alternatives, so the labels' (enum values') first tokens are among them
+            wide = call.labels or call.response_format is not None
+            top = self._settings.label_top_logprobs if wide else self._settings.top_logprobs
             body = chat_body(call, model, top_logprobs=top, stream=True)
             request = self._client.build_request("POST", "/v1/chat/completions", json=body)
             response = await self._client.send(request, stream=True)

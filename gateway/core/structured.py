@@ -21,8 +21,9 @@ ANY_OBJECT: Mapping[str, Any] = {"type": "object"}  # json_object: any JSON obje
 
 
 def canonical(schema: Mapping[str, Any]) -> str:
-    """The schema as the text ResponseFormat keeps: sorted keys, no spaces (the same schema, the same text)."""
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The schema as the text ResponseFormat keeps: compact, keys in the client's order (constrained decoders
+    and providers generate properties in the order the schema lists them, so the order is part of the ask)."""
+    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
 
 
 def schema_of(fmt: ResponseFormat) -> dict[str, Any]:
@@ -59,7 +60,8 @@ def problem(text: str, fmt: ResponseFormat) -> str | None:
 def enum_confidence(text: str, tokens: Sequence[TokenLogprob], fmt: ResponseFormat) -> float | None:
     """The least probability among the answer's string enum fields (top-level properties), each the
     probability of the chosen value's first token renormalised over the allowed values' first tokens, read
-    from that token's reported alternatives; None when no enum field's alternatives were reported."""
+    from that token's reported alternatives (an allowed value not among them counts as likely as the least
+    likely one reported); None when no enum field's alternatives were reported."""
     if not fmt.schema or not tokens:
         return None
     properties = json.loads(fmt.schema).get("properties")
@@ -72,13 +74,15 @@ def enum_confidence(text: str, tokens: Sequence[TokenLogprob], fmt: ResponseForm
     if not isinstance(value, dict):
         return None
     starts = _token_starts(tokens)
+    spoken = "".join(token.token for token in tokens)  # the tokens' own text (a backend's may differ from `text`)
     found: list[float] = []
     for key, spec in properties.items():
         allowed = spec.get("enum") if isinstance(spec, dict) else None
         chosen = value.get(key)
         if not isinstance(chosen, str) or not isinstance(allowed, list) or len(allowed) < 2:
             continue
-        probability = _enum_probability(text, key, chosen, [a for a in allowed if isinstance(a, str)], tokens, starts)
+        options = [a for a in allowed if isinstance(a, str)]
+        probability = _enum_probability(spoken, key, chosen, options, tokens, starts)
         if probability is not None:
             found.append(probability)
     return min(found, default=None)
@@ -115,9 +119,12 @@ def _enum_probability(
         best = max(fits, default=None)
         if best is not None:
             mass[option] = math.exp(best)
-    if chosen not in mass or len(mass) < 2:
+    if chosen not in mass or len(token.top) == 0:
         return None
-    return mass[chosen] / sum(mass.values())
+    # An allowed value whose first token is not among the alternatives is at most as likely as the least likely
+    # one reported: the chosen value's share is then a lower bound.
+    floor = math.exp(min(token.top.values()))
+    return mass[chosen] / (sum(mass.values()) + floor * (len(set(allowed)) - len(mass)))
 
 
 def _begins(option: str, piece: str, prefix: str) -> bool:

@@ -112,6 +112,10 @@ def test_an_enum_choice_is_renormalised_over_the_allowed_values() -> None:
     assert structured.enum_confidence(GOOD, _tokens(GOOD), TRADE) == pytest.approx(0.6 / (0.6 + 0.3 + 0.1))
     assert structured.enum_confidence(GOOD, _tokens(GOOD, 0.3, 0.3, 0.3), TRADE) == pytest.approx(1 / 3)
     assert structured.enum_confidence(GOOD, (), TRADE) is None  # no alternatives reported: no enum confidence
+    unreported = tuple(
+        TokenLogprob(t.token, t.logprob, {k: v for k, v in t.top.items() if k != "hold"}) for t in _tokens(GOOD)
+    )  # a value not among the alternatives counts as likely as the least likely one reported (0.001)
+    assert structured.enum_confidence(GOOD, unreported, TRADE) == pytest.approx(0.6 / (0.6 + 0.3 + 0.001))
     assert structured.enum_confidence(GOOD, _tokens(GOOD), ResponseFormat()) is None
 
 
