@@ -27,6 +27,7 @@ log-probability and alternatives, computed by llama.cpp over the whole vocabular
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Any, TypeVar
 
 from gateway.core.contracts import AdapterRef, BackendCall, Completion, LocalLoad, StreamEvent
 from gateway.core.errors import BackendError, CapacityExceeded, DeadlineExceeded, GatewayError, InvalidArgument
-from gateway.core.openai_wire import constrained_format
+from gateway.core.structured import schema_of
 from local_models.gguf_lora import GGUF_ADAPTER_FILE, BaseShape, GgufLoraError, base_shape_from_gguf, write_gguf_lora
 from local_models.llamacpp_chunks import ChunkReader
 from local_models.llamacpp_engine import Engine, EngineError, EngineRequests, EngineSettings
@@ -99,7 +100,7 @@ class LlamaCppBackend:
     """`LocalBackend` over llama.cpp in this process (construction loads the model: call it in a thread)."""
 
     name = "llamacpp"
-    constrains_json = True  # response_format: llama.cpp decodes under the JSON schema's grammar (core/structured.py)
+    constrains_json = True  # response_format: llama.cpp decodes under the schema (llguidance; core/structured.py)
 
     def __init__(self, settings: LlamaCppSettings, *, engine_factory: EngineFactory = Engine) -> None:
         self._settings = settings
@@ -443,9 +444,19 @@ def _surface_forms(label: str) -> tuple[str, ...]:
     return (label, label.lower(), label.capitalize(), " " + label, " " + label.lower())
 
 
+# One space after ':' and ',', no other whitespace: the model is never made to emit layout it did not want,
+# whose low probabilities would sink the answer's token quantile.
+COMPACT_JSON = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
+
+
 def _constrained(call: BackendCall) -> dict[str, Any]:
-    """llama.cpp's server takes OpenAI's response_format (json_schema) and decodes under its grammar."""
-    return {} if call.response_format is None else {"response_format": constrained_format(call.response_format)}
+    """The schema as an llguidance grammar (llama.cpp's `grammar` with the %llguidance header, built into
+    xllamacpp): unlike the GBNF its `response_format` turns a schema into, it also holds numbers to their
+    `minimum`/`maximum` (a trading `size` of 0 to 1) and strings to `maxLength`."""
+    if call.response_format is None:
+        return {}
+    schema = {**schema_of(call.response_format), "x-guidance": COMPACT_JSON}
+    return {"grammar": "%llguidance {}\nstart: %json " + json.dumps(schema)}
 
 
 def _key(ref: AdapterRef) -> str:

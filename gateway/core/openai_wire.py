@@ -150,7 +150,7 @@ def chat_body(call: BackendCall, model: str, *, top_logprobs: int, stream: bool 
 
 
 def constrained_format(fmt: ResponseFormat) -> dict[str, Any]:
-    """`response_format` for a local server that constrains its decoding (vLLM, llama.cpp): always a
+    """`response_format` for a local server that constrains its decoding (vLLM): always a
     json_schema, so json_object too is held to an object ({"type": "object"}) rather than any JSON value."""
     return {"type": "json_schema", "json_schema": {"name": fmt.name, "schema": schema_of(fmt), "strict": True}}
 
