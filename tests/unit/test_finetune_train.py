@@ -178,6 +178,33 @@ def test_training_resumes_from_its_checkpoint(
     assert again.resumed_from_step == 0
 
 
+def test_training_stops_once_the_watched_validation_loss_plateaus(
+    base_dir: Path, tokenizer: Any, tmp_path: Path
+) -> None:
+    encoder = ChatEncoder(tokenizer, TEMPLATE, ("up", "down"))
+    # learning rate 0: the watched loss cannot improve, so the second check (step 4) ends the run
+    settings = TrainSettings(
+        max_steps=8, batch_size=2, learning_rate=0.0, warmup_steps=1, plateau_every=2, plateau_patience=1
+    )
+
+    def run(folder: Path, watched: list[Example]) -> Any:
+        model = lora_model(load_model(base_dir), settings)
+        return train(model, encoder, TOY, settings, folder, pad_id=2, progress=False, monitor=watched)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the pipeline trains: on 2 busy cores one thread is several times faster
+    try:
+        stopped = run(tmp_path / "watched", TOY[:4])
+        unwatched = run(tmp_path / "unwatched", [])
+    finally:
+        torch.set_num_threads(threads)
+    assert (stopped.stopped_by, stopped.steps) == ("plateau", 4)
+    curve = stopped.extra["validation_curve"]
+    assert [step for step, _ in curve] == [2, 4] and curve[1][1] == pytest.approx(curve[0][1])
+    assert stopped.extra["watched_rows"] == 4
+    assert (unwatched.stopped_by, unwatched.steps, unwatched.extra["validation_curve"]) == ("steps", 8, [])
+
+
 def test_labels_the_scorer_could_not_tell_apart_are_refused(tokenizer: Any) -> None:
     with pytest.raises(LabelTokenError, match=r"overbought|oversold"):
         ChatEncoder(tokenizer, TEMPLATE, ("overbought", "oversold", "neutral"))
