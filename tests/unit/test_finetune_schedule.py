@@ -97,3 +97,16 @@ def test_worker_processes_share_the_bookings() -> None:
         assert trend == pytest.approx(R / 2, abs=60) and volatility == pytest.approx(R, abs=60)
         assert drawdown == pytest.approx(R, abs=60)
         assert set(schedule.ends.keys()) == set(tasks)
+
+
+def test_the_watched_rows_are_spread_over_validation_and_never_fit_the_threshold() -> None:
+    from finetune.examples import VAL, Example
+    from finetune.task_run import hold_back
+
+    val = [Example(str(i), "up", VAL) for i in range(300)]
+    watched, rest = hold_back(val, 48)
+    assert len(watched) == 48 and len(rest) == 252
+    assert not {ex.input for ex in watched} & {ex.input for ex in rest}
+    assert watched[0].input == "0" and watched[-1].input == "299"  # from the whole period, not a prefix
+    assert hold_back(val[:239], 48) == ([], val[:239])  # small splits keep every row for the threshold
+    assert hold_back(val, 0) == ([], val)
