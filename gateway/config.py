@@ -226,6 +226,21 @@ class ProviderConfig(_Strict):
     price_out_per_mtok: float = Field(0.0, ge=0)
     kind: str = Field("", description="wire format: openai|anthropic|google|xai|huggingface; empty = the table name")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="alternatives per token; None = provider default")
+    prompt_cache: bool = Field(
+        False, description="Anthropic: mark a long system prompt (a task's template) with cache_control"
+    )
+    prompt_cache_min_chars: int = Field(
+        4000, ge=0, description="the shortest system prompt marked for caching (Anthropic caches >= 1024-4096 tokens)"
+    )
+    cached_in_ratio: float | None = Field(
+        None, ge=0, description="price of a prompt-cache read relative to price_in; None = the kind's default"
+    )
+    cache_write_ratio: float | None = Field(
+        None, ge=0, description="price of a prompt-cache write relative to price_in; None = the kind's default"
+    )
+    budget_cached_weight: float = Field(
+        1.0, ge=0, le=1, description="what one prompt-cache read counts against daily_token_budget (1 = a full token)"
+    )
 
 
 class ModelsConfig(_Strict):

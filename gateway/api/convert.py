@@ -107,7 +107,12 @@ def response_to_proto(result: Result) -> pb.GenerateResponse:
         provider=result.provider,
         model=result.model,
         escalation=_ESCALATION_TO_PB[result.escalation],
-        usage=pb.Usage(prompt_tokens=result.usage.prompt_tokens, completion_tokens=result.usage.completion_tokens),
+        usage=pb.Usage(
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            cached_prompt_tokens=result.usage.cached_prompt_tokens,
+            cache_write_tokens=result.usage.cache_write_tokens,
+        ),
         attempts=[
             pb.Attempt(provider=a.provider, model=a.model, outcome=a.outcome, latency_ms=a.latency_ms, error=a.error)
             for a in result.attempts

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible door on the HTTP port: /v1/chat/completions (plain and SSE) and /v1/models.
+"""The OpenAI-compatible door on the HTTP port: /v1/chat/completions and /v1/responses (plain and SSE), /v1/models.
 
 HTTP -> openai_request -> answerer (cache, recording, router: the same path as gRPC) ->
 openai_response -> HTTP. No routing decisions here. A stream waits for the answer's first
@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api import openai_request, openai_response
+from gateway.api import openai_request, openai_response, responses_request, responses_response
 from gateway.api.http_auth import CLIENT_KEY  # where the authentication middleware leaves the caller's name
 from gateway.api.http_errors import error_response, gateway_error_body, gateway_error_response
 from gateway.core.contracts import Delta, Request, Result
@@ -60,6 +60,7 @@ class OpenAIRoutes:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/chat/completions", self.chat_completions),
+            web.post("/v1/responses", self.responses),
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{name:.+}", self.get_model),
             web.route("*", "/v1/{path:.*}", self.not_served),  # last: what no route above answers
@@ -83,7 +84,7 @@ class OpenAIRoutes:
                 code="method_not_allowed",
                 headers={"Allow": ",".join(sorted(allowed))},
             )
-        served = "POST /v1/chat/completions, GET /v1/models and GET /v1/models/{model}"
+        served = "POST /v1/chat/completions, POST /v1/responses, GET /v1/models and GET /v1/models/{model}"
         return error_response(
             404, f"path: {method} {path} is not served here; the gateway serves {served}", code="not_found"
         )
@@ -120,6 +121,40 @@ class OpenAIRoutes:
         except GatewayError as exc:
             return gateway_error_response(exc, self._clock())
         body = openai_response.completion_body(result, created=self._created(), top_logprobs=call.request.top_logprobs)
+        return web.json_response(body, headers=openai_response.result_headers(result), dumps=_dumps)
+
+    async def responses(self, http_request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API over the same answerer: the request becomes the chat call it means
+        (api/responses_request.py), the answer a `response` object or its events (api/responses_response.py)."""
+        refused = self._check_body(http_request)
+        if refused is not None:
+            return refused
+        try:
+            raw = await http_request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
+        try:
+            body = _parse(raw)
+            client = http_request.get(CLIENT_KEY, "")
+            call = responses_request.responses_request(
+                body,
+                http_request.headers,
+                request_id=openai_request.request_id(http_request.headers, self._new_id),
+                default_max_tokens=self._default_max_tokens,
+                now=time.monotonic(),
+                client=client if isinstance(client, str) else "",
+            )
+        except InvalidArgument as exc:
+            return gateway_error_response(exc, self._clock())
+        if call.chat.stream:
+            return await self._stream_response(http_request, call)
+        created = self._created()
+        try:
+            async with _deadline(call.chat.request):
+                result = await self._answerer.generate(call.chat.request)
+        except GatewayError as exc:
+            return gateway_error_response(exc, self._clock())
+        body = responses_response.response_body(call, result, created=created, completed=self._created())
         return web.json_response(body, headers=openai_response.result_headers(result), dumps=_dumps)
 
     # -- steps -------------------------------------------------------------------------------------
@@ -179,6 +214,9 @@ class OpenAIRoutes:
                         break
                     if event.text:
                         await response.write(self._chunk(call, created, {"content": event.text}))
+                    if event.tool_calls:
+                        pieces = openai_response.tool_call_deltas(event.tool_calls)
+                        await response.write(self._chunk(call, created, {"tool_calls": pieces}))
                     event = await _next(events)
                 await response.write(openai_response.DONE)
         except GatewayError as exc:
@@ -191,7 +229,40 @@ class OpenAIRoutes:
         await response.write_eof()
         return response
 
-    def _chunk(self, call: openai_request.ChatCall, created: int, delta: dict[str, str]) -> bytes:
+    async def _stream_response(
+        self, http_request: web.Request, call: responses_request.ResponsesCall
+    ) -> web.StreamResponse:
+        """The Responses events; as for chat, the headers wait for the answer's first event."""
+        request = call.chat.request
+        events = self._answerer.stream(request)
+        out = responses_response.ResponseEvents(call, created=self._created())
+        response: web.StreamResponse | None = None
+        try:
+            async with _deadline(request):
+                event = await _next(events)
+                response = web.StreamResponse(headers=openai_response.stream_headers(request.request_id))
+                await response.prepare(http_request)
+                for opening in out.opening():
+                    await response.write(opening)
+                while event is not None:
+                    if isinstance(event, Result):
+                        for closing in out.closing(event, completed=self._created()):
+                            await response.write(closing)
+                        break
+                    if event.text:
+                        await response.write(out.delta(event.text))
+                    event = await _next(events)
+        except GatewayError as exc:
+            if response is None:
+                return gateway_error_response(exc, self._clock())
+            await response.write(out.error(exc))
+        finally:
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
+        await response.write_eof()
+        return response
+
+    def _chunk(self, call: openai_request.ChatCall, created: int, delta: dict[str, Any]) -> bytes:
         request = call.request
         return openai_response.sse(
             openai_response.chunk(
@@ -227,6 +298,13 @@ async def _deadline(request: Request) -> AsyncIterator[None]:
         raise DeadlineExceeded(
             "deadline passed before the answer was complete; raise x-gateway-timeout-ms or the client's timeout"
         ) from None
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise openai_request.BadParam("body", f"not valid JSON ({_reason(exc)})") from None
 
 
 def _reason(exc: ValueError) -> str:

@@ -75,12 +75,16 @@ def stream_headers(request_id: str) -> dict[str, str]:
     }
 
 
-def _usage(result: Result) -> dict[str, int]:
-    return {
+def _usage(result: Result) -> dict[str, Any]:
+    """OpenAI's usage object; a provider's prompt-cache reads go in `prompt_tokens_details.cached_tokens`."""
+    usage: dict[str, Any] = {
         "prompt_tokens": result.usage.prompt_tokens,
         "completion_tokens": result.usage.completion_tokens,
         "total_tokens": result.usage.total,
     }
+    if result.usage.cached_prompt_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": result.usage.cached_prompt_tokens}
+    return usage
 
 
 def logprobs(result: Result, top_logprobs: int | None) -> dict[str, Any] | None:

@@ -87,7 +87,12 @@ def result_from_proto(msg: pb.GenerateResponse) -> Result:
         model=msg.model,
         confidence=msg.confidence if msg.HasField("confidence") else None,
         escalation=_ESCALATION.get(msg.escalation, Escalation.UNKNOWN),
-        usage=Usage(msg.usage.prompt_tokens, msg.usage.completion_tokens),
+        usage=Usage(
+            msg.usage.prompt_tokens,
+            msg.usage.completion_tokens,
+            msg.usage.cached_prompt_tokens,
+            msg.usage.cache_write_tokens,
+        ),
         attempts=tuple(Attempt(a.provider, a.model, a.outcome, a.latency_ms, a.error) for a in msg.attempts),
         finish_reason=msg.finish_reason,
         latency_ms=msg.latency_ms,

@@ -64,6 +64,8 @@ class Request:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_prompt_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens: written to the provider's prompt cache
 
 
 @dataclass(frozen=True, slots=True)

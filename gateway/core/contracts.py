@@ -145,8 +145,14 @@ class TokenLogprob:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens one answer used. `prompt_tokens` counts every prompt token the provider processed; of those,
+    `cached_prompt_tokens` were read from its prompt cache and `cache_write_tokens` written to it (billed
+    apart: gateway/observe/pricing.py)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total(self) -> int:

@@ -50,16 +50,20 @@ def read_tokens(logprobs: Any) -> list[TokenLogprob]:
 
 
 def read_usage(usage: Any) -> Usage:
-    """The `usage` object (None when absent) -> Usage."""
+    """The `usage` object (None when absent) -> Usage; `prompt_tokens_details.cached_tokens` (OpenAI, xAI) are
+    the prompt tokens read from the provider's prompt cache, already counted in `prompt_tokens`."""
     if not usage:
         return Usage()
-    return Usage(int(_get(usage, "prompt_tokens") or 0), int(_get(usage, "completion_tokens") or 0))
+    cached = _get(_get(usage, "prompt_tokens_details"), "cached_tokens") or 0
+    return Usage(
+        int(_get(usage, "prompt_tokens") or 0), int(_get(usage, "completion_tokens") or 0), cached_prompt_tokens=int(cached)
+    )
 
 
 def _counted(usage: Usage, tokens: list[TokenLogprob]) -> Usage:
     """A server that reports no completion tokens still sent one logprob entry per token."""
     if usage.completion_tokens == 0 and tokens:
-        return Usage(usage.prompt_tokens, len(tokens))
+        return Usage(usage.prompt_tokens, len(tokens), usage.cached_prompt_tokens, usage.cache_write_tokens)
     return usage
 
 

@@ -446,8 +446,8 @@ class RemoteTier:
         self, slot: ProviderSlot, ticket: _Ticket, completion: Completion, estimate: int, trace: _Trace
     ) -> None:
         latency_ms = (self._clock.monotonic() - ticket.started) * 1000
-        reported = completion.usage.total
-        charged = reported if reported > 0 else estimate
+        reported = slot.charge(completion.usage)
+        charged = reported if completion.usage.total > 0 else estimate
         try:
             await self._ledger.reconcile(ticket.reservation, charged)
             await self._breakers.record_success(slot.name)

@@ -136,12 +136,14 @@ def _finish(candidate: Any) -> str:
 
 
 def _usage(meta: Any) -> Usage:
-    """Thinking tokens are billed as output; tool-use prompt tokens as input."""
+    """Thinking tokens are billed as output; tool-use prompt tokens as input. `cached_content_token_count` (implicit
+    or explicit context caching) is part of `prompt_token_count`, billed at the cached rate."""
     if meta is None:
         return Usage()
     prompt = (meta.prompt_token_count or 0) + (getattr(meta, "tool_use_prompt_token_count", 0) or 0)
     completion = (meta.candidates_token_count or 0) + (getattr(meta, "thoughts_token_count", 0) or 0)
-    return Usage(int(prompt), int(completion))
+    cached = getattr(meta, "cached_content_token_count", 0) or 0
+    return Usage(int(prompt), int(completion), cached_prompt_tokens=int(cached))
 
 
 def _logprobs(candidate: Any) -> list[TokenLogprob]:
