@@ -22,7 +22,7 @@ from gateway.core.contracts import Request, Result, TaskCatalog
 from gateway.core.trace import NO_TRACER, Tracer
 from gateway.observe.metrics import Metrics
 from gateway.observe.metrics_refresh import MetricsRefresher
-from gateway.observe.pricing import Price, PriceTable
+from gateway.observe.pricing import Price, PriceTable, cache_ratios
 from gateway.observe.usage_recorder import UsageRecorder
 from gateway.observe.usage_report import UsageReporter, no_accuracy
 from gateway.remote.estimate import CharEstimator
@@ -129,8 +129,19 @@ def threshold_in_force(tasks: TaskCatalog, task: str, default: float) -> float:
 
 
 def price_table(config: Config) -> PriceTable:
-    prices = {name: Price(p.price_in_per_mtok, p.price_out_per_mtok) for name, p in config.providers.items()}
-    prices.update({name: Price(p.in_per_mtok, p.out_per_mtok) for name, p in config.usage.prices.items()})
+    ratios = {
+        name: cache_ratios(p.kind or name, p.cached_in_ratio, p.cache_write_ratio)
+        for name, p in config.providers.items()
+    }
+    prices = {
+        name: Price(p.price_in_per_mtok, p.price_out_per_mtok, *ratios[name]) for name, p in config.providers.items()
+    }
+    prices.update(
+        {
+            name: Price(p.in_per_mtok, p.out_per_mtok, *ratios.get(name, cache_ratios(name)))
+            for name, p in config.usage.prices.items()
+        }
+    )
     reference = config.usage.reference_provider
     if reference and reference not in prices:
         log.warning(

@@ -114,6 +114,7 @@ def _build_one(name: str, provider: ProviderConfig, env: Mapping[str, str]) -> P
         max_retries=provider.max_retries,
         price_in_per_mtok=provider.price_in_per_mtok,
         price_out_per_mtok=provider.price_out_per_mtok,
+        budget_cached_weight=provider.budget_cached_weight,
     )
 
 

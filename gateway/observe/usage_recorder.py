@@ -87,6 +87,8 @@ class UsageRecorder:
             cost_usd=self._prices.spent(result.tier, result.provider, result.usage),
             reference_cost_usd=self._prices.reference_cost(result.usage),
             prompt=_prompt(request) if self._record_prompts else "",
+            cached_prompt_tokens=result.usage.cached_prompt_tokens,
+            cache_write_tokens=result.usage.cache_write_tokens,
         )
 
     async def flush(self) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gateway.core.contracts import Attempt, Backend, Completion
+from gateway.core.contracts import Attempt, Backend, Completion, Usage
 from gateway.core.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from gateway.remote.retry import RetryPolicy
 from gateway.state.breaker.machine import BreakerSettings
@@ -27,6 +28,12 @@ class ProviderSlot:
     max_retries: int = 2  # retries of the same provider before falling back to the next
     price_in_per_mtok: float = 0.0
     price_out_per_mtok: float = 0.0
+    budget_cached_weight: float = 1.0  # what one prompt-cache read counts against daily_token_budget
+
+    def charge(self, usage: Usage) -> int:
+        """Tokens an answer counts against the daily budget: every token, prompt-cache reads at their weight."""
+        discount = usage.cached_prompt_tokens * (1.0 - self.budget_cached_weight)
+        return max(usage.total - math.floor(discount), 0)
 
     @property
     def name(self) -> str:

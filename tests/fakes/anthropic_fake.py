@@ -8,7 +8,7 @@ streamed as `input_json_delta` pieces, as the Messages API does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +18,8 @@ from tests.fakes.base import FakeProviderServer, pieces_of, sse
 
 @dataclass
 class FakeAnthropic(FakeProviderServer):
+    anthropic_cache: set[tuple[str, ...]] = field(default_factory=set)  # prefixes marked with cache_control
+
     @property
     def base_url(self) -> str:
         return self.origin
@@ -30,10 +32,33 @@ class FakeAnthropic(FakeProviderServer):
     def _usage(self, body: dict[str, Any]) -> tuple[int, int]:
         texts = [str(m.get("content", "")) for m in body.get("messages", [])]
         system = body.get("system")
-        if system:
+        if isinstance(system, list):  # text blocks, maybe with cache_control
+            texts.extend(str(block.get("text", "")) for block in system)
+        elif system:
             texts.append(str(system))
         self.last_usage = (self.prompt_tokens(texts), len(pieces_of(self.reply.until(body.get("stop_sequences"))[0])))
         return self.last_usage
+
+    def _input_usage(self, body: dict[str, Any], prompt: int) -> dict[str, int]:
+        """Explicit caching: the system blocks up to the last one marked `cache_control` are written to the cache
+        the first time (cache_creation_input_tokens) and read from it after (cache_read_input_tokens);
+        `input_tokens` is the rest, as the Messages API reports them."""
+        system = body.get("system")
+        blocks = system if isinstance(system, list) else []
+        marked = [i for i, block in enumerate(blocks) if block.get("cache_control")]
+        if not marked:
+            return {"input_tokens": prompt}
+        prefix = [str(block.get("text", "")) for block in blocks[: marked[-1] + 1]]
+        tokens = self.prompt_tokens(prefix)
+        key = tuple(prefix)
+        if key in self.anthropic_cache:
+            return {
+                "input_tokens": prompt - tokens,
+                "cache_read_input_tokens": tokens,
+                "cache_creation_input_tokens": 0,
+            }
+        self.anthropic_cache.add(key)
+        return {"input_tokens": prompt - tokens, "cache_read_input_tokens": 0, "cache_creation_input_tokens": tokens}
 
     def _message(
         self,
@@ -68,15 +93,16 @@ class FakeAnthropic(FakeProviderServer):
         tool = self.forced_tool(body)
         if tool is not None:
             block = {"type": "tool_use", "id": "toolu_fake", "name": tool, "input": json.loads(self.reply.text)}
-            return self._message(model, [block], "tool_use", {"input_tokens": prompt, "output_tokens": completion})
+            usage = {**self._input_usage(body, prompt), "output_tokens": completion}
+            return self._message(model, [block], "tool_use", usage)
         text, sequence = self.reply.until(body.get("stop_sequences"))
         content = [{"type": "text", "text": text}]
-        usage = {"input_tokens": prompt, "output_tokens": completion}
+        usage = {**self._input_usage(body, prompt), "output_tokens": completion}
         return self._message(model, content, "stop_sequence" if sequence else "end_turn", usage, sequence)
 
     def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
         prompt, completion = self._usage(body)
-        start = self._message(model, [], None, {"input_tokens": prompt, "output_tokens": 1})
+        start = self._message(model, [], None, {**self._input_usage(body, prompt), "output_tokens": 1})
         frames = [
             sse({"type": "message_start", "message": start}, "message_start"),
             sse(

@@ -4,7 +4,10 @@ Each provider's wire format lives in a subclass; this base owns the server
 lifecycle and the faults: an HTTP status (with Retry-After), added latency, a
 connection reset mid-body and a malformed JSON body; for streams also a reset,
 a frame that is not SSE, or a stall after a given number of frames (the
-stand-in's first frame carries no text, its second the first piece). Faults queued with
+stand-in's first frame carries no text, its second the first piece).
+`prompt_cache_min` turns on implicit prompt caching as OpenAI, xAI and Gemini do it:
+the leading tokens a prompt shares with an earlier one (at least that many) are
+reported as cached, in each provider's own usage fields. Faults queued with
 `fail()` apply to the next requests in order; `always()` sets one for every
 request after the queue is empty.
 """
@@ -77,6 +80,8 @@ class FakeProviderServer:
     seen: list[Seen] = field(default_factory=list)
     last_usage: tuple[int, int] = (0, 0)
     streams_abandoned: int = 0  # stalled streams whose caller hung up
+    prompt_cache_min: int = 0  # implicit prompt caching: the fewest shared leading tokens reported cached; 0 = off
+    _prompts: list[tuple[str, ...]] = field(default_factory=list)
     _faults: list[Fault] = field(default_factory=list)
     _always: Fault = NO_FAULT
     _runner: web.AppRunner | None = None
@@ -146,6 +151,19 @@ class FakeProviderServer:
     def prompt_tokens(self, texts: list[str]) -> int:
         """The stand-in's tokenizer: one token per word, plus 3 per message."""
         return sum(len(text.split()) + 3 for text in texts)
+
+    def cached_prefix(self, texts: list[str]) -> int:
+        """Implicit caching: how many leading tokens of this prompt (its texts in order, by `prompt_tokens`'s
+        count) an earlier prompt shared, when at least `prompt_cache_min`; remembers this prompt."""
+        if not self.prompt_cache_min:
+            return 0
+        tokens = tuple(token for text in texts for token in [*text.split(), "<m>", "<m>", "<m>"])
+        shared = 0
+        for earlier in self._prompts:
+            common = next((i for i, (a, b) in enumerate(zip(earlier, tokens, strict=False)) if a != b), None)
+            shared = max(shared, min(len(earlier), len(tokens)) if common is None else common)
+        self._prompts.append(tokens)
+        return shared if shared >= self.prompt_cache_min else 0
 
     # -- handler -------------------------------------------------------------------------------
 

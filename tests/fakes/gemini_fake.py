@@ -40,11 +40,15 @@ class FakeGemini(FakeProviderServer):
     def _usage(self, body: dict[str, Any]) -> dict[str, int]:
         texts = [str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", [])]
         system = body.get("systemInstruction") or body.get("system_instruction")
-        if system:
-            texts.extend(str(part.get("text", "")) for part in system.get("parts", []))
+        if system:  # the system instruction leads the prompt (what implicit caching matches first)
+            texts[:0] = [str(part.get("text", "")) for part in system.get("parts", [])]
         prompt, completion = self.prompt_tokens(texts), len(pieces_of(self._text(body)))
         self.last_usage = (prompt, completion)
-        return {"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion}
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion}
+        cached = self.cached_prefix(texts)
+        if cached:  # implicit caching: part of promptTokenCount, reported apart
+            usage["cachedContentTokenCount"] = cached
+        return usage
 
     def _candidate(self, text: str, body: dict[str, Any], pieces: list[str], finish: str | None) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}

@@ -44,11 +44,20 @@ class FakeOpenAI(FakeProviderServer):
         spec = fmt.get("json_schema") or {}
         return fmt.get("type") != "json_schema" or not spec.get("name") or not isinstance(spec.get("schema"), dict)
 
-    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
-        prompt = self.prompt_tokens([str(m.get("content", "")) for m in body.get("messages", [])])
+    def _usage(self, body: dict[str, Any]) -> dict[str, Any]:
+        texts = [str(m.get("content", "")) for m in body.get("messages", [])]
+        prompt = self.prompt_tokens(texts)
         completion = len(pieces_of(self.reply.until(body.get("stop"))[0]))
         self.last_usage = (prompt, completion)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        cached = self.cached_prefix(texts)
+        if self.prompt_cache_min and not self.tgi:  # as OpenAI and xAI report it (cached tokens are in prompt_tokens)
+            usage["prompt_tokens_details"] = {"cached_tokens": cached, "audio_tokens": 0}
+        return usage
 
     def _logprob(self, piece: str, rank: int) -> dict[str, Any]:
         entry: dict[str, Any] = {"token": piece, "logprob": math.log(0.9 if rank == 0 else 0.05)}
@@ -121,7 +130,7 @@ class CountingOpenAI(FakeOpenAI):
 
     served: list[int] = field(default_factory=list)
 
-    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any]) -> dict[str, Any]:
         usage = super()._usage(body)
         self.served.append(usage["total_tokens"])
         return usage

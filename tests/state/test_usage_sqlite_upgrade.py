@@ -1,4 +1,5 @@
-"""A usage file written before `overhead_ms` existed gains the column on open and keeps its records."""
+"""A usage file written before `overhead_ms` and the prompt-cache counts existed gains the columns on open and
+keeps its records."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from gateway.state.usage.sqlite import SqliteUsageStore
 from gateway.state.usage.store import UsageRecord
 
-OLD_COLUMNS = [f.name for f in fields(UsageRecord) if f.name != "overhead_ms"]
+ADDED = ("overhead_ms", "cached_prompt_tokens", "cache_write_tokens")  # columns the old file lacks
+OLD_COLUMNS = [f.name for f in fields(UsageRecord) if f.name not in ADDED]
 
 
 def old_file(path: Path) -> None:
@@ -67,6 +69,7 @@ async def test_an_old_file_is_upgraded_and_its_records_count_with_no_overhead(tm
             0.0,
             0.0,
             overhead_ms=0.25,
+            cached_prompt_tokens=2,
         )
         await store.add([new])
         summary = await store.summary("2026-11-18")
@@ -76,3 +79,5 @@ async def test_an_old_file_is_upgraded_and_its_records_count_with_no_overhead(tm
     assert summary.requests == 2
     assert [(r.request_id, r.overhead_ms) for r in recent] == [("new", 0.25), ("old", 0.0)]
     assert summary.overhead.max_ms == 0.25
+    assert [r.cached_prompt_tokens for r in recent] == [2, 0]
+    assert summary.cached_prompt_tokens == 2

@@ -2,7 +2,8 @@
 
 Layout (under the configured prefix):
   usage:records        sorted set, score = time, member = the record as JSON (recent requests, retention)
-  usage:day:<day>      hash of counters: requests, tier:<t>, provider:<p>, escalation:<r>, tokens:<t>, cost, ref
+  usage:day:<day>      hash of counters: requests, tier:<t>, provider:<p>, escalation:<r>, tokens:<t>, cost, ref,
+                       cached, cache_write (prompt-cache reads and writes)
   usage:latency:<day>  sorted set, score = latency in ms (exact percentiles by rank)
   usage:overhead:<day> sorted set, score = the gateway's own time in ms (same members)
 Day keys expire after the retention period; records older than it are trimmed by `purge`.
@@ -34,10 +35,11 @@ if TYPE_CHECKING:
 DAY_S = 86_400
 RECENT_PAGE = 500
 RECENT_SCAN = 20_000  # `recent` for one client looks no further back than this many records
-FIELDS_PER_RECORD = 12
+FIELDS_PER_RECORD = 14
 
 # ARGV: prefix, day_ttl_s, then per record: day, ts, json, tier, provider, escalation, tokens, cost, ref,
-# latency_ms, latency member, overhead_ms. Day keys are computed here (one Redis, not Cluster: see
+# latency_ms, latency member, overhead_ms, cached prompt tokens, cache-write tokens.
+# Day keys are computed here (one Redis, not Cluster: see
 # gateway/state/cache/redis.py).
 _ADD = """
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
@@ -55,6 +57,8 @@ for i = 3, #ARGV, FIELDS do
   redis.call('HINCRBYFLOAT', counters, 'ref', ARGV[i + 8])
   redis.call('ZADD', prefix .. 'usage:latency:' .. day, ARGV[i + 9], ARGV[i + 10])
   redis.call('ZADD', prefix .. 'usage:overhead:' .. day, ARGV[i + 11], ARGV[i + 10])
+  redis.call('HINCRBY', counters, 'cached', ARGV[i + 12])
+  redis.call('HINCRBY', counters, 'cache_write', ARGV[i + 13])
   days[day] = true
 end
 for day, _ in pairs(days) do
@@ -82,7 +86,7 @@ class RedisUsageStore:
         for r in records:
             args += [r.day, r.ts, r.to_json(), r.tier, r.provider, r.escalation]
             args += [r.prompt_tokens + r.completion_tokens, r.cost_usd, r.reference_cost_usd, r.latency_ms]
-            args += [f"{r.ts!r}:{r.request_id}", r.overhead_ms]
+            args += [f"{r.ts!r}:{r.request_id}", r.overhead_ms, r.cached_prompt_tokens, r.cache_write_tokens]
         await self._add(keys=[self._records], args=args)
 
     async def summary(self, day: str, *, client: str = "") -> DaySummary:
@@ -110,6 +114,8 @@ class RedisUsageStore:
             overhead=overhead,
             cost_usd=float(counters.get("cost", 0.0)),
             reference_cost_usd=float(counters.get("ref", 0.0)),
+            cached_prompt_tokens=int(counters.get("cached", 0)),
+            cache_write_tokens=int(counters.get("cache_write", 0)),
         )
 
     async def recent(self, limit: int, *, client: str = "") -> list[UsageRecord]:

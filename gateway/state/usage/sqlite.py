@@ -46,7 +46,11 @@ _INSERT = (
 
 
 # Columns added after the first release: (name, declaration). A file written before them gains them on open.
-_ADDED_COLUMNS = (("overhead_ms", "REAL NOT NULL DEFAULT 0"),)
+_ADDED_COLUMNS = (
+    ("overhead_ms", "REAL NOT NULL DEFAULT 0"),
+    ("cached_prompt_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("cache_write_tokens", "INTEGER NOT NULL DEFAULT 0"),
+)
 _ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS usage_records_overhead ON usage_records (day, overhead_ms);"
 
 
@@ -115,9 +119,10 @@ def _summary(conn: sqlite3.Connection, day: str, client: str) -> DaySummary:
         sql = f"SELECT {column}, {value} FROM usage_records WHERE {scope} {where} GROUP BY {column}"
         return {str(key): int(total) for key, total in conn.execute(sql, args).fetchall() if total}
 
-    requests, cost, reference, max_ms = conn.execute(
+    requests, cost, reference, max_ms, cached, written = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(reference_cost_usd), 0), "
-        f"COALESCE(MAX(latency_ms), 0) FROM usage_records WHERE {scope}",
+        "COALESCE(MAX(latency_ms), 0), COALESCE(SUM(cached_prompt_tokens), 0), COALESCE(SUM(cache_write_tokens), 0) "
+        f"FROM usage_records WHERE {scope}",
         args,
     ).fetchone()
 
@@ -145,4 +150,6 @@ def _summary(conn: sqlite3.Connection, day: str, client: str) -> DaySummary:
         overhead=LatencySummary(int(requests), percentiles("overhead_ms"), float(max_overhead)),
         cost_usd=float(cost),
         reference_cost_usd=float(reference),
+        cached_prompt_tokens=int(cached),
+        cache_write_tokens=int(written),
     )

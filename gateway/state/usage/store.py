@@ -36,6 +36,8 @@ class UsageRecord:
     reference_cost_usd: float  # what the reference provider would have charged for the same tokens
     prompt: str = ""  # the last user message, only when [usage] record_prompts = true
     overhead_ms: float = 0.0  # the gateway's own time (latency less the waits on backends and providers)
+    cached_prompt_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache (billed apart)
+    cache_write_tokens: int = 0  # of prompt_tokens: written to the provider's prompt cache (billed apart)
 
     @property
     def day(self) -> str:
@@ -71,6 +73,8 @@ class DaySummary:
     overhead: LatencySummary = field(default_factory=LatencySummary)  # the gateway's own time per answer
     cost_usd: float = 0.0
     reference_cost_usd: float = 0.0
+    cached_prompt_tokens: int = 0  # prompt tokens providers read from their prompt caches (in tokens_by_tier too)
+    cache_write_tokens: int = 0  # prompt tokens providers wrote to their prompt caches (in tokens_by_tier too)
 
     @property
     def saved_usd(self) -> float:
@@ -220,4 +224,6 @@ def summarize(day: str, records: Sequence[UsageRecord]) -> DaySummary:
         overhead=summarize_values(overheads),
         cost_usd=sum(r.cost_usd for r in mine),
         reference_cost_usd=sum(r.reference_cost_usd for r in mine),
+        cached_prompt_tokens=sum(r.cached_prompt_tokens for r in mine),
+        cache_write_tokens=sum(r.cache_write_tokens for r in mine),
     )
