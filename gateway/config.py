@@ -46,9 +46,9 @@ class ServerConfig(_Strict):
     default_max_tokens: int = Field(256, gt=0, description="used when a request sets max_tokens=0")
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM waits this long for in-flight calls")
     max_concurrent_rpcs: int = Field(
-        64,
+        4096,
         ge=0,
-        description="gRPC calls answered at once; more get RESOURCE_EXHAUSTED before any work (0 = no limit)",
+        description="backstop on gRPC calls held at once, past [admission]'s per-tier limits (0 = no backstop)",
     )
     max_concurrent_streams: int = Field(
         0,
@@ -191,6 +191,31 @@ class RuleConfig(_Strict):
     prefer: tuple[str, ...] = Field((), description="providers tried first, in order")
     escalate: bool = Field(False, description="skip the local tier (escalation reason: rule)")
     local_only: bool = Field(False, description="never leave the box for matching requests")
+
+
+class AdmissionConfig(_Strict):
+    """Each tier's adaptive concurrency limit, its queue and the classes' shares (docs/operations.md, Overload)."""
+
+    urgent_share: float = Field(0.2, ge=0, lt=1, description="share of each tier's limit kept free for URGENT")
+    bulk_share: float = Field(0.5, gt=0, le=1, description="the most of each tier's limit BULK requests may use")
+    queue_factor: float = Field(1.0, ge=0, description="requests waiting for a provider, per unit of its limit")
+    min_queue: int = Field(8, ge=0, description="the least a provider's queue holds")
+    local_initial: int = Field(32, gt=0, description="the local tier's limit before any answer was timed")
+    local_max: int = Field(1000, gt=0, description="the most the local tier's limit grows to")
+    provider_initial: int = Field(200, gt=0, description="each provider's limit before any answer was timed")
+    provider_max: int = Field(4000, gt=0, description="the most a provider's limit grows to")
+    tolerance: float = Field(1.5, ge=1, description="answers this many times slower than usual still grow the limit")
+    key_classes: dict[str, Literal["urgent", "normal", "bulk"]] = Field(
+        default_factory=dict, description="API key (or certificate) name -> the class all its requests get"
+    )
+
+    @model_validator(mode="after")
+    def _initial_within_max(self) -> AdmissionConfig:
+        for tier in ("local", "provider"):
+            initial, most = getattr(self, f"{tier}_initial"), getattr(self, f"{tier}_max")
+            if initial > most:
+                raise ValueError(f"admission.{tier}_initial ({initial}) must not exceed admission.{tier}_max ({most})")
+        return self
 
 
 class RoutingConfig(_Strict):
@@ -374,6 +399,7 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     local: LocalConfig = LocalConfig()
     routing: RoutingConfig = RoutingConfig()
+    admission: AdmissionConfig = AdmissionConfig()
     tasks: dict[str, TaskConfig] = Field(default_factory=dict)
     adapters: AdaptersConfig = AdaptersConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

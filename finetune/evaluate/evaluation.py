@@ -1,7 +1,13 @@
 """Evaluation of scored splits: accuracy, macro-F1, confusion, AUROC of confidence vs
 correctness, ECE before and after temperature scaling, risk-coverage, and the escalation
 threshold chosen on validation with a guarantee on the kept answers' accuracy
-(gateway.core.guarantee), then measured on test.
+(gateway.core.guarantee), then measured off the validation distribution: on test (a later
+period) and on heldout (symbols or subjects never trained on).
+
+When the kept answers' accuracy off distribution falls short of the target, the served threshold
+reflects it: the threshold is chosen again on validation, for the target plus the largest
+shortfall measured (`Evaluation.shortfall`). The off-distribution rows only size that margin;
+the threshold itself, and what it guarantees, still come from validation alone.
 Baselines: the base model without adapter (calibrated the same way) and the majority class.
 """
 
@@ -19,8 +25,12 @@ import numpy as np
 from finetune.evaluate import metrics
 from finetune.evaluate.calibrate import fit_temperature
 from finetune.evaluate.scoring import Scored
-from finetune.examples import TEST, VAL
+from finetune.examples import HELDOUT, TEST, VAL
+from gateway.core.binomial import lower_bound
 from gateway.core.guarantee import DEFAULT_LEVEL, Guarantee, choose_threshold
+
+OFF_DISTRIBUTION = (TEST, HELDOUT)  # a later period; symbols or subjects never trained on
+MAX_RAISED_TARGET = 0.995  # a shortfall raises the served target at most to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,9 @@ class SplitReport:
     label_accuracy: float  # accuracy of the most probable label (as if decoding were restricted to labels)
     aurc: float  # area under the risk-coverage curve
     confusion: tuple[tuple[int, ...], ...]  # rows true label, columns answer (+ "not a label")
+    kept_rows: int = 0  # answers kept at the threshold
+    kept_correct: int = 0  # of those, right
+    kept_bound: float = 0.0  # one-sided Clopper-Pearson lower bound on their accuracy (at the guarantee's level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,9 @@ class Evaluation:
     majority: SplitReport | None = None
     majority_label: str = ""
     plots: Mapping[str, str] = field(default_factory=dict)
+    requested_target: float = 0.0  # the target asked for (0: the calibration's own)
+    shortfall: float = 0.0  # the largest off-distribution gap below it at the first threshold (0: none)
+    val_point_kept: float = float("nan")  # validation share kept by the old point-estimate threshold
 
     def card_metrics(self) -> dict[str, float]:
         """Flat figures for the adapter card and ListModels (test split unless named)."""
@@ -87,9 +103,20 @@ class Evaluation:
             "val_kept_share": self.calibration.val_kept,
             "test_examples": float(test.n),
         }
-        if "heldout" in self.adapter:
-            out["heldout_accuracy"] = self.adapter["heldout"].accuracy
-            out["heldout_auroc"] = self.adapter["heldout"].auroc
+        if HELDOUT in self.adapter:
+            out["heldout_accuracy"] = self.adapter[HELDOUT].accuracy
+            out["heldout_auroc"] = self.adapter[HELDOUT].auroc
+        for split, name in ((TEST, "later_period"), (HELDOUT, "heldout")):
+            if split in self.adapter:
+                report = self.adapter[split]
+                out[f"{name}_kept_share"] = report.kept
+                out[f"{name}_kept_rows"] = float(report.kept_rows)
+                if report.kept_rows:
+                    out[f"{name}_kept_accuracy"] = report.kept_accuracy
+                    out[f"{name}_kept_bound"] = report.kept_bound
+        out["requested_target"] = self.requested_target or self.calibration.target_accuracy
+        out["off_distribution_shortfall"] = self.shortfall
+        out["val_point_estimate_kept_share"] = self.val_point_kept
         if TEST in self.base:
             out["base_accuracy"] = self.base[TEST].accuracy
             out["base_auroc"] = self.base[TEST].auroc
@@ -138,6 +165,8 @@ def split_report(scored: Scored, calibration: Calibration) -> SplitReport:
     calibrated = scored.confidence(calibration.temperature)
     correct = scored.correct
     kept = metrics.selective(calibrated, correct, calibration.threshold)
+    kept_mask = calibrated >= calibration.threshold
+    kept_rows, kept_correct = int(kept_mask.sum()), int(correct[kept_mask].sum())
     k = len(scored.labels)
     return SplitReport(
         n=len(scored),
@@ -154,7 +183,21 @@ def split_report(scored: Scored, calibration: Calibration) -> SplitReport:
         else float("nan"),
         aurc=metrics.risk_coverage(calibrated, correct).aurc(),
         confusion=tuple(tuple(int(x) for x in row) for row in metrics.confusion(scored.gold, scored.pred, k)),
+        kept_rows=kept_rows,
+        kept_correct=kept_correct,
+        kept_bound=lower_bound(kept_correct, kept_rows, calibration.guarantee.level) if kept_rows else 0.0,
     )
+
+
+def off_distribution_shortfall(reports: Mapping[str, SplitReport], target: float, min_kept: int) -> float:
+    """How far below `target` the kept answers' accuracy falls on the later period or the held-out
+    symbols, whichever is worse (0 when neither falls short, or neither keeps `min_kept` answers)."""
+    gaps = [
+        target - reports[split].kept_correct / reports[split].kept_rows
+        for split in OFF_DISTRIBUTION
+        if split in reports and reports[split].kept_rows >= min_kept
+    ]
+    return max([0.0, *gaps])
 
 
 def majority_report(train_labels: Sequence[str], test: Scored) -> tuple[str, SplitReport]:
@@ -198,6 +241,13 @@ def evaluate(
     """Everything from scored splits; `adapter` needs val and test, `base` is optional."""
     calibration = calibrate(adapter[VAL], target_accuracy, min_kept, level)
     reports = {split: split_report(scored, calibration) for split, scored in adapter.items()}
+    shortfall = off_distribution_shortfall(reports, target_accuracy, min_kept)
+    if shortfall > 0 and calibration.guarantee.supported:
+        raised = min(MAX_RAISED_TARGET, target_accuracy + shortfall)
+        calibration = calibrate(adapter[VAL], raised, min_kept, level)
+        reports = {split: split_report(scored, calibration) for split, scored in adapter.items()}
+    val_conf = adapter[VAL].confidence(calibration.temperature)
+    point = metrics.coverage_at_target(val_conf, adapter[VAL].correct, target_accuracy, min_kept)
     base_calibration = calibrate(base[VAL], target_accuracy, min_kept, level) if VAL in base else None
     base_reports = {split: split_report(s, base_calibration) for split, s in base.items()} if base_calibration else {}
     majority_label, majority = majority_report(train_labels, adapter[TEST])
@@ -212,6 +262,9 @@ def evaluate(
         majority,
         majority_label,
         plots,
+        requested_target=target_accuracy,
+        shortfall=round(shortfall, 4),
+        val_point_kept=point.coverage,
     )
 
 

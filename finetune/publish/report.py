@@ -92,6 +92,7 @@ def evaluation_lines(ev: Evaluation) -> list[str]:
         f"- temperature T = {cal.temperature:g}",
         f"- {cal.guarantee.describe()}",
         f"- method: {METHOD}",
+        *_shortfall_lines(ev),
         "",
         "## Results",
         "",
@@ -127,9 +128,10 @@ def evaluation_lines(ev: Evaluation) -> list[str]:
 def results_table(summaries: Sequence[TaskSummary]) -> str:
     lines = [
         "| task | base acc (restricted to labels) | adapter acc | base AUROC | adapter AUROC | ECE before -> after | "
-        "threshold | kept locally on test (accuracy) | held-out acc (AUROC) | held-out majority share | "
+        "threshold (val rows kept, bound) | kept on later period (accuracy, bound) | "
+        "kept on held-out (accuracy, bound) | held-out acc (AUROC) | held-out majority share | "
         "train time (stopped by) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         ev = s.evaluation
@@ -140,7 +142,7 @@ def results_table(summaries: Sequence[TaskSummary]) -> str:
             f"| {ev.task} | {f'{_f(base.accuracy)} ({_f(base.label_accuracy)})' if base else 'n/a'} | "
             f"{_f(test.accuracy)} | "
             f"{_f(base.auroc) if base else 'n/a'} | {_f(test.auroc)} | {_f(test.ece)} -> {_f(test.ece_calibrated)} | "
-            f"{_threshold(ev.calibration.guarantee)} | {_pct(test.kept)} ({_f(test.kept_accuracy)}) | "
+            f"{_threshold(ev.calibration.guarantee)} | {_kept(test)} | {_kept(heldout) if heldout else 'n/a'} | "
             f"{f'{_f(heldout.accuracy)} ({_f(heldout.auroc)})' if heldout else 'n/a'} | {_majority(ev)} | "
             f"{s.train.seconds / 60:.1f} min ({s.train.steps} steps, {s.train.stopped_by}) |"
         )
@@ -171,7 +173,31 @@ def _curve_lines(train: TrainResult) -> list[str]:
 
 
 def _threshold(guarantee: Guarantee) -> str:
-    return f"{guarantee.threshold:.3f}" if guarantee.supported else "none (escalates all)"
+    if not guarantee.supported:
+        return f"none (escalates all; {guarantee.rows} val rows)"
+    return f"{guarantee.threshold:.3f} ({guarantee.kept}/{guarantee.rows}, {guarantee.bound:.3f})"
+
+
+def _kept(report: SplitReport) -> str:
+    if not report.kept_rows:
+        return f"0% of {report.n}"
+    return f"{_pct(report.kept)} of {report.n} ({_f(report.kept_accuracy)}, {_f(report.kept_bound)})"
+
+
+def _shortfall_lines(ev: Evaluation) -> list[str]:
+    """Why the served target is above the one asked for, and what the guarantee costs in coverage."""
+    lines = []
+    if ev.shortfall > 0:
+        lines.append(
+            f"- off distribution (later period, held-out), the kept answers fell {ev.shortfall:.3f} short of "
+            f"{ev.requested_target:g} at the first threshold: chosen again for {ev.calibration.target_accuracy:g}"
+        )
+    if not math.isnan(ev.val_point_kept):
+        lines.append(
+            f"- the old point estimate (lowest threshold whose validation kept accuracy reaches the target) would "
+            f"keep {_pct(ev.val_point_kept)} of validation; the guarantee keeps {_pct(ev.calibration.val_kept)}"
+        )
+    return lines
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -19,6 +19,7 @@ from gateway.api.auth import Authenticator
 from gateway.api.http_server import GatewayAppRunner
 from gateway.api.openai_http import OpenAIRoutes
 from gateway.api.servicer import InferenceGatewayServicer
+from gateway.app.admission import build_admission
 from gateway.app.front import build_front
 from gateway.app.learning import Learning
 from gateway.app.local import build_local_backend, open_adapter_registry
@@ -125,6 +126,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         offline=config.offline,
         tracer=tracing.tracer,
         aliases=Aliases(config.models.aliases),
+        admission=build_admission(config.admission),
     )
     learning.audit(router, {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled})
     front = build_front(
@@ -249,7 +251,9 @@ async def _start_grpc(
                 else []
             ),
         ],
-        maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,  # refused in grpc, before parsing
+        # a backstop only: each tier's own limit (routing/admission.py) decides, so calls waiting on a slow
+        # provider do not take the room of calls the local tier could answer
+        maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
     )
     wire.add_servicer(servicer, server)  # undecodable bytes: INVALID_ARGUMENT
     health_servicer = health.aio.HealthServicer()

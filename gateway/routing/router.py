@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from gateway.config import RoutingConfig
 from gateway.core import confidence, stops, structured, trace
@@ -44,12 +44,14 @@ from gateway.core.errors import (
     Unavailable,
 )
 from gateway.routing import hedge, policy
+from gateway.routing.admission import Admission, Gate, Permit, Refusal
 from gateway.routing.aliases import Aliases
 from gateway.routing.capacity import CapacityDecision, check_capacity
 from gateway.routing.decision import Decision
 from gateway.routing.local_latency import LocalLatency
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAX_TOP_LOGPROBS = 20  # alternatives per token a client may ask for (OpenAI's limit)
 
 
@@ -103,8 +105,10 @@ class Router:
         tracer: trace.Tracer = trace.NO_TRACER,
         local_latency: LocalLatency | None = None,
         aliases: Aliases | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._local = local
+        self._admission = admission or Admission()  # each tier's adaptive limit and queue
         self._aliases = aliases or Aliases()
         self._tasks = tasks
         self._routing = routing
@@ -154,9 +158,7 @@ class Router:
             and (outcome.escalation is not Escalation.NONE or the_plan.pinned_remote)
         ):
             try:
-                remote = await self._remote.complete(
-                    call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
-                )
+                remote = await self._remote_complete(request, call, the_plan)
             except (ResourceExhausted, Unavailable, DeadlineExceeded) as exc:
                 if outcome.completion is None:
                     raise
@@ -211,14 +213,13 @@ class Router:
         if the_plan.try_local:
             load = self._local.load()
             with self._tracer.span("gateway.local", self._local_attributes(load)) as span:
-                capacity = check_capacity(
-                    load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels)
-                )
-                if capacity.ok:
+                room = self._local_room(request, call, load)
+                capacity = CapacityDecision(False, room) if isinstance(room, str) else CapacityDecision(True)
+                if isinstance(room, Permit):
                     local_started, local_started_ns = time.perf_counter(), time.time_ns()
                     try:
                         with trace.waiting():  # the backend, and the consumer between pieces
-                            async for event in self._local.stream(call):
+                            async for event in _stream_held(room, self._local.stream(call)):
                                 if isinstance(event, Delta):
                                     yield event
                                     continue
@@ -240,14 +241,65 @@ class Router:
             escalation = Escalation.LOCAL_CAPACITY
         if not the_plan.remote_allowed or self._remote is None:
             raise self._no_tier_error(_LocalOutcome(None, None, escalation, attempts[-1] if attempts else None), False)
-        async for remote_event in self._remote.stream(
+        gate = self._provider_gate(the_plan)
+        held = None if gate is None else await gate.enter(self._admission.klass(request), request.deadline)
+        remote_events = self._remote.stream(
             call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
-        ):
+        )
+        async for remote_event in remote_events if held is None else _stream_held(held, remote_events):
             if isinstance(remote_event, Delta):
                 yield remote_event
             else:
                 attempts.extend(remote_event.attempts)
                 yield self._finish(request, started, remote_event.completion, Tier.REMOTE, None, escalation, attempts)
+
+    def _local_room(self, request: Request, call: BackendCall, load: LocalLoad) -> Permit | str:
+        """Room at the local tier: its deadline estimate (routing/capacity.py), then its limit; else why not."""
+        capacity = check_capacity(load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels))
+        if not capacity.ok:
+            return capacity.reason
+        permit = self._admission.local().try_enter(self._admission.klass(request))
+        return permit.reason if isinstance(permit, Refusal) else permit
+
+    def _provider_gate(self, the_plan: policy.Plan) -> Gate | None:
+        """The admission gate of the provider the remote tier tries first for this plan; None when it has none."""
+        providers = self._remote.providers() if self._remote is not None else ()
+        first = next((name for name in the_plan.order if name in providers), None)
+        return None if first is None else self._admission.provider(first)
+
+    async def _remote_complete(
+        self,
+        request: Request,
+        call: BackendCall,
+        the_plan: policy.Plan,
+        *,
+        urgent: bool | None = None,
+        attempts: list[Attempt] | None = None,
+    ) -> RemoteResult:
+        """The remote tier's answer, holding room at the first provider's gate (waiting for it in its bounded
+        queue; Shed, a RESOURCE_EXHAUSTED with a retry-after, when the wait would pass the deadline)."""
+        remote = self._remote
+        assert remote is not None
+        extra = {} if attempts is None else {"attempts": attempts}
+        gate = self._provider_gate(the_plan)
+        permit = None if gate is None else await gate.enter(self._admission.klass(request), request.deadline)
+        answered = dropped = False
+        try:
+            result = await remote.complete(
+                call,
+                order=the_plan.order,
+                deadline=request.deadline,
+                urgent=the_plan.urgent if urgent is None else urgent,
+                **extra,
+            )
+            answered = True
+            return result
+        except DeadlineExceeded:
+            dropped = True  # the provider did not answer in time: a sign of overload
+            raise
+        finally:
+            if permit is not None:
+                permit.release(answered=answered, dropped=dropped)
 
     def _hedge_after_s(self, the_plan: policy.Plan, task: TaskSpec) -> float | None:
         """When a remote call starts beside this request's local attempt; None = no hedge.
@@ -269,9 +321,7 @@ class Router:
         assert remote is not None
 
         def start_remote(attempts: list[Attempt]) -> Awaitable[RemoteResult]:
-            return remote.complete(
-                call, order=the_plan.order, deadline=request.deadline, urgent=True, attempts=attempts
-            )
+            return self._remote_complete(request, call, the_plan, urgent=True, attempts=attempts)
 
         return await hedge.race(
             self._run_local(request, call, task, the_plan),
@@ -455,14 +505,14 @@ class Router:
             reason = f"{self._local.name} cannot constrain its answer to JSON"
             attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, reason)
             return _LocalOutcome(None, None, Escalation.LOCAL_ERROR, attempt)
-        capacity = check_capacity(load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels))
-        if not capacity.ok:
-            attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, capacity.reason)
+        permit = self._local_room(request, call, load)
+        if isinstance(permit, str):
+            attempt = Attempt(self._local.name, self._local.model, "skipped", 0.0, permit)
             return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
         started, started_ns = time.perf_counter(), time.time_ns()
         try:
             with trace.waiting():
-                completion = await self._local.generate(call)
+                completion = await _held(permit, self._local.generate(call))
         except CapacityExceeded as exc:
             attempt = Attempt(self._local.name, self._local.model, "skipped", _ms(started), exc.message)
             return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
@@ -567,6 +617,27 @@ def _check_stop(stop: tuple[str, ...]) -> None:
 def _check_top_logprobs(top: int | None) -> None:
     if top is not None and not 0 <= top <= MAX_TOP_LOGPROBS:
         raise InvalidArgument(f"top_logprobs: {top} is out of range; use 0 to {MAX_TOP_LOGPROBS}")
+
+
+async def _held(permit: Permit, work: Awaitable[Completion]) -> Completion:
+    """`work` under an admission permit: its time teaches the tier's limit when it answered."""
+    answered = False
+    try:
+        completion = await work
+        answered = True
+        return completion
+    finally:
+        permit.release(answered=answered)
+
+
+async def _stream_held(permit: Permit, events: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """A stream under an admission permit, released when it ends or its consumer leaves. A stream's time
+    includes its consumer's pace, so it does not move the limit."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        permit.release(answered=False)
 
 
 def _ms(started: float) -> float:

@@ -1,0 +1,32 @@
+"""[admission] -> the router's Admission: each tier's limit, its queue and the classes' shares."""
+
+from __future__ import annotations
+
+from gateway.config import AdmissionConfig
+from gateway.routing.admission import Admission, AdmissionSettings, Klass, TierLimits
+from gateway.routing.gradient import GradientSettings
+
+
+def build_admission(config: AdmissionConfig) -> Admission:
+    settings = AdmissionSettings(
+        urgent_share=config.urgent_share,
+        bulk_share=config.bulk_share,
+        queue_factor=config.queue_factor,
+        min_queue=config.min_queue,
+        key_classes={name: Klass[klass.upper()] for name, klass in config.key_classes.items()},
+    )
+    limits = TierLimits(
+        local=GradientSettings(
+            initial=config.local_initial,
+            min_limit=min(2, config.local_initial),
+            max_limit=config.local_max,
+            tolerance=config.tolerance,
+        ),
+        provider=GradientSettings(
+            initial=config.provider_initial,
+            min_limit=min(4, config.provider_initial),
+            max_limit=config.provider_max,
+            tolerance=config.tolerance,
+        ),
+    )
+    return Admission(settings, limits)
