@@ -137,6 +137,21 @@ CONFIG_NOT_IN_KEY: dict[str, str] = {
     "routing.breaker_failures": _HEALTH,
     "routing.breaker_window_s": _HEALTH,
     "routing.breaker_cooldown_s": _HEALTH,
+    **{
+        f"admission.{name}": "whether and when a tier takes the request, not which answer it gives"
+        for name in (
+            "urgent_share",
+            "bulk_share",
+            "queue_factor",
+            "min_queue",
+            "local_initial",
+            "local_max",
+            "provider_initial",
+            "provider_max",
+            "tolerance",
+            "key_classes",
+        )
+    },
     "tasks.*.learn": _LEARNING,
     "adapters.dir": "where adapter cards are read; the adapter's name and version are in the key",
     "adapters.watch_s": "how often adapter cards are read; the adapter's name and version are in the key",
@@ -206,6 +221,7 @@ CONFIG_NOT_IN_KEY: dict[str, str] = {
 PERTURB: dict[str, Any] = {  # values the generic change would not make valid or telling
     "routing.rules.*.prefer": ["google"],
     "routing.escalation_order": ["google", "openai", "anthropic"],
+    "admission.key_classes": {"desk": "urgent"},
 }
 
 
