@@ -181,6 +181,9 @@ class TaskConfig(_Strict):
     learn: bool = Field(
         False, description="keep escalated requests and the remote answers as training rows (see [learning])"
     )
+    semantic_cache: bool = Field(
+        False, description="look this task's requests up in the semantic cache too (needs [cache.semantic] enabled)"
+    )
 
 
 class RuleConfig(_Strict):
@@ -297,8 +300,19 @@ class StateConfig(_Strict):
     key_prefix: str = Field("gw:", description="prefix of every Redis key, to keep deployments apart")
 
 
+class SemanticCacheConfig(_Strict):
+    """Paraphrases answered from the cache (docs/semantic_cache.md): opt-in per task and per request."""
+
+    enabled: bool = Field(False, description="load the embedding model and index answers by their prompt's meaning")
+    threshold: float = Field(
+        0.9, gt=0, le=1, description="least cosine similarity of a hit; the guard still refuses changed facts"
+    )
+    max_entries: int = Field(100_000, gt=0, description="prompts indexed per replica; the oldest go first")
+    candidates: int = Field(4, gt=0, le=64, description="nearest entries checked by the guard on each lookup")
+
+
 class CacheConfig(_Strict):
-    """The exact-match response cache."""
+    """The exact-match response cache, and the semantic cache over it."""
 
     enabled: bool = True
     ttl_s: float = Field(3600.0, gt=0, description="how long an answer stays cached")
@@ -311,6 +325,16 @@ class CacheConfig(_Strict):
         "prompt within ttl_s (docs/security.md); false = entries per API key or certificate subject",
     )
     path: str = Field("", description="SQLite file; empty = <state_dir>/response_cache.sqlite3")
+    semantic: SemanticCacheConfig = SemanticCacheConfig()
+
+
+class EmbeddingsConfig(_Strict):
+    """The local embedding model: POST /v1/embeddings, and the semantic cache's keys."""
+
+    enabled: bool = Field(False, description="serve POST /v1/embeddings on the OpenAI door")
+    model_dir: str = Field("", description="sentence-transformers folder; empty = all-MiniLM-L6-v2 from its wheel")
+    threads: int = Field(1, gt=0, description="torch threads of the embedding model")
+    max_batch: int = Field(64, gt=0, description="most texts embedded in one forward pass")
 
 
 class PriceConfig(_Strict):
@@ -407,6 +431,7 @@ class Config(_Strict):
     budget: BudgetConfig = BudgetConfig()
     state: StateConfig = StateConfig()
     cache: CacheConfig = CacheConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
     usage: UsageConfig = UsageConfig()
     learning: LearningConfig = LearningConfig()
     dashboard: DashboardConfig = DashboardConfig()

@@ -81,6 +81,7 @@ class Request:
     stop: tuple[str, ...] = ()  # the answer ends before the first of these (not included); checked in routing
     top_logprobs: int | None = None  # report each token's logprob and this many alternatives; None = none reported
     response_format: ResponseFormat | None = None  # a structured (JSON) answer; None = free text
+    semantic_cache: bool | None = None  # look up paraphrases too (True) or not (False); None = the task's setting
 
     def remaining_s(self, now: float | None = None) -> float | None:
         if self.deadline is None:

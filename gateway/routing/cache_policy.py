@@ -22,6 +22,7 @@ The stores live in gateway/state/cache/.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -66,6 +67,17 @@ class CachePolicy:
 
     def key(self, decision: Decision) -> str:
         return cache_key(decision, scope=self.scope(decision.request), context=self.context)
+
+    def semantic_scope(self, decision: Decision) -> str:
+        """The key with the last message's text left out: what a semantic hit must share with the request
+        (caller, task, model pin, system prompt, rules, parameters, the earlier turns). It names an index
+        of the semantic cache, never an exact entry."""
+        call = decision.call
+        if not call.messages:
+            return self.key(decision)
+        blank = dataclasses.replace(call.messages[-1], content="")
+        blanked = dataclasses.replace(call, messages=(*call.messages[:-1], blank))
+        return self.key(dataclasses.replace(decision, call=blanked))
 
     def scope(self, request: Request) -> str:
         """Whose entries a request reads and writes: its caller's, or everyone's when shared."""

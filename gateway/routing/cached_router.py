@@ -7,6 +7,12 @@ that produced the original answer, and one attempt `cache/hit`; a stored local
 answer below the threshold now in force is not served (lookup outcome `stale`)
 and is replaced by the fresh answer. A cache that fails (Redis down, disk full)
 is logged and treated as a miss: the request is still answered.
+
+With a semantic cache (gateway/routing/semantic_cache.py), a request it applies to
+that the exact cache missed is looked up by meaning: the nearest prompts of the same
+scope that pass the threshold and the guard, whose answers are read from the exact
+store (lookup outcome `semantic_hit`, attempt outcome `semantic_hit`). Every answer the
+exact store takes for such a request is indexed under its prompt's vector.
 """
 
 from __future__ import annotations
@@ -14,16 +20,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from gateway.core import trace
 from gateway.core.contracts import Attempt, Delta, Escalation, ModelEntry, Request, Result, Tier
 from gateway.routing.cache_policy import CachePolicy, answer_from_result
 from gateway.routing.decision import Decider, Decision
+from gateway.routing.semantic_cache import Probe, SemanticCache
 from gateway.state.cache.store import Cache, CachedAnswer
 
 log = logging.getLogger(__name__)
 
-LookupObserver = Callable[[str], None]  # hit | miss | stale | bypass | uncacheable | error
+LookupObserver = Callable[[str], None]  # hit | semantic_hit | miss | stale | bypass | uncacheable | error
 
 
 def _ignore(_: str) -> None:
@@ -40,8 +48,10 @@ class CachedRouter:
         on_lookup: LookupObserver = _ignore,
         wall: Callable[[], float] = time.time,
         tracer: trace.Tracer = trace.NO_TRACER,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self._inner = inner
+        self._semantic = semantic
         self._cache = cache
         self._policy = policy
         self._on_lookup = on_lookup
@@ -51,11 +61,11 @@ class CachedRouter:
     async def generate(self, request: Request) -> Result:
         started = time.perf_counter()
         decision = self._inner.decide(request)
-        key, hit = await self._find(decision)
-        if hit is not None:
-            return _hit_result(decision, hit, started)
+        found = await self._find(decision)
+        if found.hit is not None:
+            return _hit_result(decision, found.hit, started, found.outcome)
         result = await self._inner.execute(decision)
-        await self._store(decision, key, result)
+        await self._store(decision, found, result)
         return result
 
     async def stream(self, request: Request) -> AsyncIterator[Delta | Result]:
@@ -67,16 +77,16 @@ class CachedRouter:
         """
         started = time.perf_counter()
         decision = self._inner.decide(request)
-        key, hit = await self._find(decision)
-        if hit is not None:
-            yield Delta(hit.text)
-            yield _hit_result(decision, hit, started)
+        found = await self._find(decision)
+        if found.hit is not None:
+            yield Delta(found.hit.text)
+            yield _hit_result(decision, found.hit, started, found.outcome)
             return
         events = self._inner.execute_stream(decision)
         try:
             async for event in events:
                 if isinstance(event, Result) and event.tier is Tier.REMOTE:
-                    await self._store(decision, key, event)
+                    await self._store(decision, found, event)
                 yield event
         finally:
             await events.aclose()  # a consumer that leaves stops the tiers now, not at collection
@@ -86,17 +96,44 @@ class CachedRouter:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    async def _find(self, decision: Decision) -> tuple[str | None, CachedAnswer | None]:
-        """The decision's key (None when it may not be cached at all) and the cached answer, if any."""
+    async def _find(self, decision: Decision) -> _Found:
+        """The decision's key (None when it may not be cached at all), the cached answer if any, and the
+        semantic probe when the semantic cache applies (so the fresh answer can be indexed)."""
         with self._tracer.span("gateway.cache") as span:
             key = self._policy.key(decision) if self._policy.cacheable(decision.request) else None
+            probe: Probe | None = None
             if key is None:
                 outcome, hit = "uncacheable", None
             else:
                 outcome, hit = await self._lookup(decision, key)
+                if hit is None and self._semantic is not None and self._semantic.applies(decision):
+                    probe = await self._probe(decision)
+                    if probe is not None and outcome in ("miss", "stale"):
+                        outcome, hit = await self._semantic_lookup(decision, probe, outcome)
             self._on_lookup(outcome)
             span.set_attribute("gateway.cache.result", outcome)
-        return key, hit
+        return _Found(key, hit, probe, outcome)
+
+    async def _probe(self, decision: Decision) -> Probe | None:
+        assert self._semantic is not None
+        try:
+            return await self._semantic.probe(decision)
+        except Exception as exc:  # noqa: BLE001 - no embedding: the exact cache alone, never a failed request
+            log.warning("semantic cache: embedding failed; exact cache only", extra={"error": repr(exc)})
+            return None
+
+    async def _semantic_lookup(self, decision: Decision, probe: Probe, outcome: str) -> tuple[str, CachedAnswer | None]:
+        """The answer of the nearest qualifying neighbour that this decision may be served, else the exact outcome."""
+        assert self._semantic is not None
+        for match in self._semantic.matches(probe):
+            try:
+                hit = await self._cache.get(match.key)
+            except Exception as exc:  # noqa: BLE001 - a broken cache is a miss
+                log.warning("cache lookup failed; answering without it", extra={"error": repr(exc)})
+                return "error", None
+            if hit is not None and self._policy.servable(decision, hit):
+                return "semantic_hit", hit
+        return outcome, None
 
     async def _lookup(self, decision: Decision, key: str) -> tuple[str, CachedAnswer | None]:
         """hit | miss | stale | bypass | error, and the answer on a hit."""
@@ -113,16 +150,28 @@ class CachedRouter:
             return "stale", None
         return "hit", hit
 
-    async def _store(self, decision: Decision, key: str | None, result: Result) -> None:
+    async def _store(self, decision: Decision, found: _Found, result: Result) -> None:
+        key = found.key
         if key is None or not self._policy.store_allowed(decision, result):
             return
         try:
             await self._cache.put(key, answer_from_result(result, self._wall()), self._policy.ttl_s)
         except Exception as exc:  # noqa: BLE001 - the answer is already made; losing the entry is harmless
             log.warning("cache write failed", extra={"request_id": decision.request.request_id, "error": repr(exc)})
+            return
+        if found.probe is not None and self._semantic is not None:
+            self._semantic.remember(found.probe, key)
 
 
-def _hit_result(decision: Decision, hit: CachedAnswer, started: float) -> Result:
+@dataclass(frozen=True, slots=True)
+class _Found:
+    key: str | None  # None: the request may not be cached
+    hit: CachedAnswer | None
+    probe: Probe | None  # set when the semantic cache applies and the prompt was embedded
+    outcome: str
+
+
+def _hit_result(decision: Decision, hit: CachedAnswer, started: float, outcome: str) -> Result:
     request = decision.request
     latency_ms = (time.perf_counter() - started) * 1000
     return Result(
@@ -134,7 +183,7 @@ def _hit_result(decision: Decision, hit: CachedAnswer, started: float) -> Result
         confidence=hit.confidence,
         escalation=Escalation.NONE,
         usage=hit.usage,
-        attempts=(Attempt("cache", hit.model, "hit", round(latency_ms, 3)),),
+        attempts=(Attempt("cache", hit.model, outcome, round(latency_ms, 3)),),
         finish_reason=hit.finish_reason,
         latency_ms=latency_ms,
         task=request.task,

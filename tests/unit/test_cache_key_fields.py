@@ -69,6 +69,7 @@ REQUEST_IN_KEY: dict[str, Any] = {  # a changed value that changes the decision,
 REQUEST_NOT_IN_KEY: dict[str, tuple[Any, str]] = {
     "request_id": ("r2", "names the call, not the question"),
     "bypass_cache": (True, "whether to look up, not what the answer is"),
+    "semantic_cache": (True, "whether paraphrases are looked up too, not what the answer is"),
     "top_logprobs": (3, "what is reported beside the answer; a request asking for it is not looked up"),
     "deadline": (123.0, "how long the caller waits; every tier the plan allows may answer it"),
     "traceparent": ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "trace context"),
@@ -153,6 +154,7 @@ CONFIG_NOT_IN_KEY: dict[str, str] = {
         )
     },
     "tasks.*.learn": _LEARNING,
+    "tasks.*.semantic_cache": "whether paraphrases are looked up too; the exact key is unchanged",
     "adapters.dir": "where adapter cards are read; the adapter's name and version are in the key",
     "adapters.watch_s": "how often adapter cards are read; the adapter's name and version are in the key",
     "adapters.check_base": "refuses adapters of another base model; the served adapter is in the key",
@@ -177,6 +179,14 @@ CONFIG_NOT_IN_KEY: dict[str, str] = {
     "cache.memory_entries": _STORE,
     "cache.cache_sampled": "whether sampled requests are cached; their temperature is in the key",
     "cache.path": _STORE,
+    "cache.semantic.enabled": "whether paraphrases are looked up too; the exact key is unchanged",
+    "cache.semantic.threshold": "which paraphrases qualify; the exact key is unchanged",
+    "cache.semantic.max_entries": _STORE,
+    "cache.semantic.candidates": "which paraphrases qualify; the exact key is unchanged",
+    **{
+        f"embeddings.{name}": "the embedding model, which answers no generation"
+        for name in ("enabled", "model_dir", "threads", "max_batch")
+    },
     "usage.retention_days": _COUNTING,
     "usage.path": _STORE,
     "usage.reference_provider": _COUNTING,

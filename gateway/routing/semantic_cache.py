@@ -1,0 +1,107 @@
+"""The semantic cache, as routing sees it: which requests it applies to, and which near neighbour may answer.
+
+A request is looked up by meaning when its task opts in (`[tasks.X] semantic_cache =
+true`) or it asks to (`semantic_cache` on the request: the HTTP header
+`x-gateway-semantic-cache`, the gRPC field), and not when it opts out; only after the
+exact cache missed, and only where the exact cache would look it up at all. The key
+is the embedding of the normalised last user message; a neighbour qualifies when
+
+1. it has the request's exact scope: the exact-match key computed with the prompt's
+   text left out (caller, task, model pin, system prompt, rules, parameters, earlier turns),
+2. its cosine similarity is at least the threshold, and
+3. the guard (gateway/routing/semantic_guard.py) finds the same numbers, tickers,
+   dates, comparatives and negation in both prompts.
+
+The answer is then read from the exact store under the neighbour's exact key and served
+only where the exact cache would serve it (cache_policy.servable). What is stored is what
+the exact cache stores (no errors, no low-confidence or escalated-from-local answers):
+an answer is indexed here only after the exact store took it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.core.contracts import Role
+from gateway.core.embedding import Embedder
+from gateway.routing.cache_policy import CachePolicy
+from gateway.routing.decision import Decision
+from gateway.routing.semantic_guard import check
+from gateway.state.cache.vector_index import IndexedPrompt, VectorIndex
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticSettings:
+    threshold: float = 0.9  # least cosine similarity of a hit
+    candidates: int = 4  # nearest entries the guard reads per lookup
+    tasks: frozenset[str] = frozenset()  # tasks whose requests are looked up unless they opt out
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One request, as the semantic cache reads it: its scope, its normalised prompt and that prompt's vector."""
+
+    scope: str
+    text: str
+    vector: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticMatch:
+    key: str  # the exact-match key of the neighbour's answer
+    similarity: float
+
+
+def normalise(text: str) -> str:
+    """What is embedded and compared: NFKC, one space between words, no space at either end."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        embedder: Embedder,
+        index: VectorIndex,
+        policy: CachePolicy,
+        settings: SemanticSettings,
+        *,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._embedder = embedder
+        self._index = index
+        self._policy = policy
+        self._settings = settings
+        self._wall = wall
+
+    def applies(self, decision: Decision) -> bool:
+        """The request or its task opts in (the request's own choice wins), and it ends with a user's prompt."""
+        request = decision.request
+        wanted = request.semantic_cache if request.semantic_cache is not None else request.task in self._settings.tasks
+        messages = decision.call.messages
+        return wanted and bool(messages) and messages[-1].role is Role.USER and bool(normalise(messages[-1].content))
+
+    async def probe(self, decision: Decision) -> Probe:
+        """Embed the request's prompt (off the event loop, in the embedder)."""
+        text = normalise(decision.call.messages[-1].content)
+        embedded = await self._embedder.embed([text])
+        return Probe(self._policy.semantic_scope(decision), text, embedded.vectors[0])
+
+    def matches(self, probe: Probe) -> list[SemanticMatch]:
+        """Neighbours in the probe's scope at or above the threshold that the guard lets through, nearest first."""
+        found = self._index.search(probe.vector, scope=probe.scope, count=self._settings.candidates)
+        return [
+            SemanticMatch(n.entry.key, n.similarity)
+            for n in found
+            if n.similarity >= self._settings.threshold and check(probe.text, n.entry.text).allowed
+        ]
+
+    def remember(self, probe: Probe, key: str) -> None:
+        """Index an answer the exact store has just taken under `key`."""
+        expires_at = self._wall() + self._policy.ttl_s
+        self._index.add(probe.vector, IndexedPrompt(probe.scope, key, probe.text, expires_at))
