@@ -105,8 +105,12 @@ class VllmConfig(_Strict):
     max_in_flight: int = Field(64, gt=0, description="requests accepted before capacity says no")
     top_logprobs: int = Field(5, ge=0, le=20, description="alternatives per token for free-text confidence")
     label_top_logprobs: int = Field(20, ge=0, le=20, description="alternatives asked for on label tasks")
-    metrics_poll_s: float = Field(1.0, gt=0, description="seconds between reads of /health and /metrics")
-    kv_cache_full: float = Field(0.95, gt=0, le=1, description="kv_cache_usage_perc at which, with a queue, it is full")
+    metrics_poll_s: float = Field(0.1, gt=0, description="seconds between reads of /health and /metrics")
+    metrics_stale_s: float = Field(
+        0.3, gt=0, description="a reading older than this is unknown: only the gateway's own count is used"
+    )
+    max_waiting: int = Field(5, gt=0, description="num_requests_waiting at which vLLM is saturated: only URGENT goes")
+    kv_cache_full: float = Field(0.8, gt=0, le=1, description="kv_cache_usage_perc at which it is saturated, likewise")
     # -- launching vLLM (make serve-vllm, or supervise = true) --------------------------------
     supervise: bool = Field(False, description="start vLLM from the gateway and restart it if it dies")
     python: str = Field("", description="interpreter with vllm installed; empty = $VLLM_PYTHON, .venv-vllm, this one")

@@ -47,8 +47,10 @@ class VllmSettings:
     max_in_flight: int = 64
     top_logprobs: int = 5
     label_top_logprobs: int = 20
-    metrics_poll_s: float = 1.0
-    kv_cache_full: float = 0.95
+    metrics_poll_s: float = 0.1
+    metrics_stale_s: float = 0.3
+    max_waiting: int = 5
+    kv_cache_full: float = 0.8
     context_length: int = 2048
 
 
@@ -107,8 +109,9 @@ class VllmBackend:
             max_in_flight=self._settings.max_in_flight,
             avg_request_s=self._runtime.avg_request_s,
             kv_cache_full=self._settings.kv_cache_full,
+            max_waiting=self._settings.max_waiting,
             now=now,
-            stale_after_s=max(5 * self._settings.metrics_poll_s, 5.0),
+            stale_after_s=self._settings.metrics_stale_s,
         )
 
     @property

@@ -79,12 +79,14 @@ def to_local_load(
     kv_cache_full: float,
     now: float,
     stale_after_s: float,
+    max_waiting: int = 5,
 ) -> LocalLoad:
     """The capacity policy's view of vLLM.
 
     in_flight: the larger of this gateway's own count and vLLM's running + waiting (other
-    clients share the server). Full when vLLM has a queue and its KV cache is past
-    `kv_cache_full`: new requests would only wait. est_wait_s: each waiting request ahead
+    clients share the server). Saturated (llm-d's rule) when `max_waiting` requests wait or
+    its KV cache is at `kv_cache_full`: sheddable requests go elsewhere, URGENT ones still
+    go when the wait estimate fits their deadline. est_wait_s: each waiting request ahead
     of ours waits for one of the running ones to finish, so roughly
     waiting / running x the average request time measured here. A snapshot older than
     `stale_after_s` is ignored (only the gateway's own count is used). A fresh unhealthy
@@ -95,7 +97,13 @@ def to_local_load(
     if not snapshot.healthy:
         return LocalLoad(own_in_flight, max_in_flight, 0.0, down=f"vllm is not healthy: {snapshot.error}")
     in_flight = max(own_in_flight, snapshot.running + snapshot.waiting)
-    if snapshot.waiting > 0 and snapshot.kv_cache_usage >= kv_cache_full:
-        in_flight = max(in_flight, max_in_flight)
     est_wait = snapshot.waiting / max(snapshot.running, 1) * avg_request_s if snapshot.waiting else 0.0
-    return LocalLoad(in_flight, max_in_flight, est_wait)
+    return LocalLoad(in_flight, max_in_flight, est_wait, saturated=_saturation(snapshot, max_waiting, kv_cache_full))
+
+
+def _saturation(snapshot: VllmSnapshot, max_waiting: int, kv_cache_full: float) -> str:
+    if snapshot.waiting >= max_waiting:
+        return f"vllm has {snapshot.waiting} requests waiting, the limit is {max_waiting}"
+    if snapshot.kv_cache_usage >= kv_cache_full:
+        return f"vllm's KV cache is {snapshot.kv_cache_usage:.0%} used, the limit is {kv_cache_full:.0%}"
+    return ""

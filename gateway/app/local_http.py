@@ -100,6 +100,8 @@ def build_vllm_backend(config: Config, env: Mapping[str, str] | None = None) -> 
         top_logprobs=v.top_logprobs,
         label_top_logprobs=v.label_top_logprobs,
         metrics_poll_s=v.metrics_poll_s,
+        metrics_stale_s=v.metrics_stale_s,
+        max_waiting=v.max_waiting,
         kv_cache_full=v.kv_cache_full,
         context_length=v.max_model_len,
     )

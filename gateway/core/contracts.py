@@ -271,6 +271,7 @@ class LocalLoad:
     would_delay: int = 0  # admitted requests a new one would push past their deadlines by joining their batch
     down: str = ""  # why the backend cannot take anything now (its server is not answering); "" when up
     label_steps: int = 0  # the most steps recent label answers took after their prefill; 0 = none seen yet
+    saturated: str = ""  # why the server's own signals say it is saturated: only URGENT work goes; "" = not
 
     def est_finish_s(self, max_tokens: int, *, label: bool = False) -> float:
         """Seconds from now until a request asking for `max_tokens` would have its answer.

@@ -21,7 +21,12 @@ class CapacityDecision:
 
 
 def check_capacity(
-    load: LocalLoad, remaining_s: float | None, *, max_tokens: int = 1, label: bool = False
+    load: LocalLoad,
+    remaining_s: float | None,
+    *,
+    max_tokens: int = 1,
+    label: bool = False,
+    sheddable: bool = True,
 ) -> CapacityDecision:
     """No when the backend is down or full, or when it would answer after the deadline.
 
@@ -29,10 +34,13 @@ def check_capacity(
     the batch size the request would join (max_tokens for free text; for a label
     answer the steps recent label answers took, see LocalLoad.est_finish_s).
     Before the backend has timed a batch it admits only requests that would start
-    in the next batch.
+    in the next batch. A backend whose own signals say it is saturated (vLLM's queue or KV
+    cache) takes only work that is not `sheddable` (URGENT), still within its deadline.
     """
     if load.down:
         return CapacityDecision(False, f"local backend down: {load.down}")
+    if load.saturated and sheddable:
+        return CapacityDecision(False, f"local backend saturated ({load.saturated}); only URGENT requests go to it")
     if load.in_flight >= load.max_in_flight:
         return CapacityDecision(False, f"local in-flight limit reached ({load.in_flight}/{load.max_in_flight})")
     if remaining_s is None:

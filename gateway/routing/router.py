@@ -44,7 +44,7 @@ from gateway.core.errors import (
     Unavailable,
 )
 from gateway.routing import hedge, policy
-from gateway.routing.admission import Admission, Gate, Permit, Refusal
+from gateway.routing.admission import Admission, Gate, Klass, Permit, Refusal
 from gateway.routing.aliases import Aliases
 from gateway.routing.capacity import CapacityDecision, check_capacity
 from gateway.routing.decision import Decision
@@ -255,10 +255,17 @@ class Router:
 
     def _local_room(self, request: Request, call: BackendCall, load: LocalLoad) -> Permit | str:
         """Room at the local tier: its deadline estimate (routing/capacity.py), then its limit; else why not."""
-        capacity = check_capacity(load, request.remaining_s(), max_tokens=call.max_tokens, label=bool(call.labels))
+        klass = self._admission.klass(request)
+        capacity = check_capacity(
+            load,
+            request.remaining_s(),
+            max_tokens=call.max_tokens,
+            label=bool(call.labels),
+            sheddable=klass is not Klass.URGENT,
+        )
         if not capacity.ok:
             return capacity.reason
-        permit = self._admission.local().try_enter(self._admission.klass(request))
+        permit = self._admission.local().try_enter(klass)
         return permit.reason if isinstance(permit, Refusal) else permit
 
     def _provider_gate(self, the_plan: policy.Plan) -> Gate | None:

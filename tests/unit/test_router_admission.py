@@ -18,6 +18,7 @@ from gateway.core.contracts import (
     Delta,
     LocalLoad,
     Message,
+    Priority,
     Request,
     Role,
     StreamEvent,
@@ -40,9 +41,10 @@ class Local:
     model: str = "tiny"
     context_length: int = 100
     started: int = 0
+    saturated: str = ""
 
     def load(self) -> LocalLoad:
-        return LocalLoad(0, 64, 0.0)
+        return LocalLoad(0, 64, 0.0, saturated=self.saturated)
 
     async def generate(self, call: BackendCall) -> Completion:
         self.started += 1
@@ -105,12 +107,13 @@ def build(local: Local, remote: SlowRemote, gates: Admission) -> Router:
     return Router(local, tasks, RoutingConfig(rules=rules, hedge=False), remote=remote, admission=gates)  # type: ignore[arg-type]
 
 
-def ask(*, remote: bool = False, deadline_s: float | None = None) -> Request:
+def ask(*, remote: bool = False, deadline_s: float | None = None, priority: Priority = Priority.NORMAL) -> Request:
     return Request(
         "r",
         (Message(Role.USER, "AAPL?"),),
         8,
         task="trend",
+        priority=priority,
         tags={"route": "remote"} if remote else {},
         deadline=None if deadline_s is None else time.monotonic() + deadline_s,
     )
@@ -156,3 +159,12 @@ async def test_a_full_local_limit_escalates_and_says_why() -> None:
     assert "local tier concurrency limit reached" in escalated.attempts[0].error
     hold.set()
     assert (await busy).tier is Tier.LOCAL
+
+
+async def test_a_saturated_local_backend_takes_urgent_work_and_sends_the_rest_elsewhere() -> None:
+    local, remote = Local(saturated="vllm has 7 requests waiting, the limit is 5"), SlowRemote()
+    remote.release.set()
+    router = build(local, remote, admission())
+    normal = await router.generate(ask())
+    assert normal.tier is Tier.REMOTE and "saturated" in normal.attempts[0].error
+    assert (await router.generate(ask(priority=Priority.URGENT))).tier is Tier.LOCAL

@@ -26,9 +26,10 @@ def load(snapshot: VllmSnapshot | None, *, own_in_flight: int = 1) -> LocalLoad:
         own_in_flight=own_in_flight,
         max_in_flight=64,
         avg_request_s=2.0,
-        kv_cache_full=0.95,
+        kv_cache_full=0.8,
+        max_waiting=5,
         now=100.0,
-        stale_after_s=5.0,
+        stale_after_s=0.3,
     )
 
 
@@ -49,35 +50,53 @@ def test_garbage_lines_are_ignored() -> None:
 
 
 def test_queue_turns_into_in_flight_and_a_wait_estimate() -> None:
-    result = load(parse_metrics(METRICS, at=99.0))
+    result = load(parse_metrics(METRICS, at=99.9))
     assert result.in_flight == 8
     assert result.est_wait_s == 5 / 3 * 2.0
 
 
-def test_full_kv_cache_with_a_queue_means_no_capacity() -> None:
-    snap = VllmSnapshot(at=99.0, healthy=True, waiting=2, running=8, kv_cache_usage=0.97)
+def test_a_queue_at_the_limit_sheds_normal_work_and_keeps_urgent_work() -> None:
+    snap = VllmSnapshot(at=99.9, healthy=True, waiting=5, running=8, kv_cache_usage=0.3)
     result = load(snap)
-    assert result.in_flight == 64
-    assert not check_capacity(result, remaining_s=None).ok
+    normal = check_capacity(result, remaining_s=None)
+    assert not normal.ok and "5 requests waiting, the limit is 5" in normal.reason
+    assert check_capacity(result, remaining_s=None, sheddable=False).ok
+
+
+def test_a_kv_cache_at_the_limit_is_saturated_even_without_a_queue() -> None:
+    snap = VllmSnapshot(at=99.9, healthy=True, waiting=0, running=8, kv_cache_usage=0.85)
+    decision = check_capacity(load(snap), remaining_s=None)
+    assert not decision.ok and "KV cache is 85% used" in decision.reason
+
+
+def test_below_both_limits_vllm_is_not_saturated() -> None:
+    snap = VllmSnapshot(at=99.9, healthy=True, waiting=4, running=8, kv_cache_usage=0.79)
+    assert load(snap).saturated == ""
+
+
+def test_urgent_work_on_a_saturated_server_still_needs_its_deadline_to_fit() -> None:
+    snap = VllmSnapshot(at=99.9, healthy=True, waiting=10, running=2, kv_cache_usage=0.9)
+    decision = check_capacity(load(snap), remaining_s=1.0, sheddable=False)
+    assert not decision.ok and "after the 1000 ms left" in decision.reason
 
 
 def test_a_wait_longer_than_the_deadline_sends_the_request_elsewhere() -> None:
-    snap = VllmSnapshot(at=99.0, healthy=True, waiting=10, running=2, kv_cache_usage=0.5)
+    snap = VllmSnapshot(at=99.9, healthy=True, waiting=4, running=1, kv_cache_usage=0.5)
     decision = check_capacity(load(snap), remaining_s=1.0)
-    assert not decision.ok and "queue ~10000 ms" in decision.reason and "after the 1000 ms left" in decision.reason
+    assert not decision.ok and "queue ~8000 ms" in decision.reason and "after the 1000 ms left" in decision.reason
 
 
 def test_stale_readings_fall_back_to_the_own_count() -> None:
-    stale = VllmSnapshot(at=10.0, healthy=True, waiting=50, running=50, kv_cache_usage=1.0)
-    stale_down = VllmSnapshot(at=10.0, healthy=False, error="connection refused")
+    stale = VllmSnapshot(at=99.6, healthy=True, waiting=50, running=50, kv_cache_usage=1.0)
+    stale_down = VllmSnapshot(at=99.6, healthy=False, error="connection refused")
     for snap in (stale, stale_down, None):
         result = load(snap, own_in_flight=3)
-        assert (result.in_flight, result.est_wait_s, result.down) == (3, 0.0, "")
+        assert (result.in_flight, result.est_wait_s, result.down, result.saturated) == (3, 0.0, "", "")
         assert check_capacity(result, remaining_s=None).ok
 
 
 def test_a_fresh_unhealthy_reading_is_no_capacity_and_says_why() -> None:
-    result = load(VllmSnapshot(at=99.0, healthy=False, error="connection refused"), own_in_flight=0)
+    result = load(VllmSnapshot(at=99.9, healthy=False, error="connection refused"), own_in_flight=0)
     decision = check_capacity(result, remaining_s=None)
     assert not decision.ok
     assert decision.reason == "local backend down: vllm is not healthy: connection refused"
