@@ -241,6 +241,12 @@ class RoutingConfig(_Strict):
     breaker_failures: int = Field(5, gt=0, description="provider failures within the window that open its breaker")
     breaker_window_s: float = Field(60.0, gt=0, description="how far back failures count")
     breaker_cooldown_s: float = Field(30.0, gt=0, description="open breaker waits this long before one probe")
+    stream_continue: bool = Field(
+        True, description="a provider stream that breaks after its first piece is continued by the next provider"
+    )
+    stream_chunk_timeout_s: float | None = Field(
+        None, gt=0, description="a provider stream silent this long has stalled (fails over); unset = its timeout_s"
+    )
 
 
 class ProviderConfig(_Strict):

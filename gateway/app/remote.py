@@ -57,7 +57,11 @@ def build_remote_tier(
     if not slots and not disabled:
         log.info("remote providers: none configured; local only")
         return None
-    settings = RemoteSettings(breaker=breaker_settings(config))
+    settings = RemoteSettings(
+        breaker=breaker_settings(config),
+        continue_streams=config.routing.stream_continue,
+        stream_chunk_timeout_s=config.routing.stream_chunk_timeout_s,
+    )
     estimator = CharEstimator(config.budget.chars_per_token)
     return RemoteTier(
         slots,

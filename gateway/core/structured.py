@@ -1,5 +1,6 @@
-"""Structured (JSON) answers: the request's schema checked once, answers validated against it, and the
-confidence an enum field's choice carries. Pure functions; each schema is compiled once (cached by its text).
+"""Structured (JSON) answers: the request's schema checked once, answers validated against it, and their
+confidence (the values' tokens, an enum field's choice renormalised over the allowed values). Pure functions;
+each schema is compiled once (cached by its text).
 
 A local backend that can constrain its decoding to a schema says so with a class attribute
 `constrains_json = True` (vLLM, llama.cpp, Ollama); one without it (transformers, echo) cannot, and a
@@ -14,8 +15,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway.core.confidence import quantile_confidence
 from gateway.core.contracts import ResponseFormat, TokenLogprob
 from gateway.core.errors import InvalidArgument
+from gateway.core.json_spans import value_spans
 
 ANY_OBJECT: Mapping[str, Any] = {"type": "object"}  # json_object: any JSON object
 
@@ -55,6 +58,47 @@ def problem(text: str, fmt: ResponseFormat) -> str | None:
         return None if isinstance(value, dict) else "the answer is not a JSON object"
     error = _best_error(fmt.schema, value)
     return None if error is None else f"the answer does not validate against the schema: {error}"
+
+
+def answer_confidence(text: str, tokens: Sequence[TokenLogprob], fmt: ResponseFormat, quantile: float) -> float | None:
+    """A structured answer's confidence: the lower of its enum fields' choices (`enum_confidence`) and the
+    token quantile of its other values. Only tokens that hold a value's characters count: keys, quotes,
+    commas and braces are what the schema makes the decoder write, and a backend reports their
+    probabilities before the constraint, so they would say how surprised the unconstrained model is by
+    the format, not how sure it is of the answer. An enum value's tokens count through its renormalised
+    choice instead. When the tokens do not spell one JSON value, every token counts, as for free text."""
+    enum = enum_confidence(text, tokens, fmt)
+    spoken = "".join(token.token for token in tokens)
+    spans = value_spans(spoken)
+    if not spans:
+        free = quantile_confidence(tokens, quantile)
+    else:
+        chosen = _enum_keys(fmt) if enum is not None else frozenset()
+        held = [  # a string's characters without its quotes
+            (span.start + 1, span.end - 1) if spoken[span.start] == '"' else (span.start, span.end)
+            for span in spans
+            if not (len(span.path) == 1 and span.path[0] in chosen)
+        ]
+        starts = _token_starts(tokens)
+        kept = [
+            token
+            for token, start in zip(tokens, starts, strict=True)
+            if any(start < end and start + len(token.token) > begin for begin, end in held)
+        ]
+        free = quantile_confidence(kept, quantile)
+    if enum is None:
+        return free
+    return enum if free is None else min(enum, free)
+
+
+def _enum_keys(fmt: ResponseFormat) -> frozenset[str]:
+    """The top-level properties whose values are chosen from a string enum (`enum_confidence` scores them)."""
+    properties = json.loads(fmt.schema).get("properties") if fmt.schema else None
+    if not isinstance(properties, dict):
+        return frozenset()
+    return frozenset(
+        key for key, spec in properties.items() if isinstance(spec, dict) and isinstance(spec.get("enum"), list)
+    )
 
 
 def enum_confidence(text: str, tokens: Sequence[TokenLogprob], fmt: ResponseFormat) -> float | None:

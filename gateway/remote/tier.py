@@ -32,7 +32,7 @@ import logging
 import math
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from gateway.core import structured
@@ -40,6 +40,7 @@ from gateway.core import trace as tracing
 from gateway.core.clock import SYSTEM_CLOCK, Clock
 from gateway.core.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
 from gateway.core.errors import BackendError, GatewayError
+from gateway.remote import continuation
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.latency import LatencyTracker
 from gateway.remote.providers.errors import ProviderError, map_error
@@ -112,6 +113,53 @@ class _Won(Generic[T]):
 
 class _DeadlineHit(Exception):
     pass
+
+
+class _Broken(Exception):
+    """A provider's stream broke after it sent text; the next provider may continue the answer."""
+
+
+@dataclass
+class _Sent:
+    """The text one streamed call has sent to the client so far, across providers (local to the call)."""
+
+    pieces: list[str] = field(default_factory=list)
+    before: int = 0  # how many pieces earlier, broken providers sent (before the one streaming now)
+    broke: str | None = None  # why the last provider broke off, once one has
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def call_for(self, slot: ProviderSlot, call: BackendCall) -> BackendCall:
+        """The call itself, or once text went out, the call that asks `slot` to continue it."""
+        self.before = len(self.pieces)
+        if not self.pieces:
+            return call
+        prefill = bool(getattr(slot.backend, "prefill", False))
+        return continuation.continuation_call(call, self.text, prefill=prefill, pieces_sent=len(self.pieces))
+
+    def seam(self) -> continuation.Seam:
+        return continuation.Seam.after(self.text) if self.pieces else continuation.Seam(trim=False)
+
+    def add(self, seam: continuation.Seam, event: Delta) -> Delta | None:
+        """The piece to send (None when the seam swallowed it all); its text is kept."""
+        text = seam.piece(event.text)
+        if not text and event.text:
+            return None
+        if text != event.text:
+            event = replace(event, text=text)
+        self.pieces.append(text)
+        return event
+
+    def joined(self, completion: Completion) -> Completion:
+        """The last provider's completion, as the whole answer when earlier providers sent part of it; their
+        pieces count as completion tokens (at least one each: what the usage record can know of them)."""
+        if not self.before:
+            return completion
+        usage = completion.usage
+        usage = replace(usage, completion_tokens=usage.completion_tokens + self.before)
+        return replace(completion, text=self.text, usage=usage)
 
 
 class RemoteTier:
@@ -219,29 +267,42 @@ class RemoteTier:
     ) -> AsyncIterator[Delta | RemoteResult]:
         """The same chain, streaming: Delta pieces, then one RemoteResult.
 
-        Falling back is possible only before the first piece is sent; a provider
-        failing after that ends the stream with RemoteUnavailable.
+        Before the first piece is sent a failing provider falls back as `complete` does. After it, a
+        provider whose stream breaks (reset, malformed event, or no event within `stream_chunk_timeout_s`)
+        is continued by the next one (gateway/remote/continuation.py): the client sees one stream, the
+        RemoteResult names every try, and each try is charged to its own budget. With no provider left,
+        or when the answer cannot be continued (structured, tools, `continue_streams` off), the stream
+        ends with RemoteUnavailable.
         """
         deadline = call.deadline if deadline is None else deadline
         estimate = self._estimate(call)
         day = utc_day(self._clock.wall())
         with self._tracer.span("gateway.remote", _chain_attributes(order, urgent, estimate)) as chain:
             trace = _Trace(chain)
+            sent = _Sent()
             for slot in await self._candidates(order, urgent, estimate, day, trace):
-                with self._tracer.span("gateway.provider", _provider_attributes(slot, call)) as span:
+                attempt_call = sent.call_for(slot, call)
+                with self._tracer.span("gateway.provider", _provider_attributes(slot, attempt_call)) as span:
                     trace.span = span
-                    won = await self._attempt(slot, call, estimate, day, deadline, trace, _open_stream)
+                    won = await self._attempt(slot, attempt_call, estimate, day, deadline, trace, _open_stream)
                     if won is None:
                         _gave_up(span, trace)
                         trace.span = chain
                         continue
-                    pieces = self._stream_from(slot, call, won, deadline, estimate, trace)
+                    pieces = self._stream_from(slot, attempt_call, won, deadline, estimate, trace, sent)
                     try:
                         async for piece in pieces:
                             yield piece
+                    except _Broken:
+                        trace.span = chain
+                        continue  # the next provider continues the answer from the text sent so far
                     finally:
                         await pieces.aclose()  # a consumer that leaves settles the try now, not at collection
                     return
+            if sent.broke is not None:
+                raise RemoteUnavailable(
+                    f"{sent.broke}; no other provider could continue the answer", tuple(trace.attempts)
+                )
             raise await self._no_answer(trace, estimate, day)
 
     async def _stream_from(
@@ -252,15 +313,21 @@ class RemoteTier:
         deadline: float | None,
         estimate: int,
         trace: _Trace,
+        sent: _Sent,
     ) -> AsyncGenerator[Delta | RemoteResult, None]:
-        """The pieces of the provider that answered, then its RemoteResult; nothing else is tried after the first."""
+        """The pieces of the provider that answered, then its RemoteResult (joined onto the text an earlier,
+        broken provider sent); _Broken when it fails after sending text and the answer can be continued."""
         event, events = won.value
         model = call.model or slot.backend.model
+        chunk_timeout = self._settings.stream_chunk_timeout_s
+        seam = sent.seam()
         try:
             with tracing.waiting():  # the provider, and the consumer between pieces
                 while not isinstance(event, Completion):
-                    yield event
-                    event = await _next_event(events, deadline, self._clock)
+                    piece = sent.add(seam, event)
+                    if piece is not None:
+                        yield piece
+                    event = await _next_event(events, deadline, self._clock, chunk_timeout)
         except _DeadlineHit:
             await self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="timeout")
             raise RemoteDeadlineExceeded(
@@ -269,9 +336,11 @@ class RemoteTier:
         except Exception as exc:
             error = _as_provider_error(slot.name, exc)
             await self._failed(slot, won.ticket, error, model, trace)
-            raise RemoteUnavailable(
-                f"{slot.name} failed mid-stream after sending text: {error.message}", tuple(trace.attempts)
-            ) from exc
+            broke = f"{slot.name} failed mid-stream after sending text: {error.message}"
+            if sent.text and self._settings.continue_streams and continuation.can_continue(call):
+                sent.broke = broke
+                raise _Broken from exc
+            raise RemoteUnavailable(broke, tuple(trace.attempts)) from exc
         except BaseException:  # the consumer went away (cancelled, or closed the stream)
             await asyncio.shield(self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="cancelled"))
             raise
@@ -280,7 +349,7 @@ class RemoteTier:
                 await events.aclose()  # type: ignore[attr-defined]
         await self._succeeded(slot, won.ticket, event, estimate, trace)
         _answered(trace.span, event)
-        yield RemoteResult(event, tuple(trace.attempts))
+        yield RemoteResult(sent.joined(event), tuple(trace.attempts))
 
     # -- steps --------------------------------------------------------------------------------------
 
@@ -579,12 +648,22 @@ async def _within(awaitable: Awaitable[T], remaining: float | None) -> T:
         raise
 
 
-async def _next_event(events: AsyncIterator[StreamEvent], deadline: float | None, clock: Clock) -> StreamEvent:
+async def _next_event(
+    events: AsyncIterator[StreamEvent], deadline: float | None, clock: Clock, chunk_timeout: float | None = None
+) -> StreamEvent:
+    """The stream's next event, within the deadline; a provider silent for `chunk_timeout` s (when that comes
+    before the deadline) has stalled: a retryable ProviderError."""
     remaining = None if deadline is None else deadline - clock.monotonic()
     if remaining is not None and remaining <= 0:
         raise _DeadlineHit
+    stalls = chunk_timeout is not None and (remaining is None or chunk_timeout < remaining)
     try:
-        return await _within(anext(events), remaining)
+        return await _within(anext(events), chunk_timeout if stalls else remaining)
+    except _DeadlineHit:
+        if stalls:
+            message = f"stream stalled: no event for {chunk_timeout:g} s"
+            raise ProviderError(message, retryable=True, maybe_billed=True) from None
+        raise
     except StopAsyncIteration:
         raise ProviderError("stream ended without a final completion", retryable=False, maybe_billed=True) from None
 

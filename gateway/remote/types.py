@@ -54,6 +54,8 @@ class RemoteSettings:
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     latency_alpha: float = 0.3  # EWMA weight of the newest latency (URGENT ordering)
+    continue_streams: bool = True  # a stream broken after its first piece is continued by the next provider
+    stream_chunk_timeout_s: float | None = None  # a stream silent this long has stalled; None = the SDK's timeout
 
 
 @dataclass(frozen=True, slots=True)

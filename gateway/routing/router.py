@@ -555,8 +555,12 @@ class Router:
         self._tracer.record("gateway.local.generate", first_pass_ns, ended_ns, tokens)
 
     def _score(self, completion: Completion, task: TaskSpec, fmt: ResponseFormat | None = None) -> float | None:
-        """The token quantile (or label probability); for a structured answer also its enum fields' choices,
-        each renormalised over the allowed values: the lower of the two."""
+        """The token quantile (or label probability); a structured answer's from its values' tokens and its
+        enum fields' choices (core/structured.py)."""
+        if fmt is not None and not task.labels:
+            return structured.answer_confidence(
+                completion.text, completion.tokens, fmt, self._routing.confidence_quantile
+            )
         score = confidence.score(
             completion.text,
             completion.tokens,

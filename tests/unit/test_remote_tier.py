@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.core.clock import SYSTEM_CLOCK, Clock
-from gateway.core.contracts import Attempt, BackendCall, Delta, Message, Role, Tier
+from gateway.core.contracts import Attempt, BackendCall, Delta, Message, ResponseFormat, Role, Tier
+from gateway.remote.continuation import CONTINUE_PROMPT
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.providers.registry import build_provider
 from gateway.remote.tier import RemoteTier
@@ -29,7 +30,7 @@ from gateway.state.breaker.memory import MemoryBreakerStore
 from gateway.state.budget.ledger import Reservation, TokenLedger, utc_day
 from gateway.state.budget.memory import MemoryLedger
 from gateway.state.budget.sqlite import SqliteLedger
-from tests.fakes.base import NO_FAULT, FakeProviderServer, Fault
+from tests.fakes.base import NO_FAULT, FakeProviderServer, Fault, Reply
 from tests.fakes.clock import FakeClock
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config, running
 from tests.waiting import wait_until_async
@@ -77,6 +78,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
             fake_clock: bool = True,
             breaker: BreakerSettings | None = None,
             sqlite: bool = False,
+            continue_streams: bool = True,
         ) -> Harness:
             clock = FakeClock() if fake_clock else None
             ledger: TokenLedger = SqliteLedger(tmp_path / f"l{len(opened)}.sqlite3") if sqlite else MemoryLedger()
@@ -95,7 +97,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
             harness.tier = RemoteTier(
                 slots,
                 ledger,
-                settings=RemoteSettings(breaker=breaker or BreakerSettings()),
+                settings=RemoteSettings(breaker=breaker or BreakerSettings(), continue_streams=continue_streams),
                 clock=clock.clock() if clock else SYSTEM_CLOCK,
                 sleep=sleep,
             )
@@ -360,8 +362,42 @@ async def test_stream_yields_deltas_then_the_result(make: Make) -> None:
     assert await h.used("anthropic") == (h.reported("anthropic"), 1)
 
 
-async def test_stream_failing_after_text_was_sent_does_not_fall_back(make: Make) -> None:
-    h = await make()
+async def test_stream_broken_after_text_is_continued_by_the_next_provider_with_a_continuation_prompt(
+    make: Make,
+) -> None:
+    h = await make(kinds=("anthropic", "openai"))
+    h.fakes["anthropic"].fail(Fault(reset_after_frames=5))  # message_start, block start, ping, "The ", "trend "
+    h.fakes["openai"].reply = Reply("is up")
+    events = [e async for e in h.tier.stream(CALL, order=("anthropic", "openai"), deadline=None)]
+    final = events[-1]
+    assert isinstance(final, RemoteResult)
+    pieces = [e.text for e in events[:-1] if isinstance(e, Delta)]
+    assert pieces == ["The ", "trend ", "is ", "up"]
+    assert final.completion.text == "The trend is up" and final.completion.provider == "openai"
+    assert [(a.provider, a.outcome) for a in final.attempts] == [("anthropic", "error"), ("openai", "ok")]
+    # OpenAI has no prefill: the text so far as its assistant turn, then a user turn asking for the rest
+    messages = h.fakes["openai"].seen[-1].body["messages"]
+    assert messages[-2] == {"role": "assistant", "content": "The trend "}
+    assert messages[-1] == {"role": "user", "content": CONTINUE_PROMPT}
+    assert h.fakes["openai"].seen[-1].body["max_completion_tokens"] == CALL.max_tokens - 2
+    # both tries are charged: the broken one at its estimate, the continuation at what it reported
+    assert (await h.used("anthropic"))[0] == ESTIMATE
+    assert (await h.used("openai"))[0] == h.reported("openai")
+    assert final.completion.usage.completion_tokens == h.fakes["openai"].last_usage[1] + 2
+
+
+async def test_stream_broken_after_text_with_nobody_left_ends_with_unavailable(make: Make) -> None:
+    h = await make(kinds=("openai",))
+    h.fakes["openai"].fail(Fault(reset_after_frames=2))
+    received: list[object] = []
+    with pytest.raises(RemoteUnavailable, match="no other provider could continue"):
+        async for event in h.tier.stream(CALL, order=("openai",), deadline=None):
+            received.append(event)
+    assert [e.text for e in received if isinstance(e, Delta)] == ["The "]
+
+
+async def test_stream_failing_after_text_was_sent_does_not_fall_back_when_continuing_is_off(make: Make) -> None:
+    h = await make(continue_streams=False)
     h.fakes["openai"].fail(Fault(reset_mid_body=True))
     received: list[object] = []
     with pytest.raises(RemoteUnavailable, match="mid-stream"):
@@ -370,6 +406,17 @@ async def test_stream_failing_after_text_was_sent_does_not_fall_back(make: Make)
     assert received and all(isinstance(e, Delta) for e in received)
     assert h.fakes["anthropic"].requests == 0
     assert await h.used("openai") == (ESTIMATE, 1)
+
+
+async def test_a_structured_stream_broken_after_text_is_not_continued(make: Make) -> None:
+    h = await make()
+    h.fakes["openai"].reply = Reply('{"trend": "up", "strength": "strong"}')
+    h.fakes["openai"].fail(Fault(reset_after_frames=2))
+    call = replace(CALL, response_format=ResponseFormat())
+    with pytest.raises(RemoteUnavailable, match="failed mid-stream after sending text"):
+        async for _ in h.tier.stream(call, order=BOTH, deadline=None):
+            pass
+    assert h.fakes["anthropic"].requests == 0  # a second provider's JSON cannot be spliced onto the first's
 
 
 async def test_usage_today_and_models(make: Make) -> None:

@@ -194,3 +194,45 @@ async def test_a_provider_answer_that_does_not_validate_fails_over(make: Make) -
     assert "does not validate against the schema" in result.attempts[0].error
     assert h.fakes["anthropic"].seen[-1].body["tool_choice"] == {"type": "tool", "name": "trade"}
     assert h.fakes["openai"].requests == 1  # not retried: the same question would get the same answer
+
+
+def test_the_values_tokens_decide_not_the_format_the_schema_forced() -> None:
+    """Keys, quotes and braces come from the schema: a backend reports them before the constraint, as unlikely."""
+    text = '{"signal": "sell", "reason": "momentum fades"}'
+    pieces = ['{"signal": "', "sell", '", "reason": "', "momentum", " fades", '"}']
+    format_logprob = math.log(0.01)  # what the unconstrained model thought of the forced text
+    top = {"sell": math.log(0.6), "buy": math.log(0.3), "hold": math.log(0.1)}
+    tokens = (
+        TokenLogprob(pieces[0], format_logprob),
+        TokenLogprob(pieces[1], math.log(0.6), top),
+        TokenLogprob(pieces[2], format_logprob),
+        TokenLogprob(pieces[3], math.log(0.9)),
+        TokenLogprob(pieces[4], math.log(0.8)),
+        TokenLogprob(pieces[5], format_logprob),
+    )
+    schema = {"type": "object", "properties": {k: TRADE_SCHEMA["properties"][k] for k in ("signal", "reason")}}  # type: ignore[index]
+    fmt = ResponseFormat(structured.canonical(schema))
+    # the reason's tokens (0.9, 0.8; the quantile 0.1 of two lies near the lower) and the signal's choice (0.6)
+    assert structured.answer_confidence(text, tokens, fmt, 0.1) == pytest.approx(0.6)
+    sure_top = {"sell": math.log(0.98), "buy": math.log(0.01), "hold": math.log(0.01)}
+    sure = tuple(TokenLogprob(t.token, t.logprob, sure_top if t.top else {}) for t in tokens)
+    assert structured.answer_confidence(text, sure, fmt, 0.1) == pytest.approx(0.81)  # the reason's tokens now
+    # tokens that do not spell JSON count whole, as free text
+    broken = (*tokens[:-1], TokenLogprob("", format_logprob))
+    assert structured.answer_confidence(text, broken[:-2], fmt, 0.0) == pytest.approx(0.01)
+
+
+def test_json_value_spans_skip_keys_and_punctuation() -> None:
+    from gateway.core.json_spans import value_spans
+
+    text = '{"a": [1, -2.5e3, "x\\"y"], "b": {"c": true, "d": null}, "e": false}'
+    found = {span.path: text[span.start : span.end] for span in value_spans(text)}
+    assert found == {
+        ("a", 0): "1",
+        ("a", 1): "-2.5e3",
+        ("a", 2): '"x\\"y"',
+        ("b", "c"): "true",
+        ("b", "d"): "null",
+        ("e",): "false",
+    }
+    assert value_spans('{"a": 1') == () and value_spans('{"a": 1} x') == () and value_spans("") == ()

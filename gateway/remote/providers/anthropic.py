@@ -24,6 +24,8 @@ FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "
 
 
 class AnthropicProvider:
+    prefill = True  # continues a final assistant turn in place (gateway/remote/continuation.py)
+
     def __init__(self, name: str, config: ProviderConfig, api_key: str) -> None:
         import anthropic
 

@@ -1,0 +1,63 @@
+"""Continuing a streamed answer on another provider after the first one broke mid-stream.
+
+The client has already been sent `sent`, the text so far. The next provider is asked
+for the rest of the same answer, one of two ways:
+
+- prefill (Anthropic): the text so far is the conversation's last, assistant turn,
+  which the Messages API continues in place. The API refuses a final assistant turn
+  that ends in whitespace, so that whitespace is held back and the continuation's own
+  leading whitespace is dropped (`Seam`), so the joined text reads as one answer;
+- a continuation prompt (OpenAI, Google, xAI, Hugging Face, which have no prefill): the
+  text so far as an assistant turn, then a user turn asking for the rest, without
+  repeating it.
+
+A structured answer (JSON) or a request with tools is not continued: a second
+provider's JSON or tool call cannot be spliced onto a first one's. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from gateway.core.contracts import BackendCall, Message, Role
+
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stopped: do not repeat any of it, "
+    "do not add a preamble, and keep the same language and format."
+)
+
+
+def can_continue(call: BackendCall) -> bool:
+    """Whether an answer to `call` broken mid-stream may be finished by another provider."""
+    return call.response_format is None and not getattr(call, "tools", ())
+
+
+def continuation_call(call: BackendCall, sent: str, *, prefill: bool, pieces_sent: int) -> BackendCall:
+    """The call that asks the next provider for the rest of the answer; `pieces_sent` (stream pieces already
+    sent, about a token each) comes off the token limit so the joined answer stays within it."""
+    max_tokens = max(call.max_tokens - pieces_sent, 1)
+    if prefill:
+        messages = (*call.messages, Message(Role.ASSISTANT, sent.rstrip()))
+    else:
+        messages = (*call.messages, Message(Role.ASSISTANT, sent), Message(Role.USER, CONTINUE_PROMPT))
+    return replace(call, messages=messages, max_tokens=max_tokens)
+
+
+@dataclass
+class Seam:
+    """Joins the continuation onto the text already sent: while `trim` holds, leading whitespace of the
+    continuation is dropped (the text sent ended in whitespace, or a prompted provider may open with a space)."""
+
+    trim: bool
+
+    def piece(self, text: str) -> str:
+        if not self.trim:
+            return text
+        kept = text.lstrip()
+        if kept:
+            self.trim = False
+        return kept
+
+    @staticmethod
+    def after(sent: str) -> Seam:
+        return Seam(trim=bool(sent) and sent[-1].isspace())
