@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.core.contracts import LocalLoad
+from local_models.pace import GUESS_MARGIN, MARGIN, guess_step  # the same padding as the transformers pace
 
 ALPHA = 0.3  # weight of the newest sample in each moving average
-MARGIN = 1.15  # every figure is padded by this: arrivals compete with the model for the CPU
-GUESS_MARGIN = 1.2  # a step figure for a size not timed yet is guessed from others, and padded by this too
 
 
 @dataclass(eq=False)
@@ -84,22 +83,7 @@ class SlotPace:
 
     def step_s(self, sequences: int) -> float:
         size = min(max(sequences, 1), self.slots)
-        return MARGIN * (self._step[size] or GUESS_MARGIN * _guess(self._step, size))
-
-
-def _guess(table: Sequence[float], size: int) -> float:
-    """Between measured sizes: interpolated; beyond them: the nearest measured one, scaled up in proportion
-    above it (a step of n sequences is at most n times a step of one)."""
-    below = [i for i in range(1, size) if table[i]]
-    above = [i for i in range(size + 1, len(table)) if table[i]]
-    if below and above:
-        lo, hi = below[-1], above[0]
-        return table[lo] + (table[hi] - table[lo]) * (size - lo) / (hi - lo)
-    if above:
-        return table[above[0]]
-    if below:
-        return table[below[-1]] * size / below[-1]
-    return 0.0
+        return MARGIN * (self._step[size] or GUESS_MARGIN * guess_step(self._step, size))
 
 
 def estimate_load(

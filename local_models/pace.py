@@ -148,11 +148,13 @@ class LabelSteps:
 def _at(table: Sequence[float], size: int) -> float:
     """The figure for `size`, padded by MARGIN: measured, else a guess padded by GUESS_MARGIN as well."""
     size = min(max(size, 1), len(table) - 1)
-    return MARGIN * (table[size] or GUESS_MARGIN * _guess(table, size))
+    return MARGIN * (table[size] or GUESS_MARGIN * guess_step(table, size))
 
 
-def _guess(table: Sequence[float], size: int) -> float:
-    """Interpolated between measured sizes; above the largest measured, extrapolated along the last two
+def guess_step(table: Sequence[float], size: int) -> float:
+    """A step time for a batch size not measured yet (`table[size]` is 0), from the sizes that were (the
+    transformers and llama.cpp paces share it). Interpolated between measured sizes; above the largest
+    measured, extrapolated along the last two
     (at most in proportion to size); below the smallest, the smallest's."""
     below = [i for i in range(1, size) if table[i]]
     above = [i for i in range(size + 1, len(table)) if table[i]]
