@@ -114,6 +114,11 @@ class Gate:
     def limit(self) -> int:
         return self._limit.limit
 
+    @property
+    def rtt_s(self) -> float | None:
+        """The tier's recent answer time; None before its first."""
+        return self._limit.rtt_s
+
     def cap(self, klass: Klass) -> int:
         """The most requests of `klass` (and those above it) the tier holds at once."""
         limit = self._limit.limit
@@ -282,6 +287,11 @@ class Admission:
 
     def local(self) -> Gate:
         return self._gate("local tier", self._limits.local)
+
+    def local_retry_at(self) -> datetime:
+        """When a request the local tier refused may find room: after its recent answer time (1 s before any)."""
+        rtt = self.local().rtt_s
+        return self._wall() + timedelta(seconds=1.0 if rtt is None else max(rtt, 0.05))
 
     def provider(self, name: str) -> Gate:
         return self._gate(f"provider {name}", self._limits.provider)

@@ -612,7 +612,8 @@ class Router:
         )
         if outcome.escalation is Escalation.LOCAL_CAPACITY:
             return ResourceExhausted(
-                f"local tier has no capacity ({reason}) and {where}; retry later or raise the deadline"
+                f"local tier has no capacity ({reason}) and {where}; retry later or raise the deadline",
+                resets_at=self._admission.local_retry_at(),
             )
         return Unavailable(f"local tier failed ({reason}) and {where}")
 

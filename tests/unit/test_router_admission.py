@@ -101,7 +101,7 @@ def admission(local: int = 8, provider: int = 2) -> Admission:
     )
 
 
-def build(local: Local, remote: SlowRemote, gates: Admission) -> Router:
+def build(local: Local, remote: SlowRemote | None, gates: Admission) -> Router:
     tasks = ChainedTasks(ConfigTasks({"trend": TaskConfig(labels=("up", "down"), min_confidence=0.5)}))
     rules = (RuleConfig(match_tag={"route": "remote"}, escalate=True),)
     return Router(local, tasks, RoutingConfig(rules=rules, hedge=False), remote=remote, admission=gates)  # type: ignore[arg-type]
@@ -168,3 +168,16 @@ async def test_a_saturated_local_backend_takes_urgent_work_and_sends_the_rest_el
     normal = await router.generate(ask())
     assert normal.tier is Tier.REMOTE and "saturated" in normal.attempts[0].error
     assert (await router.generate(ask(priority=Priority.URGENT))).tier is Tier.LOCAL
+
+
+async def test_a_local_only_request_the_local_tier_cannot_take_is_told_when_to_retry() -> None:
+    hold = asyncio.Event()
+    local = Local(hold=hold)
+    router = build(local, None, admission(local=1))  # no provider: the request stays on the box
+    busy = asyncio.create_task(router.generate(ask()))
+    await wait_until_async(lambda: local.started == 1, timeout_s=10, what="a local call in flight")
+    with pytest.raises(ResourceExhausted, match="local tier concurrency limit reached") as caught:
+        await router.generate(ask())
+    assert caught.value.resets_at is not None
+    hold.set()
+    await busy
