@@ -118,3 +118,22 @@ async def test_a_refused_stream_gets_its_status_and_a_failure_mid_stream_an_erro
     assert events[-1].type == "error"
     assert (events[-1].code, events[-1].message) == ("unavailable", "every provider failed")  # type: ignore[union-attr]
     assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+async def test_a_passed_deadline_is_504_and_a_stream_mid_deadline_ends_with_an_error_event(start: Start) -> None:
+    answerer = Scripted(block=True)
+    client = sdk(await start(answerer))
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.responses.create(model="echo", input="x", extra_headers={"x-gateway-timeout-ms": "50"})
+    assert (caught.value.status_code, caught.value.code) == (504, "deadline_exceeded")  # type: ignore[attr-defined]
+    assert answerer.cancelled.is_set()
+
+    answerer.cancelled.clear()
+    stream = await client.responses.create(
+        model="echo", input="x", stream=True, extra_headers={"x-gateway-timeout-ms": "500"}
+    )
+    events = [event async for event in stream]
+    assert events[-1].type == "error"
+    assert events[-1].code == "deadline_exceeded"  # type: ignore[union-attr]
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "The"
+    assert answerer.cancelled.is_set()
