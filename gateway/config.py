@@ -188,6 +188,9 @@ class TaskConfig(_Strict):
     semantic_cache: bool = Field(
         False, description="look this task's requests up in the semantic cache too (needs [cache.semantic] enabled)"
     )
+    compact_prompt: bool = Field(
+        False, description="compact the new turn losslessly before it goes to a paid provider (never a cached prefix)"
+    )
 
 
 class RuleConfig(_Strict):

@@ -109,6 +109,7 @@ class TaskSpec:
     calibration_temperature: float = 1.0  # temperature scaling fitted on the validation split
     system_prompt: str = ""  # prepended when the request has no system message
     metrics: Mapping[str, float] = field(default_factory=dict)
+    compact_prompt: bool = False  # compact the new turn losslessly before it goes to a paid provider
 
 
 class TaskCatalog(Protocol):
@@ -133,6 +134,7 @@ class BackendCall:
     deadline: float | None = None  # time.monotonic() value
     stop: tuple[str, ...] = ()  # stop sequences: the answer ends before the first, which it does not include
     response_format: ResponseFormat | None = None  # constrain the answer to JSON (and this schema); None = free text
+    compact_prompt: bool = False  # providers get the new turn compacted losslessly (gateway/remote/compaction.py)
 
 
 @dataclass(frozen=True, slots=True)

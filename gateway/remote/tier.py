@@ -40,7 +40,7 @@ from gateway.core import trace as tracing
 from gateway.core.clock import SYSTEM_CLOCK, Clock
 from gateway.core.contracts import Attempt, BackendCall, Completion, Delta, ModelEntry, StreamEvent, Tier
 from gateway.core.errors import BackendError, GatewayError
-from gateway.remote import continuation
+from gateway.remote import compaction, continuation
 from gateway.remote.estimate import CharEstimator
 from gateway.remote.latency import LatencyTracker
 from gateway.remote.providers.errors import ProviderError, map_error
@@ -245,6 +245,7 @@ class RemoteTier:
         """`attempts`: a list each try and skip is appended to as it happens, so a caller that cancels
         the call (a hedge that lost) still has them; the result and errors carry them either way."""
         deadline = call.deadline if deadline is None else deadline
+        call = _compacted(call)
         estimate = self._estimate(call)
         day = utc_day(self._clock.wall())
         with self._tracer.span("gateway.remote", _chain_attributes(order, urgent, estimate)) as chain:
@@ -275,6 +276,7 @@ class RemoteTier:
         ends with RemoteUnavailable.
         """
         deadline = call.deadline if deadline is None else deadline
+        call = _compacted(call)
         estimate = self._estimate(call)
         day = utc_day(self._clock.wall())
         with self._tracer.span("gateway.remote", _chain_attributes(order, urgent, estimate)) as chain:
@@ -594,6 +596,11 @@ class RemoteTier:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _compacted(call: BackendCall) -> BackendCall:
+    """The call as paid providers get it: its new turn compacted when its task asks (gateway/remote/compaction.py)."""
+    return compaction.compact_call(call).call if call.compact_prompt else call
 
 
 def _chain_attributes(order: tuple[str, ...], urgent: bool, estimate: int) -> tracing.Attributes:

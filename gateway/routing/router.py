@@ -472,6 +472,7 @@ class Router:
             deadline=request.deadline,
             stop=request.stop,
             response_format=request.response_format,
+            compact_prompt=task.compact_prompt,
         )
         return Decision(request, task, the_plan, call)
 

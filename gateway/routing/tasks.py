@@ -15,7 +15,13 @@ class ConfigTasks:
 
     def __init__(self, tasks: Mapping[str, TaskConfig]) -> None:
         self._specs = {
-            name: TaskSpec(name=name, labels=tuple(t.labels), threshold=t.min_confidence, system_prompt=t.system_prompt)
+            name: TaskSpec(
+                name=name,
+                labels=tuple(t.labels),
+                threshold=t.min_confidence,
+                system_prompt=t.system_prompt,
+                compact_prompt=t.compact_prompt,
+            )
             for name, t in tasks.items()
         }
 

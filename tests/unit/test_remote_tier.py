@@ -419,6 +419,24 @@ async def test_a_structured_stream_broken_after_text_is_not_continued(make: Make
     assert h.fakes["anthropic"].requests == 0  # a second provider's JSON cannot be spliced onto the first's
 
 
+async def test_a_call_whose_task_compacts_reaches_the_provider_compacted_with_its_prefix_unchanged(make: Make) -> None:
+    h = await make(kinds=("openai",))
+    system = "answer  in one word\n\n\n"
+    call = BackendCall(
+        "r", (Message(Role.SYSTEM, system), Message(Role.USER, "is   BTC above $60,000?  ")), 8, compact_prompt=True
+    )
+    await h.tier.complete(call, order=("openai",), deadline=None)
+    events = [e async for e in h.tier.stream(call, order=("openai",), deadline=None)]
+    assert isinstance(events[-1], RemoteResult)
+    for seen in h.fakes["openai"].seen:
+        assert seen.body["messages"] == [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "is BTC above $60000?"},
+        ]
+    await h.tier.complete(replace(call, compact_prompt=False), order=("openai",), deadline=None)
+    assert h.fakes["openai"].seen[-1].body["messages"][-1]["content"] == "is   BTC above $60,000?  "
+
+
 async def test_usage_today_and_models(make: Make) -> None:
     h = await make(limits={"openai": {"daily_token_budget": 15000}})
     await h.tier.complete(CALL, order=BOTH, deadline=None)
