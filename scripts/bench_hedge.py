@@ -29,16 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_overhead import (
+from bench_harness import (
     CALL_TIMEOUT_S,
     MAX_TOKENS,
     PROMPT,
     PROVIDER_KEY,
     REMOTE_MODEL,
-    _open_loop,
-    _stand_in_count,
-    _start_stand_in,
-    _wait_quiet,
+    open_loop,
+    stand_in_count,
+    start_stand_in,
+    wait_quiet,
 )
 from benchlib import ROOT, arun, free_port, load_average, serve_command, taskset, wait_generate
 
@@ -79,18 +79,18 @@ def run(settings: Settings) -> None:
         f"answers + Exp(mean {settings.tail_ms:g} ms); {settings.rate} req/s for {settings.duration_s:g} s per run"
     )
     rows: list[tuple[str, Stats]] = []
-    stand_in, origin = _start_stand_in()
+    stand_in, origin = start_stand_in()
     try:
         for name, hedge in (("no hedging", False), ("hedging", True)):
             with tempfile.TemporaryDirectory() as tmp:
-                gateway, target = _start_gateway(Path(tmp), origin, hedge, settings)
+                gateway, target = start_gateway(Path(tmp), origin, hedge, settings)
                 try:
-                    _load_in_process(target, min(settings.rate, 50), settings.warmup_s)  # the p95 gets its answers
-                    _wait_quiet(origin)
-                    tokens, calls = _provider_tokens(target), _stand_in_count(origin)
-                    stats = _load_in_process(target, settings.rate, settings.duration_s)
-                    _wait_quiet(origin)
-                    stats["calls"] = _stand_in_count(origin) - calls
+                    load_in_process(target, min(settings.rate, 50), settings.warmup_s)  # the p95 gets its answers
+                    wait_quiet(origin)
+                    tokens, calls = _provider_tokens(target), stand_in_count(origin)
+                    stats = load_in_process(target, settings.rate, settings.duration_s)
+                    wait_quiet(origin)
+                    stats["calls"] = stand_in_count(origin) - calls
                     stats["tokens"] = _provider_tokens(target) - tokens
                     rows.append((name, stats))
                     print(f"  {name}: done, load average {load_average()}", flush=True)
@@ -118,7 +118,7 @@ def _print(rows: list[tuple[str, Stats]]) -> None:
     print(" counted at its estimate)")
 
 
-def _start_gateway(tmp: Path, origin: str, hedge: bool, s: Settings) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(tmp: Path, origin: str, hedge: bool, s: Settings) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = tmp / "bench-hedge.toml"
     config.write_text(
@@ -150,7 +150,7 @@ def _start_gateway(tmp: Path, origin: str, hedge: bool, s: Settings) -> tuple[su
     target = f"127.0.0.1:{port}"
     from gateway.v1 import gateway_pb2 as pb
 
-    wait_generate(target, _request(pb), process=process)
+    wait_generate(target, grpc_request(pb), process=process)
     return process, target
 
 
@@ -165,13 +165,13 @@ def _provider_tokens(target: str) -> int:
     return sum(p.tokens_used for p in usage.providers if p.provider == "openai")
 
 
-def _load_in_process(target: str, rate: int, duration: float) -> Stats:
+def load_in_process(target: str, rate: int, duration: float) -> Stats:
     command = [*taskset(1), sys.executable, __file__, "--loadgen", target, str(rate), str(duration)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
 
-def _request(pb: Any) -> Any:
+def grpc_request(pb: Any) -> Any:
     message = pb.ChatMessage(role="user", content=PROMPT)
     return pb.GenerateRequest(messages=[message], max_tokens=MAX_TOKENS, priority=pb.PRIORITY_URGENT)
 
@@ -182,7 +182,7 @@ async def _load(target: str, rate: int, duration: float) -> Stats:
     from gateway.v1 import gateway_pb2 as pb
     from gateway.v1 import gateway_pb2_grpc as pb_grpc
 
-    request = _request(pb)
+    request = grpc_request(pb)
     tiers: dict[str, int] = {"answered": 0, "remote": 0}
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.InferenceGatewayStub(channel)
@@ -196,7 +196,7 @@ async def _load(target: str, rate: int, duration: float) -> Stats:
             code = getattr(exc, "code", None)
             return str(code().name) if callable(code) else type(exc).__name__
 
-        stats = await _open_loop(send, rate, duration, (grpc.RpcError,), describe)
+        stats = await open_loop(send, rate, duration, (grpc.RpcError,), describe)
     return {**stats, **tiers}
 
 

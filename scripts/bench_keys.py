@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_overhead import CALL_TIMEOUT_S, MAX_TOKENS, PROMPT, _open_loop
+from bench_harness import CALL_TIMEOUT_S, MAX_TOKENS, PROMPT, open_loop
 from benchlib import ROOT, arun, free_port, load_average, serve_command, stop, taskset, wait_serving
 
 Stats = dict[str, Any]
@@ -133,7 +133,7 @@ async def _load(target: str, rate: int, duration: float, key: str) -> Stats:
             code = getattr(exc, "code", None)
             return str(code().name) if callable(code) else type(exc).__name__
 
-        return await _open_loop(send, rate, duration, (grpc.RpcError,), describe)
+        return await open_loop(send, rate, duration, (grpc.RpcError,), describe)
 
 
 if __name__ == "__main__":

@@ -32,14 +32,14 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
-from bench_overhead import (
+from bench_harness import (
     REMOTE_MODEL,
-    _cpu_s,
-    _load_in_process,
-    _stand_in_count,
-    _start_remote_gateway,
-    _start_stand_in,
-    _wait_quiet,
+    cpu_s,
+    load_in_process,
+    stand_in_count,
+    start_remote_gateway,
+    start_stand_in,
+    wait_quiet,
 )
 from benchlib import load_average, stop
 
@@ -59,7 +59,7 @@ def main() -> None:
     pin = f"openai/{REMOTE_MODEL}"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        stand_in, origin = _start_stand_in()
+        stand_in, origin = start_stand_in()
         try:
             figures, threads = _measure(tmp / "plain", origin, pin, args.rate, args.duration, args.rounds)
             print(f"cpu ms/request: {' '.join(f'{x:.2f}' for x in figures)}; median {statistics.median(figures):.2f}")
@@ -80,24 +80,24 @@ def _measure(
 ) -> tuple[list[float], dict[str, float]]:
     """Gateway CPU ms per upstream request, one figure per round; and per thread over all rounds."""
     tmp.mkdir()
-    gateway, target = _start_remote_gateway(tmp, origin, python_args)
+    gateway, target = start_remote_gateway(tmp, origin, python_args)
     figures = []
     total = 0
     try:
-        _load_in_process(target, min(rate, 50), 1.0, pin)  # first use: lazy imports, connections
-        _wait_quiet(origin)
+        load_in_process(target, min(rate, 50), 1.0, pin)  # first use: lazy imports, connections
+        wait_quiet(origin)
         threads_before = _thread_cpu_s(gateway.pid)
         for _ in range(rounds):
-            before, cpu_before = _stand_in_count(origin), _cpu_s(gateway.pid)
+            before, cpu_before = stand_in_count(origin), cpu_s(gateway.pid)
             if python_args:
                 gateway.send_signal(signal.SIGUSR1)
-            stats = _load_in_process(target, rate, duration, pin)
-            _wait_quiet(origin)
+            stats = load_in_process(target, rate, duration, pin)
+            wait_quiet(origin)
             if python_args:
                 gateway.send_signal(signal.SIGUSR2)
-            upstream = _stand_in_count(origin) - before
+            upstream = stand_in_count(origin) - before
             total += upstream
-            cpu = _cpu_s(gateway.pid) - cpu_before
+            cpu = cpu_s(gateway.pid) - cpu_before
             figures.append(cpu * 1000 / upstream if upstream else float("nan"))
             print(
                 f"  {rate} req/s offered, {stats['qps']:.0f} achieved, {stats['errors']:.0f} errors, "
