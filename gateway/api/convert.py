@@ -52,7 +52,7 @@ def request_from_proto(
         min_confidence = float(msg.min_confidence)
         if not math.isfinite(min_confidence) or not 0.0 <= min_confidence <= 1.0:
             raise InvalidArgument(f"{field}min_confidence: {msg.min_confidence} is out of range; use 0 to 1")
-    if msg.priority not in (pb.PRIORITY_NORMAL, pb.PRIORITY_URGENT):
+    if msg.priority not in (pb.PRIORITY_NORMAL, pb.PRIORITY_URGENT, pb.PRIORITY_BULK):
         raise InvalidArgument(f"{field}priority: unknown value {msg.priority}")
     if msg.privacy not in (pb.PRIVACY_DEFAULT, pb.PRIVACY_LOCAL_ONLY):
         raise InvalidArgument(f"{field}privacy: unknown value {msg.privacy}")

@@ -108,7 +108,7 @@ _MESSAGE_FIELDS = frozenset({"role", "content", "name"})  # `name` is read and d
 # An assistant turn may carry these only when empty (SDKs echo a previous answer back whole).
 _ASSISTANT_EMPTY = frozenset({"refusal", "tool_calls", "function_call", "audio", "annotations"})
 _PRIVACY = {"default": Privacy.DEFAULT, "local_only": Privacy.LOCAL_ONLY}
-_PRIORITY = {"normal": Priority.NORMAL, "urgent": Priority.URGENT}
+_PRIORITY = {"normal": Priority.NORMAL, "urgent": Priority.URGENT, "bulk": Priority.BULK}
 _KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

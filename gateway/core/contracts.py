@@ -22,6 +22,7 @@ class Role(enum.StrEnum):
 class Priority(enum.Enum):
     NORMAL = 0
     URGENT = 1
+    BULK = 2  # batch work: a smaller share of each tier, shed first (routing/admission.py)
 
 
 class Privacy(enum.Enum):

@@ -60,7 +60,7 @@ def request_class(request: Request, key_classes: Mapping[str, Klass]) -> Klass:
         return key_classes[request.client]
     if request.priority is Priority.URGENT:
         return Klass.URGENT
-    if request.priority.name == "BULK":
+    if request.priority is Priority.BULK:
         return Klass.BULK
     return Klass.NORMAL
 

@@ -27,11 +27,14 @@ class _PriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Priority.Val
     DESCRIPTOR: _descriptor.EnumDescriptor
     PRIORITY_NORMAL: _Priority.ValueType  # 0
     PRIORITY_URGENT: _Priority.ValueType  # 1
+    PRIORITY_BULK: _Priority.ValueType  # 2
 
-class Priority(_Priority, metaclass=_PriorityEnumTypeWrapper): ...
+class Priority(_Priority, metaclass=_PriorityEnumTypeWrapper):
+    """URGENT may use all of each tier's room; BULK (batch work) at most half of it, and is shed first."""
 
 PRIORITY_NORMAL: Priority.ValueType  # 0
 PRIORITY_URGENT: Priority.ValueType  # 1
+PRIORITY_BULK: Priority.ValueType  # 2
 Global___Priority: _TypeAlias = Priority  # noqa: Y015
 
 class _Privacy:
