@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import openai
 import pytest
 
 from gateway.v1 import gateway_pb2 as pb
@@ -214,3 +215,22 @@ def test_a_stall_after_the_first_piece_ends_at_the_deadline_and_hangs_up_on_the_
     wait_until(  # the gateway let go of the stalled call: its connection to the provider is closed
         lambda: fakes["openai"].streams_abandoned > abandoned, timeout_s=2.0, what="the gateway to hang up on OpenAI"
     )
+
+
+def test_the_openai_door_streams_one_unbroken_answer_across_the_break(
+    gateway: GatewayProcess, fakes: dict[str, FakeProviderServer]
+) -> None:
+    fakes["openai"].fail(Fault(reset_after_frames=2))
+    client = openai.OpenAI(base_url=f"{gateway.http_url}/v1", api_key="unused", max_retries=0, timeout=15)
+    with client:
+        chunks = list(
+            client.chat.completions.create(
+                model="",
+                messages=[{"role": "user", "content": "is the trend down"}],
+                stream=True,
+                extra_body={"tags": {"route": "remote"}},
+            )
+        )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "The trend is up"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
