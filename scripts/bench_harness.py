@@ -458,7 +458,17 @@ async def stand_in() -> None:
 # -- load by class, from several processes ----------------------------------------------------
 
 REFUSED = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "HTTP 429", "HTTP 503")
-CLASSES = ("urgent", "normal")
+CLASSES = ("urgent", "normal", "bulk")
+PRIORITIES = {"urgent": "PRIORITY_URGENT", "normal": "PRIORITY_NORMAL", "bulk": "PRIORITY_BULK"}
+
+
+def class_of(i: int, urgent_every: int, bulk_every: int) -> str:
+    """The class of the i-th call of a schedule: every `urgent_every`-th URGENT, every `bulk_every`-th BULK."""
+    if urgent_every and i % urgent_every == 0:
+        return "urgent"
+    if bulk_every and i % bulk_every == 1:
+        return "bulk"
+    return "normal"
 
 
 def load_by_class(
@@ -470,16 +480,18 @@ def load_by_class(
     deadline_s: float,
     pin: str = "",
     urgent_every: int = 10,
+    bulk_every: int = 4,
     core: int | None = 1,
 ) -> dict[str, Stats]:
     """Open-loop gRPC load from `processes` generator processes started together, each sending every
-    `processes`-th call of one shared schedule at `rate`/s; every `urgent_every`-th call is URGENT.
+    `processes`-th call of one shared schedule at `rate`/s; classes by `class_of`.
 
     Per class: sent, good (answered within `deadline_s` of its scheduled time), refused, late, p99 of the
     answers (ms), and the generators' lag (how far behind the schedule the sends started, p99 ms: when it
     nears the deadline the generators, not the gateway, are the bottleneck)."""
     start_at = time.time() + 1.0 + 0.05 * processes  # every process started and connected by then
     flags = ["--deadline", str(deadline_s), "--pin", pin, "--urgent-every", str(urgent_every)]
+    flags += ["--bulk-every", str(bulk_every)]
     command = [*taskset(core), sys.executable, __file__, "--classes", target, str(rate), str(duration), *flags]
     commands = [
         [*command, "--share", f"{index}/{processes}", "--start-at", repr(start_at)] for index in range(processes)
@@ -527,6 +539,7 @@ async def class_load(
     deadline_s: float,
     pin: str,
     urgent_every: int,
+    bulk_every: int,
     share: str,
     start_at: float,
 ) -> dict[str, Stats]:
@@ -537,13 +550,15 @@ async def class_load(
     from gateway.v1 import gateway_pb2_grpc as pb_grpc
 
     index, processes = (int(x) for x in share.split("/"))
-    normal = grpc_request(pb, pin)
-    urgent = pb.GenerateRequest(  # type: ignore[attr-defined]
-        messages=[pb.ChatMessage(role="user", content=PROMPT)],  # type: ignore[attr-defined]
-        max_tokens=MAX_TOKENS,
-        model=pin,
-        priority=pb.PRIORITY_URGENT,  # type: ignore[attr-defined]
-    )
+    requests = {
+        klass: pb.GenerateRequest(
+            messages=[pb.ChatMessage(role="user", content=PROMPT)],
+            max_tokens=MAX_TOKENS,
+            model=pin,
+            priority=getattr(pb, PRIORITIES[klass]),
+        )
+        for klass in CLASSES
+    }
     out: dict[str, Stats] = {k: {"sent": 0, "latencies": [], "lags": [], "error_kinds": {}} for k in CLASSES}
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.InferenceGatewayStub(channel)
@@ -552,7 +567,7 @@ async def class_load(
             mine = out[klass]
             mine["lags"].append(max(0.0, time.perf_counter() - scheduled))
             try:
-                await stub.Generate(urgent if klass == "urgent" else normal, timeout=deadline_s)
+                await stub.Generate(requests[klass], timeout=deadline_s)
                 mine["latencies"].append(time.perf_counter() - scheduled)
             except grpc.RpcError as exc:
                 code = exc.code() if callable(getattr(exc, "code", None)) else None
@@ -567,7 +582,7 @@ async def class_load(
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            klass = "urgent" if urgent_every and i % urgent_every == 0 else "normal"
+            klass = class_of(i, urgent_every, bulk_every)
             out[klass]["sent"] += 1
             tasks.append(asyncio.create_task(one(klass, scheduled)))
         await asyncio.gather(*tasks)
@@ -584,6 +599,7 @@ def main() -> None:
     parser.add_argument("--pin", default="")
     parser.add_argument("--deadline", type=float, default=0.0)
     parser.add_argument("--urgent-every", type=int, default=10)
+    parser.add_argument("--bulk-every", type=int, default=4)
     parser.add_argument("--share", default="0/1", help="INDEX/PROCESSES: this generator's calls of the schedule")
     parser.add_argument("--start-at", type=float, default=0.0, help="wall time the schedule starts")
     parser.add_argument("--stand-in", action="store_true")
@@ -601,6 +617,7 @@ def main() -> None:
             deadline_s=args.deadline or CALL_TIMEOUT_S,
             pin=args.pin,
             urgent_every=args.urgent_every,
+            bulk_every=args.bulk_every,
             share=args.share,
             start_at=args.start_at,
         )

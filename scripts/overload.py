@@ -1,13 +1,13 @@
 """Goodput past saturation, per class, with today's defaults and the old ones; a burst at the embedded model.
 
     python scripts/overload.py [--deadline-ms 500] [--duration 5] [--ramp-duration 2] [--processes 2]
-        [--urgent-every 10] [--burst 96] [--smoke]
+        [--urgent-every 10] [--bulk-every 4] [--burst 96] [--smoke]
     (also `make bench ARGS="--only overload"`)
 
 Every call carries a deadline (`--deadline-ms`). Good: answered within that deadline of its
 scheduled send time. Refused: RESOURCE_EXHAUSTED or UNAVAILABLE, counted apart from late ones
 (DEADLINE_EXCEEDED, or answered after the deadline). Every `--urgent-every`-th call is URGENT,
-the rest NORMAL; each class has its own row.
+every `--bulk-every`-th BULK, the rest NORMAL; each class has its own row.
 
 1. Local path (echo backend) and 2. remote path (every call pinned to the OpenAI stand-in):
    with today's defaults ("now"), a ramp doubling from 100 req/s finds the peak goodput (the
@@ -63,6 +63,7 @@ class Settings:
     burst: int = 96
     processes: int = 2
     urgent_every: int = 10
+    bulk_every: int = 4
     smoke: bool = False
 
 
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--ramp-duration", type=float, default=2.0, help="seconds per ramp step")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--urgent-every", type=int, default=10, help="every n-th call is URGENT (0: none)")
+    parser.add_argument("--bulk-every", type=int, default=4, help="every n-th call (offset 1) is BULK (0: none)")
     parser.add_argument("--burst", type=int, default=96, help="concurrent requests to the embedded model")
     parser.add_argument("--smoke", action="store_true", help="a few seconds in all: does the script run")
     args = parser.parse_args()
@@ -98,6 +100,7 @@ def main() -> None:
             burst=args.burst,
             processes=args.processes,
             urgent_every=args.urgent_every,
+            bulk_every=args.bulk_every,
             smoke=args.smoke,
         )
     )
@@ -105,7 +108,7 @@ def main() -> None:
 
 def run(settings: Settings) -> None:
     if settings.smoke:
-        settings = Settings(settings.deadline_s, 0.5, 0.5, 0, 2, settings.urgent_every, smoke=True)
+        settings = Settings(settings.deadline_s, 0.5, 0.5, 0, 2, settings.urgent_every, settings.bulk_every, True)
     print()
     print(f"== overload: goodput past saturation, each call's deadline {settings.deadline_s * 1000:.0f} ms ==")
     print(f"load average at start: {load_average()}")
@@ -178,6 +181,7 @@ def _step(
         deadline_s=settings.deadline_s,
         pin=pin,
         urgent_every=settings.urgent_every,
+        bulk_every=settings.bulk_every,
     )
     row = Row(title, config, label, rate, duration, classes)
     refused = sum(int(c["refused"]) for c in classes.values())
