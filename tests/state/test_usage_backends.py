@@ -79,6 +79,18 @@ async def test_day_summary_counts_every_dimension(store: UsageStore) -> None:
     assert s.saved_usd == pytest.approx(0.1 - 0.03)
 
 
+async def test_prompt_cache_reads_and_writes_are_summed_apart_and_kept_per_record(store: UsageStore) -> None:
+    cached = [
+        replace(BASE, request_id=f"c{i}", ts=T0 + i, cached_prompt_tokens=5, cache_write_tokens=i) for i in range(4)
+    ]
+    await store.add([BASE, *cached])
+    s = await store.summary(DAY)
+    assert (s.cached_prompt_tokens, s.cache_write_tokens) == (20, 6)
+    assert s.tokens_by_tier == {"local": 5 * 12}  # cached tokens stay counted in the prompt, not added to it
+    newest = (await store.recent(1))[0]
+    assert (newest.cached_prompt_tokens, newest.cache_write_tokens) == (5, 3)
+
+
 async def test_latency_percentiles_are_exact_nearest_rank(store: UsageStore) -> None:
     await store.add(records())
     latency = (await store.summary(DAY)).latency

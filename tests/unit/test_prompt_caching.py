@@ -5,13 +5,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
-from gateway.core.contracts import Backend, BackendCall, Completion, Message, Role, Tier, Usage
+from gateway.core.contracts import (
+    Backend,
+    BackendCall,
+    Completion,
+    Escalation,
+    Message,
+    Request,
+    Result,
+    Role,
+    Tier,
+    Usage,
+)
 from gateway.observe.pricing import CACHE_RATIOS, Price, PriceTable, cache_ratios
+from gateway.observe.usage_recorder import UsageRecorder
 from gateway.remote.providers.registry import build_provider
 from gateway.remote.types import ProviderSlot
+from gateway.routing.tasks import ConfigTasks
+from gateway.state.usage.sqlite import SqliteUsageStore
 from tests.fakes.base import FakeProviderServer
 from tests.fakes.providers import KINDS, TEST_KEYS, provider_config
 
@@ -97,3 +112,16 @@ def test_the_budget_counts_cache_reads_at_the_providers_weight() -> None:
     assert ProviderSlot(backend).charge(usage) == 1010
     assert ProviderSlot(backend, budget_cached_weight=0.0).charge(usage) == 210
     assert ProviderSlot(backend, budget_cached_weight=0.25).charge(usage) == 410
+
+
+def test_a_usage_record_keeps_the_cached_tokens_and_costs_them_at_the_cache_rate(tmp_path: Path) -> None:
+    prices = PriceTable({"anthropic": Price(3.0, 15.0, *cache_ratios("anthropic"))}, reference="anthropic")
+    recorder = UsageRecorder(SqliteUsageStore(tmp_path / "usage.sqlite3"), ConfigTasks({}), prices, retention_s=60.0)
+    usage = Usage(prompt_tokens=1_000, completion_tokens=100, cached_prompt_tokens=800, cache_write_tokens=100)
+    request = Request("r", (Message(Role.USER, "q"),), 16)
+    result = Result("r", "a", Tier.REMOTE, "anthropic", "claude", None, Escalation.RULE, usage, (), "stop", 1.0)
+    record = recorder.make_record(request, result)
+    assert (record.cached_prompt_tokens, record.cache_write_tokens) == (800, 100)
+    fresh, read, written = 100 * 3.0, 800 * 0.3, 100 * 3.75
+    assert record.cost_usd == pytest.approx((fresh + read + written + 100 * 15.0) / 1_000_000)
+    assert record.reference_cost_usd == pytest.approx((1_000 * 3.0 + 100 * 15.0) / 1_000_000)
