@@ -310,7 +310,8 @@ def report(results: list[tuple[Step, Tally]], items: list[Item], semantic: bool)
         share = 100 * delta / saved if saved else 0.0
         print(f"  {step.name[2:]:<16} {delta:>9.1f} tokens/request  {share:>5.1f}%")
     if not semantic:
-        print("  semantic cache   not measured: this gateway has no semantic cache (semantic_cache_available)")
+        why = "--no-semantic" if semantic_cache_available() else "this gateway has no semantic cache"
+        print(f"  semantic cache   not measured: {why} (semantic_cache_available is the hook)")
 
 
 def compaction_report(items: list[Item], tokenizer_path: Path | None) -> None:
