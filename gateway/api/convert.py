@@ -67,6 +67,7 @@ def request_from_proto(
         privacy=Privacy(msg.privacy),
         min_confidence=min_confidence,
         bypass_cache=msg.bypass_cache,
+        semantic_cache=msg.semantic_cache if msg.HasField("semantic_cache") else None,
         tags=dict(msg.tags),
         deadline=None if timeout_s is None else time.monotonic() + timeout_s,
         stop=tuple(msg.stop),

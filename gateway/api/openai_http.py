@@ -25,7 +25,8 @@ from aiohttp import web
 from gateway.api import openai_request, openai_response, responses_request, responses_response
 from gateway.api.http_auth import CLIENT_KEY  # where the authentication middleware leaves the caller's name
 from gateway.api.http_errors import error_response, gateway_error_body, gateway_error_response
-from gateway.core.contracts import Delta, Request, Result
+from gateway.api.openai_embeddings import EmbeddingRoutes
+from gateway.core.contracts import Delta, ModelEntry, Request, Result
 from gateway.core.errors import DeadlineExceeded, GatewayError, InvalidArgument
 from gateway.routing.answerer import Answerer
 
@@ -50,8 +51,10 @@ class OpenAIRoutes:
         max_request_bytes: int,
         clock: Callable[[], datetime] = _now,
         new_id: Callable[[], str] = _new_id,
+        embeddings: EmbeddingRoutes | None = None,
     ) -> None:
         self._answerer = answerer
+        self._embeddings = embeddings  # POST /v1/embeddings, when [embeddings] enabled
         self._default_max_tokens = default_max_tokens
         self._max_request_bytes = max_request_bytes
         self._clock = clock
@@ -63,6 +66,7 @@ class OpenAIRoutes:
             web.post("/v1/responses", self.responses),
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{name:.+}", self.get_model),
+            *(self._embeddings.routes() if self._embeddings is not None else ()),
             web.route("*", "/v1/{path:.*}", self.not_served),  # last: what no route above answers
         ]
 
@@ -84,17 +88,23 @@ class OpenAIRoutes:
                 code="method_not_allowed",
                 headers={"Allow": ",".join(sorted(allowed))},
             )
-        served = "POST /v1/chat/completions, POST /v1/responses, GET /v1/models and GET /v1/models/{model}"
+        served = "POST /v1/embeddings, " if self._embeddings is not None else ""
+        served += "POST /v1/chat/completions, POST /v1/responses, GET /v1/models and GET /v1/models/{model}"
         return error_response(
             404, f"path: {method} {path} is not served here; the gateway serves {served}", code="not_found"
         )
 
+    def _models(self) -> list[ModelEntry]:
+        """What the answerer serves, and the embedding model when /v1/embeddings is served."""
+        extra = self._embeddings.models() if self._embeddings is not None else []
+        return [*self._answerer.models(), *extra]
+
     async def list_models(self, _: web.Request) -> web.Response:
-        return web.json_response(openai_response.models_body(self._answerer.models()))
+        return web.json_response(openai_response.models_body(self._models()))
 
     async def get_model(self, http_request: web.Request) -> web.Response:
         name = http_request.match_info["name"]
-        for entry in self._answerer.models():
+        for entry in self._models():
             if entry.name == name:
                 return web.json_response(openai_response.model_object(entry))
         return error_response(

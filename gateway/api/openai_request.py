@@ -45,7 +45,7 @@ SUPPORTED = frozenset(
         "top_logprobs",
     }
 )
-EXTENSIONS = frozenset({"task", "privacy", "min_confidence", "priority", "bypass_cache", "tags"})
+EXTENSIONS = frozenset({"task", "privacy", "min_confidence", "priority", "bypass_cache", "tags", "semantic_cache"})
 # Read and dropped: bookkeeping for OpenAI's own service that cannot change the answer.
 IGNORED = frozenset(
     {
@@ -176,6 +176,7 @@ def chat_request(
                 privacy=privacy or Privacy.DEFAULT,
                 min_confidence=_min_confidence(body, headers),
                 bypass_cache=_optional_bool(body, "bypass_cache") or False,
+                semantic_cache=_semantic_cache(body, headers),
                 tags=_tags(body.get("tags")),
                 deadline=None if timeout_s is None else now + timeout_s,
                 client=client,
@@ -385,6 +386,23 @@ def _min_confidence(body: Mapping[str, Any], headers: Mapping[str, str]) -> floa
     if number is None or not 0.0 <= number <= 1.0:
         raise BadParam(where, f"{value!r} is out of range; use a number from 0 to 1")
     return float(number)
+
+
+_SWITCH = {"true": True, "on": True, "1": True, "false": False, "off": False, "0": False}
+
+
+def _semantic_cache(body: Mapping[str, Any], headers: Mapping[str, str]) -> bool | None:
+    """The request's own say on the semantic cache: the body's `semantic_cache` (true/false) or the
+    x-gateway-semantic-cache header (on/off, true/false, 1/0); None = its task's setting."""
+    picked = _pick(body, headers, "semantic_cache")
+    if picked is None:
+        return None
+    value, where = picked
+    if isinstance(value, bool):
+        return value
+    if where.startswith(HEADER_PREFIX) and isinstance(value, str) and value.strip().lower() in _SWITCH:
+        return _SWITCH[value.strip().lower()]
+    raise BadParam(where, f"{value!r} is neither on nor off; send true or false (header: on or off)")
 
 
 def _optional_bool(body: Mapping[str, Any], name: str) -> bool | None:

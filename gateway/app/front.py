@@ -16,9 +16,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.api.dashboard import Dashboard
+from gateway.app.embedding import build_semantic_cache
 from gateway.config import Config
 from gateway.core.accuracy import LiveAccuracy
 from gateway.core.contracts import Request, Result, TaskCatalog
+from gateway.core.embedding import Embedder
 from gateway.core.trace import NO_TRACER, Tracer
 from gateway.observe.metrics import Metrics
 from gateway.observe.metrics_refresh import MetricsRefresher
@@ -67,6 +69,7 @@ def build_front(
     accuracy: Callable[[], Awaitable[Sequence[LiveAccuracy]]] = no_accuracy,
     keys: KeyPolicies | None = None,
     tracer: Tracer = NO_TRACER,
+    embedder: Embedder | None = None,
 ) -> Front:
     prices = price_table(config)
 
@@ -84,7 +87,10 @@ def build_front(
     inner: Answerer = router
     if state.cache is not None:
         policy = CachePolicy.from_config(config)
-        inner = CachedRouter(router, state.cache, policy, on_lookup=metrics.cache_lookup, tracer=tracer)
+        semantic = build_semantic_cache(config, embedder, policy)
+        inner = CachedRouter(
+            router, state.cache, policy, on_lookup=metrics.cache_lookup, tracer=tracer, semantic=semantic
+        )
     if keys is not None:
         estimate = CharEstimator(config.budget.chars_per_token)
         inner = AccessRouter(inner, keys, state.key_quotas, state.rate_limits, estimate=estimate)

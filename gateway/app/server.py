@@ -17,9 +17,11 @@ from grpc_reflection.v1alpha import reflection
 from gateway.api import convert, http, wire
 from gateway.api.auth import Authenticator
 from gateway.api.http_server import GatewayAppRunner
+from gateway.api.openai_embeddings import EmbeddingRoutes
 from gateway.api.openai_http import OpenAIRoutes
 from gateway.api.servicer import InferenceGatewayServicer
 from gateway.app.admission import build_admission
+from gateway.app.embedding import open_embedder
 from gateway.app.front import build_front
 from gateway.app.learning import Learning
 from gateway.app.local import build_local_backend, open_adapter_registry
@@ -129,6 +131,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         admission=build_admission(config.admission),
     )
     learning.audit(router, {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled})
+    embedder = await open_embedder(config)  # only when [embeddings] or [cache.semantic] is enabled
     front = build_front(
         config,
         router,
@@ -140,6 +143,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         accuracy=learning.accuracy,
         keys=keys,
         tracer=tracing.tracer,
+        embedder=embedder,
     )
     front.start()
     authenticator = Authenticator(keys)
@@ -158,10 +162,14 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     address = f"{config.server.host}:{config.server.port}"
 
     draining = False
+    embedding_routes = None
+    if embedder is not None and config.embeddings.enabled:
+        embedding_routes = EmbeddingRoutes(embedder, max_request_bytes=config.server.max_request_bytes)
     openai_routes = OpenAIRoutes(
         front.answerer,
         default_max_tokens=config.server.default_max_tokens,
         max_request_bytes=config.server.max_request_bytes,
+        embeddings=embedding_routes,
     )
     app = http.build_app(
         metrics,
@@ -203,6 +211,8 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     await learning.aclose()
     await front.aclose()
     await local.aclose()
+    if embedder is not None:
+        await embedder.aclose()
     if remote is not None:
         await remote.aclose()
     for expiry in expiries:

@@ -30,7 +30,7 @@ from gateway.core.contracts import Role
 from gateway.core.embedding import Embedder
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.decision import Decision
-from gateway.routing.semantic_guard import check
+from gateway.routing.semantic_guard import Facts, compare, facts
 from gateway.state.cache.vector_index import IndexedPrompt, VectorIndex
 
 _SPACE = re.compile(r"\s+")
@@ -50,6 +50,7 @@ class Probe:
     scope: str
     text: str
     vector: tuple[float, ...]
+    facts: Facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class SemanticCache:
         """Embed the request's prompt (off the event loop, in the embedder)."""
         text = normalise(decision.call.messages[-1].content)
         embedded = await self._embedder.embed([text])
-        return Probe(self._policy.semantic_scope(decision), text, embedded.vectors[0])
+        return Probe(self._policy.semantic_scope(decision), text, embedded.vectors[0], facts(text))
 
     def matches(self, probe: Probe) -> list[SemanticMatch]:
         """Neighbours in the probe's scope at or above the threshold that the guard lets through, nearest first."""
@@ -98,10 +99,14 @@ class SemanticCache:
         return [
             SemanticMatch(n.entry.key, n.similarity)
             for n in found
-            if n.similarity >= self._settings.threshold and check(probe.text, n.entry.text).allowed
+            if n.similarity >= self._settings.threshold and compare(probe.facts, _facts_of(n.entry)).allowed
         ]
 
     def remember(self, probe: Probe, key: str) -> None:
         """Index an answer the exact store has just taken under `key`."""
         expires_at = self._wall() + self._policy.ttl_s
-        self._index.add(probe.vector, IndexedPrompt(probe.scope, key, probe.text, expires_at))
+        self._index.add(probe.vector, IndexedPrompt(probe.scope, key, probe.text, expires_at, probe.facts))
+
+
+def _facts_of(entry: IndexedPrompt) -> Facts:
+    return entry.facts if isinstance(entry.facts, Facts) else facts(entry.text)

@@ -395,7 +395,11 @@ def _dates(text: str) -> tuple[list[str], str]:
 
 def check(prompt: str, cached_prompt: str) -> GuardVerdict:
     """Whether an answer cached for `cached_prompt` may answer `prompt`, as far as their facts go."""
-    ours, theirs = facts(prompt), facts(cached_prompt)
+    return compare(facts(prompt), facts(cached_prompt))
+
+
+def compare(ours: Facts, theirs: Facts) -> GuardVerdict:
+    """`check` on facts already read (the semantic cache reads each prompt once)."""
     for reason, same in (
         ("numbers", ours.numbers == theirs.numbers),
         ("tickers", ours.tickers == theirs.tickers),

@@ -151,6 +151,7 @@ class GenerateRequest(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    SEMANTIC_CACHE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """echoed; generated when empty"""
     task: _builtins.str
@@ -166,6 +167,8 @@ class GenerateRequest(_message.Message):
     min_confidence: _builtins.float
     """overrides the adapter's calibrated threshold"""
     bypass_cache: _builtins.bool
+    semantic_cache: _builtins.bool
+    """also answer paraphrases from the cache (true) or not (false);"""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """at least one"""
@@ -196,14 +199,20 @@ class GenerateRequest(_message.Message):
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         stop: _abc.Iterable[_builtins.str] | None = ...,
         response_format: Global___ResponseFormat | None = ...,
+        semantic_cache: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "min_confidence", b"min_confidence", "response_format", b"response_format"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_semantic_cache", b"_semantic_cache", "min_confidence", b"min_confidence", "response_format", b"response_format", "semantic_cache", b"semantic_cache"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "response_format", b"response_format", "stop", b"stop", "tags", b"tags", "task", b"task", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_semantic_cache", b"_semantic_cache", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "response_format", b"response_format", "semantic_cache", b"semantic_cache", "stop", b"stop", "tags", b"tags", "task", b"task", "temperature", b"temperature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_confidence: _TypeAlias = _typing.Literal["min_confidence"]  # noqa: Y015
     _WhichOneofArgType__min_confidence: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence"]  # noqa: Y015
+    _WhichOneofReturnType__semantic_cache: _TypeAlias = _typing.Literal["semantic_cache"]  # noqa: Y015
+    _WhichOneofArgType__semantic_cache: _TypeAlias = _typing.Literal["_semantic_cache", b"_semantic_cache"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_confidence) -> _WhichOneofReturnType__min_confidence | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__semantic_cache) -> _WhichOneofReturnType__semantic_cache | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
 

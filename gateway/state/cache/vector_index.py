@@ -27,6 +27,7 @@ class IndexedPrompt:
     key: str  # the exact-match key of the cached answer
     text: str  # the normalised prompt, which the guard compares
     expires_at: float  # wall-clock seconds
+    facts: object = None  # what the guard read in `text`, kept so a lookup does not read it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +38,23 @@ class Neighbour:
 
 class VectorIndex:
     def __init__(
-        self, *, dimensions: int, max_entries: int, connectivity: int = 16, now: Callable[[], float] = time.time
+        self,
+        *,
+        dimensions: int,
+        max_entries: int,
+        connectivity: int = 16,
+        expansion_add: int = 64,
+        expansion_search: int = 32,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        """connectivity and the expansions are HNSW's M, efConstruction and ef: a hit needs a neighbour at
+        cosine >= the threshold (0.9), which a narrow search finds; a neighbour it misses costs a hit, not a
+        wrong answer."""
         self._dimensions = dimensions
         self._max_entries = max_entries
         self._connectivity = connectivity
+        self._expansion_add = expansion_add
+        self._expansion_search = expansion_search
         self._now = now
         self._scopes: dict[str, Index] = {}
         self._entries: OrderedDict[int, IndexedPrompt] = OrderedDict()  # oldest first
@@ -103,7 +116,14 @@ class VectorIndex:
     def _new_index(self) -> Index:
         from usearch.index import Index
 
-        return Index(ndim=self._dimensions, metric="cos", dtype="f32", connectivity=self._connectivity)
+        return Index(
+            ndim=self._dimensions,
+            metric="cos",
+            dtype="f32",
+            connectivity=self._connectivity,
+            expansion_add=self._expansion_add,
+            expansion_search=self._expansion_search,
+        )
 
     def _sweep(self) -> None:
         """Drop the oldest entries past the size bound, and expired ones at the old end."""
