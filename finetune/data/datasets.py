@@ -150,6 +150,7 @@ def build_task(name: str, store: DataStore, options: BuildOptions | None = None)
             "labelled_by": sentiment.LABELLED_BY,
             "data_file": {"path": sentiment.SOURCE, "sha256": digest},
             "groups": list(sentiment.GROUPS),
+            "heldout_groups": list(sentiment.HELDOUT_GROUPS),  # reported one by one beside the whole split
             "split_rule": sentiment.SPLIT_RULE,
         }
         files = ()

@@ -1,5 +1,6 @@
 """The `sentiment` task: headlines labelled by people, split by a hash of their text with the
-macro group held out, refused when a line is wrong; the label words pass the first-token rule."""
+macro group and the unseen-entity group held out, refused when a line is wrong; the label words
+pass the first-token rule."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def test_sentiment_is_a_builtin_task_with_its_system_prompt(headlines: Path) -> 
     assert len(data.examples) == 3 * 15 * 8
     card = data.card
     assert "never by a model" in card["labelled_by"] and "docs/sentiment_labelling.md" in card["labelled_by"]
-    assert "'macro' group is held out" in card["split_rule"]
+    assert "'macro' group and the 'unseen' group" in card["split_rule"] and "are held out" in card["split_rule"]
+    assert card["heldout_groups"] == ["macro", "unseen"]
     assert card["data_file"]["path"] == "finetune/data/sentiment_headlines.jsonl"
     assert len(card["data_file"]["sha256"]) == 64
 
@@ -143,3 +145,60 @@ def test_the_packaged_headlines_build() -> None:
         assert {ex.label for ex in data.split(split)} <= set(sentiment.LABELS)
     texts = {split: {sentiment.normalise(ex.input) for ex in data.split(split)} for split in SPLITS}
     assert all(not texts[a] & texts[b] for a in SPLITS for b in SPLITS if a < b)
+
+
+def unseen_line(prompt: str, entity: str, label: str = "bearish") -> dict[str, str]:
+    return {"prompt": prompt, "label": label, "group": "unseen", "entity": entity}
+
+
+def test_unseen_entities_are_held_out(tmp_path: Path) -> None:
+    lines = [
+        *fixture_lines(1),
+        unseen_line("Zarvik exchange hacked for $40 million", "Zarvik"),
+        unseen_line("Zarvik token ZRV lists on three exchanges", "Zarvik", "bullish"),
+    ]
+    data = build(write_lines(tmp_path / "h.jsonl", lines))
+    unseen = [ex for ex in data.examples if ex.group == "unseen"]
+    assert len(unseen) == 2 and {ex.split for ex in unseen} == {HELDOUT}
+    assert {ex.group for ex in data.split(HELDOUT)} == {"macro", "unseen"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"prompt": "Zarvik exchange hacked", "label": "bearish", "group": "unseen"}, "needs an 'entity'"),
+        (unseen_line("Zarvik exchange hacked", "Pellow"), "needs an 'entity'"),
+        (unseen_line("Zarvikon exchange hacked", "Zarvik"), "needs an 'entity'"),  # a word of its own
+    ],
+)
+def test_an_unseen_line_must_name_its_entity(tmp_path: Path, bad: dict[str, str], message: str) -> None:
+    lines = fixture_lines(1)
+    with pytest.raises(DataError, match=rf"h\.jsonl:{len(lines) + 1}: .*{message}"):
+        build(write_lines(tmp_path / "h.jsonl", lines, json.dumps(bad) + "\n"))
+
+
+def test_an_unseen_entity_named_in_another_group_is_refused(tmp_path: Path) -> None:
+    lines = [
+        unseen_line("Zarvik exchange hacked for $40 million", "Zarvik"),
+        *fixture_lines(1),
+        {"prompt": "Bitcoin slides as ZARVIK halts withdrawals", "label": "bearish", "group": "crypto"},
+    ]
+    with pytest.raises(DataError, match=r"h\.jsonl:1: the unseen entity 'zarvik' is also named outside"):
+        build(write_lines(tmp_path / "h.jsonl", lines))
+    # a longer word that merely contains the name is another name
+    lines[-1] = {"prompt": "Bitcoin slides as Zarvikson halts withdrawals", "label": "bearish", "group": "crypto"}
+    assert len(build(write_lines(tmp_path / "h.jsonl", lines)).split(HELDOUT)) == len(fixture_lines(1)) // 3 + 1
+
+
+@pytest.mark.skipif(
+    not (Path(sentiment.__file__).parent / sentiment.FILE_NAME).is_file(), reason="the headline file is not there yet"
+)
+def test_the_packaged_file_has_the_crypto_rows_the_guarantee_needs() -> None:
+    examples, _ = sentiment.load_headlines()
+    counts = Counter((ex.group, ex.label) for ex in examples)
+    for group, least in (("crypto", 170), ("unseen", 83)):  # >= 520 crypto, >= 250 unseen, balanced labels
+        assert all(counts[group, label] >= least for label in sentiment.LABELS), counts
+    unseen = [ex for ex in examples if ex.group == "unseen"]
+    assert {ex.split for ex in unseen} == {HELDOUT}
+    crypto_splits = Counter(ex.split for ex in examples if ex.group == "crypto")
+    assert crypto_splits[VAL] >= 80 and crypto_splits[TEST] >= 80, crypto_splits
