@@ -213,7 +213,11 @@ def run_task(
         return None
     eval_started = time.perf_counter()
     adapter_scores = {s: scorer(peft_model, splits[s]) for s in EVAL_SPLITS if splits[s]}
-    from finetune.evaluate.evaluation import evaluate
+    from finetune.evaluate.evaluation import evaluate, group_splits
+
+    if HELDOUT in adapter_scores:  # a task whose held-out split mixes groups reports each (sentiment: unseen)
+        groups = [ex.group for ex in splits[HELDOUT]]
+        adapter_scores |= group_splits(HELDOUT, adapter_scores[HELDOUT], groups, dataset.card.get("heldout_groups", ()))
 
     def assess(plot_dir: Path) -> Evaluation:
         return evaluate(

@@ -24,12 +24,13 @@ import numpy as np
 
 from finetune.evaluate import metrics
 from finetune.evaluate.calibrate import fit_temperature
-from finetune.evaluate.scoring import Scored
+from finetune.evaluate.label_scores import LabelScores, by_group
 from finetune.examples import HELDOUT, TEST, VAL
 from gateway.core.binomial import lower_bound
 from gateway.core.guarantee import DEFAULT_LEVEL, Guarantee, choose_threshold
 
 OFF_DISTRIBUTION = (TEST, HELDOUT)  # a later period; symbols or subjects never trained on
+GROUP_SEPARATOR = ":"  # "heldout:unseen": the held-out rows of one group, reported beside the whole split
 MAX_RAISED_TARGET = 0.995  # a shortfall raises the served target at most to this
 
 
@@ -114,6 +115,16 @@ class Evaluation:
                 if report.kept_rows:
                     out[f"{name}_kept_accuracy"] = report.kept_accuracy
                     out[f"{name}_kept_bound"] = report.kept_bound
+        for split, report in self.adapter.items():
+            if split.startswith(HELDOUT + GROUP_SEPARATOR):  # heldout:unseen -> heldout_unseen_auroc, ...
+                name = split.replace(GROUP_SEPARATOR, "_")
+                out[f"{name}_examples"] = float(report.n)
+                out[f"{name}_accuracy"] = report.accuracy
+                out[f"{name}_auroc"] = report.auroc
+                out[f"{name}_kept_share"] = report.kept
+                if report.kept_rows:
+                    out[f"{name}_kept_accuracy"] = report.kept_accuracy
+                    out[f"{name}_kept_bound"] = report.kept_bound
         out["requested_target"] = self.requested_target or self.calibration.target_accuracy
         out["off_distribution_shortfall"] = self.shortfall
         out["val_point_estimate_kept_share"] = self.val_point_kept
@@ -153,14 +164,14 @@ def collapse(evaluation: Evaluation, tolerance: float = COLLAPSE_TOLERANCE) -> s
     return ""
 
 
-def calibrate(val: Scored, target_accuracy: float, min_kept: int, level: float = DEFAULT_LEVEL) -> Calibration:
+def calibrate(val: LabelScores, target_accuracy: float, min_kept: int, level: float = DEFAULT_LEVEL) -> Calibration:
     temperature = fit_temperature(val.label_probs(), val.gold)
     confidence = val.confidence(temperature).tolist()
     guarantee = choose_threshold(confidence, val.correct.tolist(), target_accuracy, level, min_kept)
     return Calibration(temperature, guarantee)
 
 
-def split_report(scored: Scored, calibration: Calibration) -> SplitReport:
+def split_report(scored: LabelScores, calibration: Calibration) -> SplitReport:
     raw = scored.confidence()
     calibrated = scored.confidence(calibration.temperature)
     correct = scored.correct
@@ -189,6 +200,13 @@ def split_report(scored: Scored, calibration: Calibration) -> SplitReport:
     )
 
 
+def group_splits(
+    split: str, scores: LabelScores, groups: Sequence[str], wanted: Sequence[str]
+) -> dict[str, LabelScores]:
+    """`split`'s rows of each wanted group as splits of their own ("heldout:unseen"), reported beside the whole."""
+    return {f"{split}{GROUP_SEPARATOR}{group}": part for group, part in by_group(scores, groups, wanted).items()}
+
+
 def off_distribution_shortfall(reports: Mapping[str, SplitReport], target: float, min_kept: int) -> float:
     """How far below `target` the kept answers' accuracy falls on the later period or the held-out
     symbols, whichever is worse (0 when neither falls short, or neither keeps `min_kept` answers)."""
@@ -200,7 +218,7 @@ def off_distribution_shortfall(reports: Mapping[str, SplitReport], target: float
     return max([0.0, *gaps])
 
 
-def majority_report(train_labels: Sequence[str], test: Scored) -> tuple[str, SplitReport]:
+def majority_report(train_labels: Sequence[str], test: LabelScores) -> tuple[str, SplitReport]:
     """Always answer the most frequent training label, with its training share as confidence."""
     counts = Counter(train_labels)
     label, count = counts.most_common(1)[0]
@@ -229,8 +247,8 @@ def majority_report(train_labels: Sequence[str], test: Scored) -> tuple[str, Spl
 
 def evaluate(
     task: str,
-    adapter: Mapping[str, Scored],
-    base: Mapping[str, Scored],
+    adapter: Mapping[str, LabelScores],
+    base: Mapping[str, LabelScores],
     train_labels: Sequence[str],
     *,
     target_accuracy: float = 0.95,
@@ -270,8 +288,8 @@ def evaluate(
 
 def _plots(
     task: str,
-    adapter: Mapping[str, Scored],
-    base: Mapping[str, Scored],
+    adapter: Mapping[str, LabelScores],
+    base: Mapping[str, LabelScores],
     calibration: Calibration,
     base_calibration: Calibration | None,
     folder: Path,

@@ -49,6 +49,17 @@ class Scored:
         """Label-set-renormalised probabilities (n, labels), temperature 1."""
         return np.array([[label_probabilities(tok, self.labels)[x] for x in self.labels] for tok in self.tokens])
 
+    def subset(self, rows: Sequence[int]) -> Scored:
+        """The same answers for `rows` only, in that order."""
+        index = np.asarray(rows, dtype=np.int64)
+        return Scored(
+            self.labels,
+            self.gold[index],
+            self.pred[index],
+            tuple(self.tokens[i] for i in rows),
+            tuple(self.texts[i] for i in rows),
+        )
+
 
 def score_examples(
     model: Any,
