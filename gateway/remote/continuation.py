@@ -45,19 +45,48 @@ def continuation_call(call: BackendCall, sent: str, *, prefill: bool, pieces_sen
 
 @dataclass
 class Seam:
-    """Joins the continuation onto the text already sent: while `trim` holds, leading whitespace of the
-    continuation is dropped (the text sent ended in whitespace, or a prompted provider may open with a space)."""
+    """Joins the continuation onto the text already sent.
+
+    While `trim` holds, the continuation's leading whitespace is dropped (the text sent ended in
+    whitespace, which a prefilled provider writes again). After a continuation prompt (`tail`: the end of
+    the text sent) a provider may start by repeating the last words it was shown: the first HOLD characters
+    are held back, and what of them repeats the tail (at least MIN_OVERLAP characters) is dropped.
+    """
 
     trim: bool
+    tail: str = ""
+    held: str = ""
+
+    HOLD = 48
+    MIN_OVERLAP = 8
 
     def piece(self, text: str) -> str:
-        if not self.trim:
-            return text
-        kept = text.lstrip()
-        if kept:
+        """What of `text` to send now ("" while it is held back)."""
+        if self.trim:
+            text = text.lstrip()
+            if not text:
+                return ""
             self.trim = False
-        return kept
+        if not self.tail:
+            return text
+        self.held += text
+        return self.flush() if len(self.held) >= self.HOLD else ""
+
+    def flush(self) -> str:
+        """What is held back, less the part that repeats the tail; nothing is held after it."""
+        held, tail = self.held, self.tail
+        self.held = self.tail = ""
+        return held[_overlap(tail, held, self.MIN_OVERLAP) :]
 
     @staticmethod
-    def after(sent: str) -> Seam:
-        return Seam(trim=bool(sent) and sent[-1].isspace())
+    def after(sent: str, *, prefill: bool) -> Seam:
+        tail = "" if prefill or not sent else sent[-200:]
+        return Seam(trim=bool(sent) and sent[-1].isspace(), tail=tail)
+
+
+def _overlap(tail: str, head: str, least: int) -> int:
+    """The length of the longest start of `head` that `tail` ends with (0 when shorter than `least`)."""
+    for size in range(min(len(tail), len(head)), least - 1, -1):
+        if tail.endswith(head[:size]):
+            return size
+    return 0

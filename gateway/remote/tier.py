@@ -126,6 +126,7 @@ class _Sent:
     pieces: list[str] = field(default_factory=list)
     before: int = 0  # how many pieces earlier, broken providers sent (before the one streaming now)
     broke: str | None = None  # why the last provider broke off, once one has
+    prefill: bool = False  # whether the provider streaming now continues in place (Anthropic)
 
     @property
     def text(self) -> str:
@@ -134,13 +135,13 @@ class _Sent:
     def call_for(self, slot: ProviderSlot, call: BackendCall) -> BackendCall:
         """The call itself, or once text went out, the call that asks `slot` to continue it."""
         self.before = len(self.pieces)
+        self.prefill = bool(getattr(slot.backend, "prefill", False))
         if not self.pieces:
             return call
-        prefill = bool(getattr(slot.backend, "prefill", False))
-        return continuation.continuation_call(call, self.text, prefill=prefill, pieces_sent=len(self.pieces))
+        return continuation.continuation_call(call, self.text, prefill=self.prefill, pieces_sent=len(self.pieces))
 
     def seam(self) -> continuation.Seam:
-        return continuation.Seam.after(self.text) if self.pieces else continuation.Seam(trim=False)
+        return continuation.Seam.after(self.text, prefill=self.prefill)
 
     def add(self, seam: continuation.Seam, event: Delta) -> Delta | None:
         """The piece to send (None when the seam swallowed it all); its text is kept."""
@@ -151,6 +152,14 @@ class _Sent:
             event = replace(event, text=text)
         self.pieces.append(text)
         return event
+
+    def flush(self, seam: continuation.Seam) -> Delta | None:
+        """The text the seam still holds back, as a last piece (None when there is none)."""
+        text = seam.flush()
+        if not text:
+            return None
+        self.pieces.append(text)
+        return Delta(text)
 
     def joined(self, completion: Completion) -> Completion:
         """The last provider's completion, as the whole answer when earlier providers sent part of it; their
@@ -330,6 +339,9 @@ class RemoteTier:
                     if piece is not None:
                         yield piece
                     event = await _next_event(events, deadline, self._clock, chunk_timeout)
+                rest = sent.flush(seam)
+                if rest is not None:
+                    yield rest
         except _DeadlineHit:
             await self._failed(slot, won.ticket, _abandoned(), model, trace, outcome="timeout")
             raise RemoteDeadlineExceeded(

@@ -372,7 +372,7 @@ async def test_stream_broken_after_text_is_continued_by_the_next_provider_with_a
     final = events[-1]
     assert isinstance(final, RemoteResult)
     pieces = [e.text for e in events[:-1] if isinstance(e, Delta)]
-    assert pieces == ["The ", "trend ", "is ", "up"]
+    assert pieces == ["The ", "trend ", "is up"]  # the continuation's start is held back to check for repeats
     assert final.completion.text == "The trend is up" and final.completion.provider == "openai"
     assert [(a.provider, a.outcome) for a in final.attempts] == [("anthropic", "error"), ("openai", "ok")]
     # OpenAI has no prefill: the text so far as its assistant turn, then a user turn asking for the rest
@@ -384,6 +384,17 @@ async def test_stream_broken_after_text_is_continued_by_the_next_provider_with_a
     assert (await h.used("anthropic"))[0] == ESTIMATE
     assert (await h.used("openai"))[0] == h.reported("openai")
     assert final.completion.usage.completion_tokens == h.fakes["openai"].last_usage[1] + 2
+
+
+async def test_a_continuation_that_repeats_the_words_it_was_shown_does_not_send_them_twice(make: Make) -> None:
+    h = await make(kinds=("anthropic", "openai"))
+    h.fakes["anthropic"].fail(Fault(reset_after_frames=5))  # "The ", "trend " went out
+    h.fakes["openai"].reply = Reply("The trend is up, with volume rising into the close.")
+    events = [e async for e in h.tier.stream(CALL, order=("anthropic", "openai"), deadline=None)]
+    final = events[-1]
+    assert isinstance(final, RemoteResult)
+    text = "".join(e.text for e in events[:-1] if isinstance(e, Delta))
+    assert text == final.completion.text == "The trend is up, with volume rising into the close."
 
 
 async def test_stream_broken_after_text_with_nobody_left_ends_with_unavailable(make: Make) -> None:
