@@ -214,6 +214,10 @@ class AdmissionConfig(_Strict):
     local_max: int = Field(1000, gt=0, description="the most the local tier's limit grows to")
     provider_initial: int = Field(200, gt=0, description="each provider's limit before any answer was timed")
     provider_max: int = Field(4000, gt=0, description="the most a provider's limit grows to")
+    door_initial: int = Field(
+        64, ge=0, description="calls the gateway itself works on at once, before any was timed (0 = no such limit)"
+    )
+    door_max: int = Field(1024, gt=0, description="the most that limit grows to")
     tolerance: float = Field(1.5, ge=1, description="answers this many times slower than usual still grow the limit")
     key_classes: dict[str, Literal["urgent", "normal", "bulk"]] = Field(
         default_factory=dict, description="API key (or certificate) name -> the class all its requests get"
@@ -221,7 +225,7 @@ class AdmissionConfig(_Strict):
 
     @model_validator(mode="after")
     def _initial_within_max(self) -> AdmissionConfig:
-        for tier in ("local", "provider"):
+        for tier in ("local", "provider", "door"):
             initial, most = getattr(self, f"{tier}_initial"), getattr(self, f"{tier}_max")
             if initial > most:
                 raise ValueError(f"admission.{tier}_initial ({initial}) must not exceed admission.{tier}_max ({most})")

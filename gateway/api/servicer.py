@@ -21,10 +21,11 @@ from gateway.api import convert, trace_context
 from gateway.api.auth import Authenticator
 from gateway.api.drain import DRAINING, Drain
 from gateway.api.usage_convert import usage_to_proto
-from gateway.core.contracts import Request, Result
+from gateway.core.contracts import Priority, Request, Result
 from gateway.core.errors import GatewayError, InvalidArgument, ResourceExhausted, Status, Unavailable
 from gateway.observe.counters import UsageCounters
 from gateway.observe.usage_report import UsageQuery, UsageReport
+from gateway.routing.admission import Admission, Refusal
 from gateway.routing.answerer import Answerer
 from gateway.v1 import gateway_pb2 as pb
 from gateway.v1 import gateway_pb2_grpc as pb_grpc
@@ -54,8 +55,10 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         authenticator: Authenticator | None = None,
         usage_scope: UsageScope | None = None,
         drain: Drain | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._router = router
+        self._admission = admission or Admission()
         self.drain = drain or Drain()
         self._counters = counters
         self._default_max_tokens = default_max_tokens
@@ -68,36 +71,41 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:  # type: ignore[override]
         with await _counted(context, self.drain):
             caller = await self._caller(context)
-            domain = await self._convert(request, context, caller=caller)
-            result = await _guard(context, self._router.generate(domain))
-            return convert.response_to_proto(result)
+            with await self._admitted(context, caller, request.priority):
+                domain = await self._convert(request, context, caller=caller)
+                result = await _guard(context, self._router.generate(domain))
+                return convert.response_to_proto(result)
 
     async def GenerateStream(  # type: ignore[override]
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateChunk]:
         with await _counted(context, self.drain):
             caller = await self._caller(context)
-            domain = await self._convert(request, context, caller=caller)
-            stream = self._router.stream(domain)
-            while True:
-                event = await _guard(context, _next(stream))
-                if event is None:
-                    return
-                if isinstance(event, Result):
-                    yield pb.GenerateChunk(final=convert.response_to_proto(event))
-                    return
-                yield pb.GenerateChunk(text=event.text)
+            with await self._admitted(context, caller, request.priority):
+                domain = await self._convert(request, context, caller=caller)
+                stream = self._router.stream(domain)
+                while True:
+                    event = await _guard(context, _next(stream))
+                    if event is None:
+                        return
+                    if isinstance(event, Result):
+                        with self._admission.waiting():  # the client reading: not the gateway's own work
+                            yield pb.GenerateChunk(final=convert.response_to_proto(event))
+                        return
+                    with self._admission.waiting():
+                        yield pb.GenerateChunk(text=event.text)
 
     async def GenerateBatch(  # type: ignore[override]
         self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateBatchResponse:
         with await _counted(context, self.drain):
-            return await self._batch(request, context)
+            caller = await self._caller(context)
+            with await self._admitted(context, caller, pb.PRIORITY_BULK, batch=True):
+                return await self._batch(request, context, caller)
 
     async def _batch(
-        self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext, caller: str
     ) -> pb.GenerateBatchResponse:
-        caller = await self._caller(context)
         items = request.requests
         if not items:
             await abort_with(context, InvalidArgument("requests: at least one request is required"))
@@ -151,6 +159,17 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
             requests_by_tier=snapshot.requests_by_tier,
             escalations_by_reason=snapshot.escalations_by_reason,
         )
+
+    async def _admitted(
+        self, context: grpc.aio.ServicerContext, caller: str, priority: int, *, batch: bool = False
+    ) -> AbstractContextManager[None]:
+        """Room for the gateway's own work on this call (routing/admission.py decides); RESOURCE_EXHAUSTED with
+        a retry-after when the gateway is saturated."""
+        known = priority in (p.value for p in Priority)
+        permit = self._admission.enter_door(caller, Priority(priority) if known else Priority.NORMAL, batch=batch)
+        if isinstance(permit, Refusal):
+            await abort_with(context, self._admission.refuse(permit))
+        return self._admission.inside(permit)
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> str:
         """Who is calling (API key name or certificate subject; "" = anonymous); UNAUTHENTICATED when unproven."""

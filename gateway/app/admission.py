@@ -28,5 +28,13 @@ def build_admission(config: AdmissionConfig) -> Admission:
             max_limit=config.provider_max,
             tolerance=config.tolerance,
         ),
+        door=GradientSettings(
+            initial=config.door_initial,
+            min_limit=min(4, config.door_initial),
+            max_limit=config.door_max,
+            tolerance=config.tolerance,
+        )
+        if config.door_initial
+        else None,
     )
     return Admission(settings, limits)

@@ -120,6 +120,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     learning = Learning(config, ChainedTasks(adapters, ConfigTasks(config.tasks)), state, metrics)
     await learning.start()
     tasks = learning.tasks  # with the thresholds the live audit raised
+    admission = build_admission(config.admission)
     router = Router(
         local,
         tasks,
@@ -128,7 +129,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         offline=config.offline,
         tracer=tracing.tracer,
         aliases=Aliases(config.models.aliases),
-        admission=build_admission(config.admission),
+        admission=admission,
     )
     learning.audit(router, {name: p.daily_token_budget for name, p in config.providers.items() if p.enabled})
     embedder = await open_embedder(config)  # only when [embeddings] or [cache.semantic] is enabled
@@ -156,6 +157,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         usage_report=lambda q: front.reporter.report(client=q.client, day=q.day, bucket_s=q.bucket_s),
         authenticator=authenticator,
         usage_scope=lambda caller, asked: usage_scope(keys, caller, asked),
+        admission=admission,
     )
 
     server, health_servicer = await _start_grpc(config, servicer)

@@ -18,7 +18,9 @@ import enum
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -56,11 +58,15 @@ class Refusal:
 
 def request_class(request: Request, key_classes: Mapping[str, Klass]) -> Klass:
     """The caller's API key class when it was given one, else the request's priority."""
-    if request.client and request.client in key_classes:
-        return key_classes[request.client]
-    if request.priority is Priority.URGENT:
+    return caller_class(request.client, request.priority, key_classes)
+
+
+def caller_class(client: str, priority: Priority, key_classes: Mapping[str, Klass]) -> Klass:
+    if client and client in key_classes:
+        return key_classes[client]
+    if priority is Priority.URGENT:
         return Klass.URGENT
-    if request.priority is Priority.BULK:
+    if priority is Priority.BULK:
         return Klass.BULK
     return Klass.NORMAL
 
@@ -68,20 +74,37 @@ def request_class(request: Request, key_classes: Mapping[str, Klass]) -> Klass:
 class Permit:
     """Room in one tier for one request; `release` it once (with how it went)."""
 
-    __slots__ = ("_gate", "_held", "_in_flight", "_started")
+    __slots__ = ("_gate", "_held", "_in_flight", "_parked_at", "_parked_s", "_started")
 
     def __init__(self, gate: Gate, in_flight: int) -> None:
         self._gate = gate
         self._in_flight = in_flight
         self._started = gate.now()
         self._held = True
+        self._parked_at: float | None = None
+        self._parked_s = 0.0
+
+    def park(self) -> None:
+        """Step out while the request waits on something else (a tier): its room is lent meanwhile, and the
+        time does not count as this gate's."""
+        if self._held and self._parked_at is None:
+            self._parked_at = self._gate.now()
+            self._gate.stepped_out()
+
+    def unpark(self) -> None:
+        if self._parked_at is not None:
+            self._parked_s += self._gate.now() - self._parked_at
+            self._parked_at = None
+            self._gate.in_flight += 1
 
     def release(self, *, answered: bool = True, dropped: bool = False) -> None:
         """Give the room back: `answered` times count toward the limit, `dropped` (timed out, busy) halves it."""
         if not self._held:
             return
+        self.unpark()
         self._held = False
-        self._gate.released(self._gate.now() - self._started, self._in_flight, answered=answered, dropped=dropped)
+        busy_s = self._gate.now() - self._started - self._parked_s
+        self._gate.released(busy_s, self._in_flight, answered=answered, dropped=dropped)
 
 
 @dataclass(slots=True)
@@ -168,6 +191,10 @@ class Gate:
 
     # -- bookkeeping -----------------------------------------------------------------
 
+    def stepped_out(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
     def released(self, rtt_s: float, in_flight: int, *, answered: bool, dropped: bool) -> None:
         self.in_flight -= 1
         if dropped:
@@ -250,6 +277,7 @@ class Gate:
 
 LOCAL_LIMIT = GradientSettings(initial=32, min_limit=2, max_limit=1000)
 PROVIDER_LIMIT = GradientSettings(initial=200, min_limit=4, max_limit=4000)
+DOOR_LIMIT = GradientSettings(initial=64, min_limit=4, max_limit=1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,10 +291,17 @@ class TierLimits:
 
     local: GradientSettings = LOCAL_LIMIT
     provider: GradientSettings = PROVIDER_LIMIT
+    door: GradientSettings | None = DOOR_LIMIT  # the gateway's own work; None = no such limit
 
 
 class Admission:
-    """Every tier's gate, made on first use; the one place the router asks for room."""
+    """Every tier's gate, made on first use; the one place the router and the doors ask for room.
+
+    The door gate counts the requests the gateway itself is working on (parsing, routing, recording),
+    not those waiting on a tier: a request steps out of it while it waits (`waiting`). Its limit follows
+    the gateway's own time per request, which grows when the process is short of CPU, so a saturated
+    gateway refuses new calls at once instead of letting every call queue behind the others.
+    """
 
     def __init__(
         self,
@@ -281,9 +316,54 @@ class Admission:
         self._monotonic = monotonic
         self._wall = wall
         self._gates: dict[str, Gate] = {}
+        self._inside: ContextVar[Permit | None] = ContextVar(f"admission-door-{id(self)}", default=None)
 
     def klass(self, request: Request) -> Klass:
         return request_class(request, self.settings.key_classes)
+
+    def enter_door(self, client: str, priority: Priority, *, batch: bool = False) -> Permit | Refusal | None:
+        """Room for the gateway's own work on a new call (None when there is no door limit). A batch is BULK
+        unless its caller's key is URGENT."""
+        if self._limits.door is None:
+            return None
+        klass = caller_class(client, priority, self.settings.key_classes)
+        if batch and klass is not Klass.URGENT:
+            klass = Klass.BULK
+        return self._gate("gateway", self._limits.door).try_enter(klass)
+
+    @contextmanager
+    def inside(self, permit: Permit | None) -> Iterator[None]:
+        """The call's work holds `permit` (from `enter_door`) until it ends."""
+        if permit is None:
+            yield
+            return
+        token = self._inside.set(permit)
+        try:
+            yield
+        finally:
+            permit.release()
+            with suppress(ValueError):  # closed from another context (an abandoned stream): nothing to restore
+                self._inside.reset(token)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """The call waits on a tier: it steps out of the door gate meanwhile."""
+        permit = self._inside.get()
+        if permit is None:
+            yield
+            return
+        permit.park()
+        try:
+            yield
+        finally:
+            permit.unpark()
+
+    def refuse(self, refusal: Refusal) -> Shed:
+        """The error a door answers a refusal with: RESOURCE_EXHAUSTED, with when to retry."""
+        retry_after = max(refusal.retry_after_s, 0.05)
+        return Shed(
+            f"{refusal.reason}; retry in ~{retry_after:.1f} s", resets_at=self._wall() + timedelta(seconds=retry_after)
+        )
 
     def local(self) -> Gate:
         return self._gate("local tier", self._limits.local)

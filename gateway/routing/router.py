@@ -218,7 +218,7 @@ class Router:
                 if isinstance(room, Permit):
                     local_started, local_started_ns = time.perf_counter(), time.time_ns()
                     try:
-                        with trace.waiting():  # the backend, and the consumer between pieces
+                        with trace.waiting(), self._admission.waiting():  # the backend, and the consumer
                             async for event in _stream_held(room, self._local.stream(call)):
                                 if isinstance(event, Delta):
                                     yield event
@@ -241,17 +241,19 @@ class Router:
             escalation = Escalation.LOCAL_CAPACITY
         if not the_plan.remote_allowed or self._remote is None:
             raise self._no_tier_error(_LocalOutcome(None, None, escalation, attempts[-1] if attempts else None), False)
-        gate = self._provider_gate(the_plan)
-        held = None if gate is None else await gate.enter(self._admission.klass(request), request.deadline)
-        remote_events = self._remote.stream(
-            call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
-        )
-        async for remote_event in remote_events if held is None else _stream_held(held, remote_events):
-            if isinstance(remote_event, Delta):
-                yield remote_event
-            else:
-                attempts.extend(remote_event.attempts)
-                yield self._finish(request, started, remote_event.completion, Tier.REMOTE, None, escalation, attempts)
+        with self._admission.waiting():  # the provider's queue and its answer: not the gateway's own work
+            gate = self._provider_gate(the_plan)
+            held = None if gate is None else await gate.enter(self._admission.klass(request), request.deadline)
+            remote_events = self._remote.stream(
+                call, order=the_plan.order, deadline=request.deadline, urgent=the_plan.urgent
+            )
+            async for remote_event in remote_events if held is None else _stream_held(held, remote_events):
+                if isinstance(remote_event, Delta):
+                    yield remote_event
+                else:
+                    attempts.extend(remote_event.attempts)
+                    completion = remote_event.completion
+                    yield self._finish(request, started, completion, Tier.REMOTE, None, escalation, attempts)
 
     def _local_room(self, request: Request, call: BackendCall, load: LocalLoad) -> Permit | str:
         """Room at the local tier: its deadline estimate (routing/capacity.py), then its limit; else why not."""
@@ -289,24 +291,25 @@ class Router:
         assert remote is not None
         extra = {} if attempts is None else {"attempts": attempts}
         gate = self._provider_gate(the_plan)
-        permit = None if gate is None else await gate.enter(self._admission.klass(request), request.deadline)
-        answered = dropped = False
-        try:
-            result = await remote.complete(
-                call,
-                order=the_plan.order,
-                deadline=request.deadline,
-                urgent=the_plan.urgent if urgent is None else urgent,
-                **extra,
-            )
-            answered = True
-            return result
-        except DeadlineExceeded:
-            dropped = True  # the provider did not answer in time: a sign of overload
-            raise
-        finally:
-            if permit is not None:
-                permit.release(answered=answered, dropped=dropped)
+        with self._admission.waiting():  # the provider's queue and its answer: not the gateway's own work
+            permit = None if gate is None else await gate.enter(self._admission.klass(request), request.deadline)
+            answered = dropped = False
+            try:
+                result = await remote.complete(
+                    call,
+                    order=the_plan.order,
+                    deadline=request.deadline,
+                    urgent=the_plan.urgent if urgent is None else urgent,
+                    **extra,
+                )
+                answered = True
+                return result
+            except DeadlineExceeded:
+                dropped = True  # the provider did not answer in time: a sign of overload
+                raise
+            finally:
+                if permit is not None:
+                    permit.release(answered=answered, dropped=dropped)
 
     def _hedge_after_s(self, the_plan: policy.Plan, task: TaskSpec) -> float | None:
         """When a remote call starts beside this request's local attempt; None = no hedge.
@@ -519,7 +522,7 @@ class Router:
             return _LocalOutcome(None, None, Escalation.LOCAL_CAPACITY, attempt)
         started, started_ns = time.perf_counter(), time.time_ns()
         try:
-            with trace.waiting():
+            with trace.waiting(), self._admission.waiting():
                 completion = await _held(permit, self._local.generate(call))
         except CapacityExceeded as exc:
             attempt = Attempt(self._local.name, self._local.model, "skipped", _ms(started), exc.message)

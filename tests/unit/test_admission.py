@@ -9,7 +9,17 @@ import pytest
 
 from gateway.core.contracts import Message, Priority, Request, Role
 from gateway.core.errors import ResourceExhausted
-from gateway.routing.admission import Admission, AdmissionSettings, Gate, Klass, Permit, Refusal, Shed, request_class
+from gateway.routing.admission import (
+    Admission,
+    AdmissionSettings,
+    Gate,
+    Klass,
+    Permit,
+    Refusal,
+    Shed,
+    TierLimits,
+    request_class,
+)
 from gateway.routing.gradient import GradientLimit, GradientSettings
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -219,3 +229,67 @@ def test_each_tier_has_its_own_gate() -> None:
     assert isinstance(admission.local().try_enter(Klass.NORMAL), Permit)
     assert isinstance(admission.provider("fast").try_enter(Klass.NORMAL), Permit)
     assert admission.provider("slow") is slow
+
+
+# -- the door: the gateway's own work ------------------------------------------------------------------
+
+
+def door(limit: int = 2) -> Admission:
+    return Admission(
+        AdmissionSettings(urgent_share=0.0, bulk_share=0.5),
+        TierLimits(door=GradientSettings(initial=limit, min_limit=1, max_limit=100)),
+    )
+
+
+def test_a_full_door_refuses_with_a_retry_after() -> None:
+    admission = door(1)
+    held = admission.enter_door("", Priority.NORMAL)
+    assert isinstance(held, Permit)
+    refused = admission.enter_door("", Priority.NORMAL)
+    assert isinstance(refused, Refusal) and "gateway concurrency limit reached" in refused.reason
+    error = admission.refuse(refused)
+    assert isinstance(error, ResourceExhausted) and error.resets_at is not None
+
+
+def test_a_call_waiting_on_a_tier_lends_its_room_at_the_door() -> None:
+    admission = door(1)
+    first = admission.enter_door("", Priority.NORMAL)
+    assert isinstance(first, Permit)
+    with admission.inside(first):
+        with admission.waiting():
+            second = admission.enter_door("", Priority.NORMAL)
+            assert isinstance(second, Permit)  # the first one is only waiting
+            second.release()
+        assert isinstance(admission.enter_door("", Priority.NORMAL), Refusal)  # back at work: full again
+    assert isinstance(admission.enter_door("", Priority.NORMAL), Permit)  # released when the call ended
+
+
+def test_a_batch_at_the_door_is_bulk_unless_its_key_is_urgent() -> None:
+    admission = Admission(
+        AdmissionSettings(urgent_share=0.0, bulk_share=0.5, key_classes={"desk": Klass.URGENT}),
+        TierLimits(door=GradientSettings(initial=2, min_limit=1, max_limit=100)),
+    )
+    assert isinstance(admission.enter_door("", Priority.NORMAL, batch=True), Permit)
+    assert isinstance(admission.enter_door("", Priority.NORMAL, batch=True), Refusal)  # BULK: half of 2
+    assert isinstance(admission.enter_door("desk", Priority.NORMAL, batch=True), Permit)
+
+
+def test_without_a_door_limit_every_call_enters() -> None:
+    admission = Admission(limits=TierLimits(door=None))
+    assert admission.enter_door("", Priority.NORMAL) is None
+    with admission.inside(None), admission.waiting():
+        pass
+
+
+def test_time_spent_waiting_is_not_the_gates_own() -> None:
+    clock = Clock()
+    g = gate(4, clock, urgent_share=0.0)
+    for _ in range(20):  # answers of 0.1 s of own work, each after 5 s waiting elsewhere
+        permit = g.try_enter(Klass.NORMAL)
+        assert isinstance(permit, Permit)
+        permit.park()
+        clock.t += 5.0
+        permit.unpark()
+        clock.t += 0.1
+        permit.release()
+    assert g.rtt_s is not None and g.rtt_s < 0.2

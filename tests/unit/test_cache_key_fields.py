@@ -150,6 +150,8 @@ CONFIG_NOT_IN_KEY: dict[str, str] = {
             "provider_initial",
             "provider_max",
             "tolerance",
+            "door_initial",
+            "door_max",
             "key_classes",
         )
     },
