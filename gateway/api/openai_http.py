@@ -26,8 +26,9 @@ from gateway.api import openai_request, openai_response, responses_request, resp
 from gateway.api.http_auth import CLIENT_KEY  # where the authentication middleware leaves the caller's name
 from gateway.api.http_errors import error_response, gateway_error_body, gateway_error_response
 from gateway.api.openai_embeddings import EmbeddingRoutes
-from gateway.core.contracts import Delta, ModelEntry, Request, Result
+from gateway.core.contracts import Delta, ModelEntry, Priority, Request, Result
 from gateway.core.errors import DeadlineExceeded, GatewayError, InvalidArgument
+from gateway.routing.admission import Admission, Permit, Refusal
 from gateway.routing.answerer import Answerer
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ class OpenAIRoutes:
         clock: Callable[[], datetime] = _now,
         new_id: Callable[[], str] = _new_id,
         embeddings: EmbeddingRoutes | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._answerer = answerer
+        self._admission = admission or Admission()
         self._embeddings = embeddings  # POST /v1/embeddings, when [embeddings] enabled
         self._default_max_tokens = default_max_tokens
         self._max_request_bytes = max_request_bytes
@@ -112,6 +115,33 @@ class OpenAIRoutes:
         )
 
     async def chat_completions(self, http_request: web.Request) -> web.StreamResponse:
+        entered = self._door(http_request)
+        if isinstance(entered, web.StreamResponse):
+            return entered
+        with self._admission.inside(entered):
+            return await self._chat_completions(http_request)
+
+    async def responses(self, http_request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API over the same answerer: the request becomes the chat call it means
+        (api/responses_request.py), the answer a `response` object or its events (api/responses_response.py)."""
+        entered = self._door(http_request)
+        if isinstance(entered, web.StreamResponse):
+            return entered
+        with self._admission.inside(entered):
+            return await self._responses(http_request)
+
+    def _door(self, http_request: web.Request) -> Permit | web.StreamResponse | None:
+        """Room for the gateway's own work on this request (routing/admission.py decides, from the caller and
+        the x-gateway-priority header, before the body is read); 429 with Retry-After when saturated."""
+        client = http_request.get(CLIENT_KEY, "")
+        header = http_request.headers.get("x-gateway-priority", "").strip().lower()
+        priority = {"urgent": Priority.URGENT, "bulk": Priority.BULK}.get(header, Priority.NORMAL)
+        permit = self._admission.enter_door(client if isinstance(client, str) else "", priority)
+        if isinstance(permit, Refusal):
+            return gateway_error_response(self._admission.refuse(permit), self._clock())
+        return permit
+
+    async def _chat_completions(self, http_request: web.Request) -> web.StreamResponse:
         refused = self._check_body(http_request)
         if refused is not None:
             return refused
@@ -124,7 +154,8 @@ class OpenAIRoutes:
         except InvalidArgument as exc:
             return gateway_error_response(exc, self._clock())
         if call.stream:
-            return await self._stream(http_request, call)
+            with self._admission.waiting():  # a stream's pace is its tiers' and its reader's
+                return await self._stream(http_request, call)
         try:
             async with _deadline(call.request):
                 result = await self._answerer.generate(call.request)
@@ -133,9 +164,7 @@ class OpenAIRoutes:
         body = openai_response.completion_body(result, created=self._created(), top_logprobs=call.request.top_logprobs)
         return web.json_response(body, headers=openai_response.result_headers(result), dumps=_dumps)
 
-    async def responses(self, http_request: web.Request) -> web.StreamResponse:
-        """OpenAI's Responses API over the same answerer: the request becomes the chat call it means
-        (api/responses_request.py), the answer a `response` object or its events (api/responses_response.py)."""
+    async def _responses(self, http_request: web.Request) -> web.StreamResponse:
         refused = self._check_body(http_request)
         if refused is not None:
             return refused
@@ -157,7 +186,8 @@ class OpenAIRoutes:
         except InvalidArgument as exc:
             return gateway_error_response(exc, self._clock())
         if call.chat.stream:
-            return await self._stream_response(http_request, call)
+            with self._admission.waiting():  # a stream's pace is its tiers' and its reader's
+                return await self._stream_response(http_request, call)
         created = self._created()
         try:
             async with _deadline(call.chat.request):

@@ -172,6 +172,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         default_max_tokens=config.server.default_max_tokens,
         max_request_bytes=config.server.max_request_bytes,
         embeddings=embedding_routes,
+        admission=admission,
     )
     app = http.build_app(
         metrics,

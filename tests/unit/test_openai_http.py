@@ -16,9 +16,11 @@ from aiohttp import web
 from gateway.api import http
 from gateway.api.http_auth import CLIENT_KEY
 from gateway.api.openai_http import OpenAIRoutes
-from gateway.core.contracts import Delta, Escalation, ModelEntry, Privacy, Request, Result, Tier, Usage
+from gateway.core.contracts import Delta, Escalation, ModelEntry, Priority, Privacy, Request, Result, Tier, Usage
 from gateway.core.errors import GatewayError, InvalidArgument, ResourceExhausted, Unavailable
 from gateway.observe.metrics import Metrics
+from gateway.routing.admission import Admission, AdmissionSettings, Permit, TierLimits
+from gateway.routing.gradient import GradientSettings
 from tests.waiting import wait_until_async
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -310,3 +312,30 @@ async def test_an_unserved_v1_path_is_openais_404_and_a_wrong_method_405(start: 
     assert wrong_method[1] == "POST"
     assert wrong_method[2]["error"]["param"] is None
     assert "use POST" in wrong_method[2]["error"]["message"]
+
+
+async def test_a_saturated_gateway_answers_429_with_retry_after_before_reading_the_body() -> None:
+    admission = Admission(
+        AdmissionSettings(urgent_share=0.5), TierLimits(door=GradientSettings(initial=2, min_limit=1, max_limit=2))
+    )
+    held = admission.enter_door("", Priority.NORMAL)  # the one NORMAL place is taken
+    assert isinstance(held, Permit)
+    answerer = Scripted()
+    routes = OpenAIRoutes(
+        answerer, default_max_tokens=32, max_request_bytes=LIMIT, clock=lambda: NOW, admission=admission
+    )
+    app = http.build_app(Metrics(), serving=lambda: True, openai=routes, max_request_bytes=LIMIT)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+        body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        status, headers, error = await post(url, body)
+        assert status == 429 and int(headers["Retry-After"]) >= 1
+        assert "gateway concurrency limit reached" in error["error"]["message"]
+        assert answerer.seen == []
+        status, _, _ = await post(url, body, {"x-gateway-priority": "urgent"})  # the URGENT share is free
+        assert status == 200
+    finally:
+        await runner.cleanup()
