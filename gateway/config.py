@@ -198,6 +198,10 @@ class RuleConfig(_Strict):
 
     match_task: str | None = None
     match_tag: dict[str, str] = Field(default_factory=dict, description="every tag must equal")
+    match_tools: bool | None = Field(
+        None,
+        description="true: requests that use tools (tools offered, or tool calls in the conversation); false: the rest",
+    )
     prefer: tuple[str, ...] = Field((), description="providers tried first, in order")
     escalate: bool = Field(False, description="skip the local tier (escalation reason: rule)")
     local_only: bool = Field(False, description="never leave the box for matching requests")

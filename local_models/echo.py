@@ -20,6 +20,7 @@ from gateway.core.errors import CapacityExceeded
 
 class EchoBackend:
     name = "echo"
+    supports_tools = False  # tools and tool turns go to the remote tier (gateway/routing/policy.py)
     model = "echo"
     context_length = 1 << 20
 

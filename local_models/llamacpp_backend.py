@@ -100,6 +100,7 @@ class LlamaCppBackend:
     """`LocalBackend` over llama.cpp in this process (construction loads the model: call it in a thread)."""
 
     name = "llamacpp"
+    supports_tools = False  # tools and tool turns go to the remote tier (gateway/routing/policy.py)
     constrains_json = True  # response_format: llama.cpp decodes under the schema (llguidance; core/structured.py)
 
     def __init__(self, settings: LlamaCppSettings, *, engine_factory: EngineFactory = Engine) -> None:

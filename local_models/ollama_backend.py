@@ -96,6 +96,7 @@ class OllamaBackend:
     """`LocalBackend` over an Ollama server."""
 
     name = "ollama"
+    supports_tools = False  # tools and tool turns go to the remote tier (gateway/routing/policy.py)
     constrains_json = True  # response_format: Ollama's `format` takes the JSON schema (gateway/core/structured.py)
 
     def __init__(self, settings: OllamaSettings, *, client: Any = None) -> None:

@@ -103,6 +103,7 @@ class TransformersBackend:
     """`LocalBackend` over a Hugging Face causal LM loaded in this process."""
 
     name = "transformers"
+    supports_tools = False  # tools and tool turns go to the remote tier (gateway/routing/policy.py)
 
     def __init__(
         self,

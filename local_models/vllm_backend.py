@@ -69,6 +69,7 @@ class VllmBackend:
     """`LocalBackend` over a vLLM server (CPU build here, GPU build on GPU boxes)."""
 
     name = "vllm"
+    supports_tools = False  # tools and tool turns go to the remote tier (gateway/routing/policy.py)
     constrains_json = True  # response_format: vLLM's structured outputs (gateway/core/structured.py)
 
     def __init__(

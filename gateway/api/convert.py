@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from gateway.core import structured
 from gateway.core.contracts import (
+    Delta,
     Escalation,
     Message,
     ModelEntry,
@@ -20,6 +21,9 @@ from gateway.core.contracts import (
     Result,
     Role,
     Tier,
+    Tool,
+    ToolCall,
+    ToolChoice,
 )
 from gateway.core.errors import InvalidArgument
 from gateway.remote.types import ProviderUsageRow
@@ -34,7 +38,9 @@ _ESCALATION_TO_PB = {
     Escalation.LOCAL_CAPACITY: pb.ESCALATION_LOCAL_CAPACITY,
     Escalation.LOCAL_ERROR: pb.ESCALATION_LOCAL_ERROR,
     Escalation.RULE: pb.ESCALATION_RULE,
+    Escalation.TOOLS: pb.ESCALATION_TOOLS,
 }
+_TOOL_MODES = ("auto", "none", "required", "function")
 
 
 def request_from_proto(
@@ -72,7 +78,37 @@ def request_from_proto(
         deadline=None if timeout_s is None else time.monotonic() + timeout_s,
         stop=tuple(msg.stop),
         response_format=_response_format(msg, field),
+        tools=tuple(_tool(t, f"{field}tools[{i}]") for i, t in enumerate(msg.tools)),
+        tool_choice=_tool_choice(msg, field),
+        parallel_tool_calls=(
+            msg.tool_choice.parallel_tool_calls
+            if msg.HasField("tool_choice") and msg.tool_choice.HasField("parallel_tool_calls")
+            else None
+        ),
     )
+
+
+def _tool(msg: pb.Tool, where: str) -> Tool:
+    """A Tool: its parameters must be a JSON object (a valid JSON schema, and its name: routing)."""
+    parameters = ""
+    if msg.parameters:
+        try:
+            schema = json.loads(msg.parameters)
+        except ValueError as exc:
+            raise InvalidArgument(f"{where}.parameters: not JSON ({exc})") from None
+        if not isinstance(schema, dict):
+            raise InvalidArgument(f"{where}.parameters: expected a JSON schema object")
+        parameters = structured.canonical(schema)
+    return Tool(msg.name, msg.description, parameters, msg.strict)
+
+
+def _tool_choice(msg: pb.GenerateRequest, field: str) -> ToolChoice | None:
+    if not msg.HasField("tool_choice") or not msg.tool_choice.mode:
+        return None
+    mode = msg.tool_choice.mode
+    if mode not in _TOOL_MODES:
+        raise InvalidArgument(f"{field}tool_choice.mode: '{mode}' is not one of {', '.join(_TOOL_MODES)}")
+    return ToolChoice(mode, msg.tool_choice.name)
 
 
 def _response_format(msg: pb.GenerateRequest, field: str) -> ResponseFormat | None:
@@ -95,9 +131,26 @@ def _message(msg: pb.ChatMessage, where: str) -> Message:
     role = _ROLES.get(msg.role)
     if role is None:
         raise InvalidArgument(f"{where}.role: '{msg.role}' is not one of {', '.join(_ROLES)}")
-    if not msg.content.strip():
+    if msg.tool_calls and role is not Role.ASSISTANT:
+        raise InvalidArgument(f"{where}.tool_calls: only an assistant message carries tool calls")
+    if role is Role.TOOL and not msg.tool_call_id:
+        raise InvalidArgument(f"{where}.tool_call_id: a tool message names the call it answers")
+    if role is not Role.TOOL and (msg.tool_call_id or msg.name):
+        raise InvalidArgument(f"{where}.tool_call_id: only a tool message answers a call")
+    if not msg.content.strip() and not msg.tool_calls and role is not Role.TOOL:
         raise InvalidArgument(f"{where}.content: must not be empty")
-    return Message(role, msg.content)
+    calls = tuple(ToolCall(c.id, c.name, c.arguments or "{}") for c in msg.tool_calls)
+    return Message(role, msg.content, calls, msg.tool_call_id, msg.name)
+
+
+def chunk_to_proto(delta: Delta) -> pb.GenerateChunk:
+    """A streamed piece: text, and pieces of tool calls."""
+    return pb.GenerateChunk(
+        text=delta.text,
+        tool_calls=[
+            pb.ToolCallDelta(index=p.index, id=p.id, name=p.name, arguments=p.arguments) for p in delta.tool_calls
+        ],
+    )
 
 
 def response_to_proto(result: Result) -> pb.GenerateResponse:
@@ -121,6 +174,7 @@ def response_to_proto(result: Result) -> pb.GenerateResponse:
         finish_reason=result.finish_reason,
         latency_ms=result.latency_ms,
         overhead_ms=result.overhead_ms,
+        tool_calls=[pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in result.tool_calls],
     )
     if result.confidence is not None:
         response.confidence = result.confidence

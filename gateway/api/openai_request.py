@@ -17,7 +17,17 @@ from typing import Any, TypeVar
 
 from gateway.api import trace_context
 from gateway.core import structured
-from gateway.core.contracts import Message, Priority, Privacy, Request, ResponseFormat, Role
+from gateway.core.contracts import (
+    Message,
+    Priority,
+    Privacy,
+    Request,
+    ResponseFormat,
+    Role,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
 from gateway.core.errors import InvalidArgument
 
 T = TypeVar("T")
@@ -43,6 +53,9 @@ SUPPORTED = frozenset(
         "stop",
         "logprobs",
         "top_logprobs",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
     }
 )
 EXTENSIONS = frozenset({"task", "privacy", "min_confidence", "priority", "bypass_cache", "tags", "semantic_cache"})
@@ -57,7 +70,6 @@ IGNORED = frozenset(
         "prompt_cache_key",
         "prompt_cache_options",
         "prompt_cache_retention",
-        "parallel_tool_calls",
     }
 )
 
@@ -84,10 +96,8 @@ def _one_of(*allowed: object) -> Callable[[Any], bool]:
 # Accepted only at the value that means "no such feature"; anything else is a 400 with the hint.
 DEFAULT_ONLY: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "n": (_number_is(1), "only n = 1 is supported; send one request per answer"),
-    "tools": (_empty, "tools and function calling are not supported"),
-    "tool_choice": (_one_of("none"), "tools and function calling are not supported"),
-    "functions": (_empty, "tools and function calling are not supported"),
-    "function_call": (_one_of("none"), "tools and function calling are not supported"),
+    "functions": (_empty, "the legacy `functions` are not supported; send them as `tools`"),
+    "function_call": (_one_of("none"), "the legacy `function_call` is not supported; use `tool_choice` with `tools`"),
     "logit_bias": (_empty, "logit bias is not supported"),
     "frequency_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
     "presence_penalty": (_number_is(0), "penalties are not supported; leave it at 0"),
@@ -103,10 +113,17 @@ DEFAULT_ONLY: Mapping[str, tuple[Callable[[Any], bool], str]] = {
 }
 KNOWN = SUPPORTED | EXTENSIONS | IGNORED | DEFAULT_ONLY.keys()
 
-_ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "assistant": Role.ASSISTANT}
-_MESSAGE_FIELDS = frozenset({"role", "content", "name"})  # `name` is read and dropped
+_ROLES = {
+    "system": Role.SYSTEM,
+    "developer": Role.SYSTEM,
+    "user": Role.USER,
+    "assistant": Role.ASSISTANT,
+    "tool": Role.TOOL,
+}
+_MESSAGE_FIELDS = frozenset({"role", "content", "name"})  # `name` is read and dropped (but a tool's: kept)
 # An assistant turn may carry these only when empty (SDKs echo a previous answer back whole).
-_ASSISTANT_EMPTY = frozenset({"refusal", "tool_calls", "function_call", "audio", "annotations"})
+_ASSISTANT_EMPTY = frozenset({"refusal", "function_call", "audio", "annotations"})
+_CHOICES = ("none", "auto", "required")
 _PRIVACY = {"default": Privacy.DEFAULT, "local_only": Privacy.LOCAL_ONLY}
 _PRIORITY = {"normal": Priority.NORMAL, "urgent": Priority.URGENT, "bulk": Priority.BULK}
 _KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
@@ -183,6 +200,9 @@ def chat_request(
                 stop=_stop(body.get("stop")),
                 top_logprobs=_top_logprobs(body),
                 response_format=response_format(body.get("response_format")),
+                tools=_tools(body.get("tools")),
+                tool_choice=_tool_choice(body.get("tool_choice")),
+                parallel_tool_calls=_optional_bool(body, "parallel_tool_calls"),
             ),
             headers.get,
         ),
@@ -206,27 +226,116 @@ def _message(value: Any, where: str) -> Message:
     raw_role = value.get("role")
     role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
     if role is None:
-        hint = " (tool and function results are not supported)" if raw_role in ("tool", "function") else ""
+        hint = " (a function result is sent as role 'tool' with its tool_call_id)" if raw_role == "function" else ""
         raise BadParam(f"{where}.role", f"{raw_role!r} is not one of {', '.join(_ROLES)}{hint}")
+    _check_message_fields(value, role, where)
+    if role is Role.TOOL:
+        call_id = value.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise BadParam(f"{where}.tool_call_id", "a tool message names the tool call it answers")
+        name = value.get("name")
+        return Message(role, _content(value.get("content"), f"{where}.content", empty=True), (), call_id, _str(name))
+    calls = _tool_calls(value.get("tool_calls"), f"{where}.tool_calls") if role is Role.ASSISTANT else ()
+    content = value.get("content")
+    if calls and content is None:
+        return Message(role, "", calls)
+    return Message(role, _content(content, f"{where}.content", empty=bool(calls)), calls)
+
+
+def _check_message_fields(value: dict[str, Any], role: Role, where: str) -> None:
     for name, field_value in value.items():
-        if name in _MESSAGE_FIELDS:
+        if name in _MESSAGE_FIELDS or (role, name) in ((Role.ASSISTANT, "tool_calls"), (Role.TOOL, "tool_call_id")):
             continue
         if role is Role.ASSISTANT and name in _ASSISTANT_EMPTY:
             if _empty(field_value):
                 continue
-            raise BadParam(f"{where}.{name}", "not supported: the gateway answers with text only")
+            raise BadParam(f"{where}.{name}", "not supported: the gateway answers with text and tool calls only")
         raise BadParam(f"{where}.{name}", "unknown message field; send role and content")
-    return Message(role, _content(value.get("content"), f"{where}.content"))
 
 
-def _content(value: Any, where: str) -> str:
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _tool_calls(value: Any, where: str) -> tuple[ToolCall, ...]:
+    """An assistant turn's `tool_calls`: [{"id", "type": "function", "function": {"name", "arguments"}}]."""
+    if _empty(value):
+        return ()
+    if not isinstance(value, list):
+        raise BadParam(where, f"expected a list of tool calls, got {_kind(value)}")
+    calls = []
+    for i, call in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(call, dict) or call.get("type", "function") != "function":
+            raise BadParam(at, 'expected {"id", "type": "function", "function": {"name", "arguments"}}')
+        function = call.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadParam(f"{at}.function", "expected an object with name and arguments")
+        arguments = function.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            raise BadParam(f"{at}.function.arguments", f"expected JSON text (a string), got {_kind(arguments)}")
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            raise BadParam(f"{at}.id", "every tool call needs its id (the tool message answering it names it)")
+        calls.append(ToolCall(call_id, function["name"], arguments))
+    return tuple(calls)
+
+
+def _tools(value: Any) -> tuple[Tool, ...]:
+    """`tools`: [{"type": "function", "function": {"name", "description", "parameters", "strict"}}]; names and
+    schemas are checked in routing (gateway/core/tools.py)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise BadParam("tools", f"expected a list of tools, got {_kind(value)}")
+    tools = []
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            raise BadParam("tools", f"tools[{i}]: type {kind!r} is not supported; send function tools")
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadParam("tools", f"tools[{i}].function: expected an object with a name")
+        description = function.get("description") or ""
+        parameters = function.get("parameters")
+        strict = function.get("strict") or False
+        if not isinstance(description, str):
+            raise BadParam("tools", f"tools[{i}].function.description: expected a string")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise BadParam("tools", f"tools[{i}].function.parameters: expected a JSON schema object")
+        if not isinstance(strict, bool):
+            raise BadParam("tools", f"tools[{i}].function.strict: expected a boolean")
+        schema = structured.canonical(parameters) if parameters is not None else ""
+        tools.append(Tool(function["name"], description, schema, strict))
+    return tuple(tools)
+
+
+def _tool_choice(value: Any) -> ToolChoice | None:
+    """`tool_choice`: "none", "auto", "required", or {"type": "function", "function": {"name"}}."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in _CHOICES:
+            raise BadParam("tool_choice", f"{value!r} is not one of {', '.join(_CHOICES)} or a function")
+        return ToolChoice(value)
+    function = value.get("function") if isinstance(value, dict) and value.get("type") == "function" else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise BadParam(
+            "tool_choice", 'expected "none", "auto", "required" or {"type": "function", "function": {"name"}}'
+        )
+    return ToolChoice("function", function["name"])
+
+
+def _content(value: Any, where: str, *, empty: bool = False) -> str:
+    if value is None and empty:
+        return ""
     if isinstance(value, str):
         text = value
     elif isinstance(value, list):
         text = "\n".join(_text_part(part, f"{where}[{i}]") for i, part in enumerate(value))
     else:
         raise BadParam(where, f"expected a string or a list of text parts, got {_kind(value)}")
-    if not text.strip():
+    if not text.strip() and not empty:
         raise BadParam(where, "must not be empty")
     return text
 

@@ -11,16 +11,23 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.core.contracts import ModelEntry, Result, TokenLogprob
+from gateway.core.contracts import ModelEntry, Result, TokenLogprob, ToolCallDelta
 
 COMPLETION_ID_PREFIX = "chatcmpl-"
 DONE = b"data: [DONE]\n\n"
-_FINISH = {"stop": "stop", "length": "length", "max_tokens": "length", "content_filter": "content_filter"}
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+}
 _HEADER_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]")
 
 
 def finish_reason(raw: str) -> str:
-    """A backend's finish reason as one of OpenAI's: length when it ran out of tokens, else stop."""
+    """A backend's finish reason as one of OpenAI's: length when it ran out of tokens, tool_calls when it
+    called tools, else stop."""
     return _FINISH.get(raw.lower(), "stop")
 
 
@@ -117,7 +124,7 @@ def completion_body(result: Result, *, created: int, top_logprobs: int | None = 
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text, "refusal": None},
+                "message": _message(result),
                 "logprobs": logprobs(result, top_logprobs),
                 "finish_reason": finish_reason(result.finish_reason),
             }
@@ -127,12 +134,45 @@ def completion_body(result: Result, *, created: int, top_logprobs: int | None = 
     }
 
 
+def _message(result: Result) -> dict[str, Any]:
+    """The answer's message: its text (null when it only calls tools, as OpenAI sends it) and its tool calls."""
+    if not result.tool_calls:
+        return {"role": "assistant", "content": result.text, "refusal": None}
+    return {
+        "role": "assistant",
+        "content": result.text or None,
+        "refusal": None,
+        "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in result.tool_calls
+        ],
+    }
+
+
+def tool_call_deltas(pieces: Sequence[ToolCallDelta]) -> list[dict[str, Any]]:
+    """`delta.tool_calls` as OpenAI streams them: a call's first piece has its index, id, type and name (with
+    arguments ""), later pieces the index and more of the arguments."""
+    out: list[dict[str, Any]] = []
+    for piece in pieces:
+        entry: dict[str, Any] = {"index": piece.index}
+        function: dict[str, Any] = {}
+        if piece.id:
+            entry["id"] = piece.id
+            entry["type"] = "function"
+        if piece.name:
+            function["name"] = piece.name
+        function["arguments"] = piece.arguments
+        entry["function"] = function
+        out.append(entry)
+    return out
+
+
 def chunk(
     request_id: str,
     *,
     created: int,
     model: str,
-    delta: dict[str, str],
+    delta: dict[str, Any],
     finish: str | None = None,
     include_usage: bool = False,
 ) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
                             yield pb.GenerateChunk(final=convert.response_to_proto(event))
                         return
                     with self._admission.waiting():
-                        yield pb.GenerateChunk(text=event.text)
+                        yield convert.chunk_to_proto(event)
 
     async def GenerateBatch(  # type: ignore[override]
         self, request: pb.GenerateBatchRequest, context: grpc.aio.ServicerContext

@@ -21,6 +21,7 @@ class Escalation(enum.StrEnum):
     LOCAL_CAPACITY = "local_capacity"
     LOCAL_ERROR = "local_error"
     RULE = "rule"
+    TOOLS = "tools"  # the request uses tools and the local backend does not support them
     UNKNOWN = "unknown"  # a reason this client does not know yet (a newer server)
 
 

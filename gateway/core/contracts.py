@@ -17,6 +17,7 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"  # a tool's result, answering an assistant turn's tool call (`tool_call_id`)
 
 
 class Priority(enum.Enum):
@@ -42,12 +43,56 @@ class Escalation(enum.StrEnum):
     LOCAL_CAPACITY = "local_capacity"
     LOCAL_ERROR = "local_error"
     RULE = "rule"
+    TOOLS = "tools"  # the request uses tools and the local backend does not support them
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asks the client to make: the tool's name and its arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it (OpenAI's `function.arguments`)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A streamed piece of a tool call (OpenAI's `delta.tool_calls[]`): the first piece of call `index` names
+    its id and tool, the rest carry more of its arguments' text."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: its name, what it does, and its parameters as a JSON schema kept as
+    canonical JSON text (sorted keys) so the value stays hashable."""
+
+    name: str
+    description: str = ""
+    parameters: str = ""  # "" = no parameters given
+    strict: bool = False  # OpenAI's `strict`: passed on to providers that take it
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether and which tool the model must call: "auto" (it decides), "none", "required" (some tool), or
+    "function" (the tool named `name`)."""
+
+    mode: str = "auto"
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str = ""  # a TOOL turn: the call it answers
+    name: str = ""  # a TOOL turn: the tool's name, when known (Gemini wants it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +128,14 @@ class Request:
     top_logprobs: int | None = None  # report each token's logprob and this many alternatives; None = none reported
     response_format: ResponseFormat | None = None  # a structured (JSON) answer; None = free text
     semantic_cache: bool | None = None  # look up paraphrases too (True) or not (False); None = the task's setting
+    tools: tuple[Tool, ...] = ()  # functions the model may call (only tiers that support tools take the request)
+    tool_choice: ToolChoice | None = None  # None = the provider's default ("auto" with tools)
+    parallel_tool_calls: bool | None = None  # None = the provider's default
+
+    def uses_tools(self) -> bool:
+        """Tools offered, or a conversation that carries tool calls or results: only a tool-capable tier
+        can answer it."""
+        return bool(self.tools) or any(m.tool_calls or m.role is Role.TOOL for m in self.messages)
 
     def remaining_s(self, now: float | None = None) -> float | None:
         if self.deadline is None:
@@ -136,6 +189,9 @@ class BackendCall:
     stop: tuple[str, ...] = ()  # stop sequences: the answer ends before the first, which it does not include
     response_format: ResponseFormat | None = None  # constrain the answer to JSON (and this schema); None = free text
     compact_prompt: bool = False  # providers get the new turn compacted losslessly (gateway/remote/compaction.py)
+    tools: tuple[Tool, ...] = ()  # functions the model may call
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +230,7 @@ class Completion:
     finish_reason: str
     tokens: tuple[TokenLogprob, ...] = ()  # empty when the backend reports no logprobs
     queued_s: float | None = None  # local backends: from taking the call to its first model pass; None = unknown
+    tool_calls: tuple[ToolCall, ...] = ()  # the tools the model called (finish_reason "tool_calls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +247,10 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A streamed piece of text; the stream ends with the full Completion."""
+    """A streamed piece of text, or of tool calls; the stream ends with the full Completion."""
 
     text: str
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 StreamEvent = Delta | Completion
@@ -218,6 +276,7 @@ class Result:
     overhead_ms: float = 0.0  # the gateway's own time: total minus the time spent waiting on backends/providers
     request: Request | None = None  # the request as it was decided (access control and policy applied)
     tokens: tuple[TokenLogprob, ...] = ()  # the answering tier's token logprobs; empty when it reports none
+    tool_calls: tuple[ToolCall, ...] = ()  # the tools the model called (finish_reason "tool_calls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +311,9 @@ class LocalBackend(Backend, Protocol):
     """A backend on this box: also reports its load and limits for the capacity policy."""
 
     context_length: int
+    # Capability flags, read with getattr (absent = False): `constrains_json` (core/structured.py) and
+    # `supports_tools`, True on a backend that takes tools and tool turns and answers with ToolCalls. No local
+    # backend does today, so routing/policy.py sends a request that uses tools to the remote tier.
 
     def load(self) -> LocalLoad: ...
 

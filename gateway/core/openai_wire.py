@@ -17,8 +17,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.core.contracts import BackendCall, Completion, ResponseFormat, TokenLogprob, Usage
+from gateway.core.contracts import (
+    BackendCall,
+    Completion,
+    Message,
+    ResponseFormat,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from gateway.core.structured import schema_of
+from gateway.core.tools import CallAccumulator
 
 LOGPROB_FLOOR = -9999.0
 
@@ -56,7 +66,9 @@ def read_usage(usage: Any) -> Usage:
         return Usage()
     cached = _get(_get(usage, "prompt_tokens_details"), "cached_tokens") or 0
     return Usage(
-        int(_get(usage, "prompt_tokens") or 0), int(_get(usage, "completion_tokens") or 0), cached_prompt_tokens=int(cached)
+        int(_get(usage, "prompt_tokens") or 0),
+        int(_get(usage, "completion_tokens") or 0),
+        cached_prompt_tokens=int(cached),
     )
 
 
@@ -71,11 +83,14 @@ def read_completion(response: Any, provider: str, model: str) -> Completion:
     """A chat completion (the JSON body, or an SDK's response object) -> Completion; `model` if it names none."""
     choices = _get(response, "choices")
     choice = choices[0] if choices else None
+    calls: tuple[ToolCall, ...] = ()
     if choice is None:
         text, finish, tokens = "", "error", []
     else:
-        text = _get(_get(choice, "message"), "content") or ""
-        finish = _get(choice, "finish_reason") or "stop"
+        message = _get(choice, "message")
+        text = _get(message, "content") or ""
+        calls = read_tool_calls(_get(message, "tool_calls"))
+        finish = _get(choice, "finish_reason") or ("tool_calls" if calls else "stop")
         tokens = read_tokens(_get(choice, "logprobs"))
     return Completion(
         text=text,
@@ -84,14 +99,52 @@ def read_completion(response: Any, provider: str, model: str) -> Completion:
         usage=_counted(read_usage(_get(response, "usage")), tokens),
         finish_reason=str(finish),
         tokens=tuple(tokens),
+        tool_calls=calls,
     )
+
+
+def read_tool_calls(calls: Any) -> tuple[ToolCall, ...]:
+    """`message.tool_calls` (None when absent) -> ToolCalls (function calls; other kinds are skipped)."""
+    found: list[ToolCall] = []
+    for call in calls or ():
+        function = _get(call, "function")
+        if function is None:
+            continue
+        arguments = _get(function, "arguments")
+        if not isinstance(arguments, str):  # some servers (TGI) send the arguments parsed
+            arguments = json.dumps(arguments if arguments is not None else {}, ensure_ascii=False)
+        found.append(
+            ToolCall(str(_get(call, "id") or f"call_{len(found)}"), str(_get(function, "name") or ""), arguments)
+        )
+    return tuple(found)
+
+
+def read_tool_deltas(calls: Any) -> tuple[ToolCallDelta, ...]:
+    """`delta.tool_calls` of one chunk -> ToolCallDelta pieces."""
+    pieces = []
+    for position, call in enumerate(calls or ()):
+        function = _get(call, "function")
+        arguments = _get(function, "arguments") if function is not None else None
+        if arguments is not None and not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        index = _get(call, "index")
+        pieces.append(
+            ToolCallDelta(
+                int(index) if index is not None else position,
+                str(_get(call, "id") or ""),
+                str(_get(function, "name") or "") if function is not None else "",
+                arguments or "",
+            )
+        )
+    return tuple(pieces)
 
 
 @dataclass
 class ChunkAccumulator:
     """Folds streamed chat.completion.chunk objects (JSON or SDK objects) into the final Completion.
 
-    `add` returns the new text of each chunk. `finish_reason` stays "" until a chunk
+    `add` returns the new text of each chunk, and leaves its tool-call pieces in `tool_pieces` (the
+    tool calls so far fold into the Completion's). `finish_reason` stays "" until a chunk
     finishes the answer (a stream cut short has none). The model named by the chunks
     replaces `model` unless `keep_model` (vLLM reports the adapter by its own name).
     """
@@ -103,6 +156,8 @@ class ChunkAccumulator:
     tokens: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str = ""
     usage: Usage = field(default_factory=Usage)
+    tool_pieces: tuple[ToolCallDelta, ...] = ()
+    _calls: CallAccumulator = field(default_factory=CallAccumulator)
 
     def add(self, chunk: Any) -> str:
         if not self.keep_model:
@@ -111,25 +166,32 @@ class ChunkAccumulator:
         if usage:
             self.usage = read_usage(usage)
         piece = ""
+        tool_pieces: list[ToolCallDelta] = []
         for choice in _get(chunk, "choices") or ():
             delta = _get(choice, "delta") or _get(choice, "message")
             if delta is not None:
                 piece += _get(delta, "content") or ""
+                tool_pieces.extend(read_tool_deltas(_get(delta, "tool_calls")))
             self.tokens.extend(read_tokens(_get(choice, "logprobs")))
             finish = _get(choice, "finish_reason")
             if finish:
                 self.finish_reason = str(finish)
         self.text += piece
+        self.tool_pieces = tuple(tool_pieces)
+        for tool_piece in tool_pieces:
+            self._calls.add(tool_piece)
         return piece
 
     def completion(self) -> Completion:
+        calls = self._calls.calls()
         return Completion(
             text=self.text,
             provider=self.provider,
             model=self.model,
             usage=_counted(self.usage, self.tokens),
-            finish_reason=self.finish_reason or "stop",
+            finish_reason=self.finish_reason or ("tool_calls" if calls else "stop"),
             tokens=tuple(self.tokens),
+            tool_calls=calls,
         )
 
 
@@ -151,6 +213,50 @@ def chat_body(call: BackendCall, model: str, *, top_logprobs: int, stream: bool 
     if call.response_format is not None:
         body["response_format"] = constrained_format(call.response_format)
     return body
+
+
+def chat_messages(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
+    """OpenAI's `messages`, tool turns included: an assistant turn's `tool_calls` (content null when it
+    has none) and a tool result's `tool_call_id`."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        entry: dict[str, Any] = {"role": m.role.value, "content": m.content}
+        if m.tool_calls:
+            entry["content"] = m.content or None
+            entry["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in m.tool_calls
+            ]
+        if m.tool_call_id:
+            entry["tool_call_id"] = m.tool_call_id
+        out.append(entry)
+    return out
+
+
+def tool_params(call: BackendCall) -> dict[str, Any]:
+    """OpenAI's `tools`, `tool_choice` and `parallel_tool_calls` for a call (empty when it has none)."""
+    params: dict[str, Any] = {}
+    if call.tools:
+        tools = []
+        for tool in call.tools:
+            function: dict[str, Any] = {"name": tool.name}
+            if tool.description:
+                function["description"] = tool.description
+            if tool.parameters:
+                function["parameters"] = json.loads(tool.parameters)
+            if tool.strict:
+                function["strict"] = True
+            tools.append({"type": "function", "function": function})
+        params["tools"] = tools
+    choice = call.tool_choice
+    if choice is not None:
+        if choice.mode == "function":
+            params["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        else:
+            params["tool_choice"] = choice.mode
+    if call.parallel_tool_calls is not None and call.tools:
+        params["parallel_tool_calls"] = call.parallel_tool_calls
+    return params
 
 
 def constrained_format(fmt: ResponseFormat) -> dict[str, Any]:

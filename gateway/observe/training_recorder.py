@@ -74,7 +74,14 @@ class TrainingRecorder:
             )
 
     def captures(self, request: Request, result: Result) -> bool:
-        return request.task in self._learning and result.tier is Tier.REMOTE and may_learn_from(request)
+        """A learning task's remote answer the caller lets us learn from; not a request that uses tools (the rows
+        keep text turns, and the local tier takes no tools)."""
+        return (
+            request.task in self._learning
+            and result.tier is Tier.REMOTE
+            and may_learn_from(request)
+            and not request.uses_tools()
+        )
 
     def make_row(self, request: Request, result: Result) -> TrainingRow:
         task = self._tasks.get(request.task)

@@ -637,7 +637,7 @@ def _answered(span: tracing.Span, completion: Completion) -> None:
 async def _generate(slot: ProviderSlot, call: BackendCall) -> Completion:
     """The provider's answer; a structured one that does not validate is a failed try (the next provider)."""
     completion = await slot.backend.generate(call)
-    if call.response_format is not None:
+    if call.response_format is not None and not completion.tool_calls:  # a tool call is not the answer yet
         invalid = structured.problem(completion.text, call.response_format)
         if invalid is not None:
             # 422: the answer, not the provider's health, is at fault (the breaker does not count it)

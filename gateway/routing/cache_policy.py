@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import Config
-from gateway.core.contracts import Escalation, Request, ResponseFormat, Result, Tier
+from gateway.core.contracts import BackendCall, Escalation, Message, Request, ResponseFormat, Result, Tier
 from gateway.routing.decision import Decision
 from gateway.routing.policy import Plan, should_escalate
 from gateway.state.cache.store import CachedAnswer
 
-KEY_VERSION = 4  # 3: stop sequences; 4: response_format
+KEY_VERSION = 5  # 3: stop sequences; 4: response_format; 5: tools and tool turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +85,8 @@ class CachePolicy:
 
     def store_allowed(self, decision: Decision, result: Result) -> bool:
         """bypass_cache skips the lookup but still refreshes the entry with the fresh answer."""
-        if not self.cacheable(decision.request) or result.tier is Tier.CACHE:
-            return False
+        if not self.cacheable(decision.request) or result.tier is Tier.CACHE or result.tool_calls:
+            return False  # the cache keeps text: an answer that calls tools is asked again
         if result.tier is Tier.LOCAL:
             # A local answer kept only because escalation failed or was not allowed is not the answer to remember.
             return result.escalation is Escalation.NONE and _meets(result.confidence, decision.plan)
@@ -112,7 +112,7 @@ def cache_key(decision: Decision, *, scope: str, context: str) -> str:
         KEY_VERSION,
         scope,
         context,
-        [[m.role.value, m.content] for m in call.messages],
+        [_message(m) for m in call.messages],
         request.task,
         list(task.labels),
         task.system_prompt,
@@ -123,6 +123,7 @@ def cache_key(decision: Decision, *, scope: str, context: str) -> str:
         call.max_tokens,
         list(call.stop),
         _response_format(call.response_format),
+        _tools(call),
         request.privacy.value,
         _plan(decision.plan),
     ]
@@ -162,12 +163,31 @@ def _plan(plan: Plan) -> list[Any]:
         plan.hedge,
         plan.rule.model_dump(mode="json") if plan.rule is not None else None,
         plan.keep_local,
+        plan.tools_remote,
     ]
 
 
 def _response_format(fmt: ResponseFormat | None) -> list[Any] | None:
     """The answer's shape: its schema's canonical text and strictness (the name is only a label)."""
     return None if fmt is None else [fmt.schema, fmt.strict]
+
+
+def _message(message: Message) -> list[Any]:
+    """A turn as the key holds it: role and content, and a tool turn's calls or the call it answers."""
+    if not message.tool_calls and not message.tool_call_id and not message.name:
+        return [message.role.value, message.content]
+    calls = [[c.id, c.name, c.arguments] for c in message.tool_calls]
+    return [message.role.value, message.content, calls, message.tool_call_id, message.name]
+
+
+def _tools(call: BackendCall) -> list[Any] | None:
+    """The tools offered, the choice and parallel_tool_calls: a text answer to a request with tools is kept
+    under them (an answer that calls tools is never stored: store_allowed)."""
+    if not call.tools and call.tool_choice is None and call.parallel_tool_calls is None:
+        return None
+    choice = None if call.tool_choice is None else [call.tool_choice.mode, call.tool_choice.name]
+    offered = [[t.name, t.description, t.parameters, t.strict] for t in call.tools]
+    return [offered, choice, call.parallel_tool_calls]
 
 
 def _number(value: float) -> float:

@@ -36,6 +36,7 @@ class Plan:
     hedge: bool = False  # race the fastest provider against a slow local answer (URGENT, may leave the box)
     rule: RuleConfig | None = None  # the rule that matched the request (None: none did)
     keep_local: str = ""  # why the request may not leave the box ("" when it may)
+    tools_remote: bool = False  # it uses tools the local backend does not support: straight to the remote tier
 
 
 def match_rule(rules: Sequence[RuleConfig], request: Request) -> RuleConfig | None:
@@ -44,6 +45,8 @@ def match_rule(rules: Sequence[RuleConfig], request: Request) -> RuleConfig | No
         if rule.match_task is not None and rule.match_task != request.task:
             continue
         if any(request.tags.get(key) != value for key, value in rule.match_tag.items()):
+            continue
+        if rule.match_tools is not None and rule.match_tools != request.uses_tools():
             continue
         return rule
     return None
@@ -67,13 +70,16 @@ def plan(
     providers: tuple[str, ...],
     local_models: frozenset[str],
     aliases: tuple[str, ...] = (),
+    local_tools: bool = False,
 ) -> Plan:
     """Which tiers this request may use.
 
     `providers`: the enabled remote providers, in no particular order.
     `local_models`: what a client may pin locally (the served model and its adapters).
     `aliases`: the `[models] aliases` names (already resolved in `request`), listed in the error for an unknown model.
-    Raises InvalidArgument for a pin that names nothing known or that the rules forbid.
+    `local_tools`: the local backend takes tools (`supports_tools`); else a request that uses tools skips it.
+    Raises InvalidArgument for a pin that names nothing known or that the rules forbid, and for a request that
+    uses tools where no tier that supports them may take it.
     """
     rule = match_rule(routing.rules, request)
     local_only = _local_only_reason(request, rule, offline=offline)
@@ -86,7 +92,10 @@ def plan(
         order = preferred + rest + tuple(p for p in providers if p not in preferred + rest)
     remote_allowed = not local_only and bool(order)
     rule_escalation = remote_allowed and rule is not None and rule.escalate and not pinned_provider
-    try_local = not pinned_provider and not rule_escalation
+    tools_remote = request.uses_tools() and not local_tools
+    if tools_remote:
+        _check_tools_may_leave(request, local_only, remote_allowed, pinned_provider)
+    try_local = not pinned_provider and not rule_escalation and not tools_remote
     urgent = request.priority is Priority.URGENT and routing.urgent == "fastest"
     return Plan(
         try_local=try_local,
@@ -100,6 +109,7 @@ def plan(
         hedge=urgent and routing.hedge and try_local and remote_allowed,
         rule=rule,
         keep_local=local_only,
+        tools_remote=tools_remote and not pinned_provider and not rule_escalation,
     )
 
 
@@ -125,6 +135,26 @@ def _local_only_reason(request: Request, rule: RuleConfig | None, *, offline: bo
     if rule is not None and rule.local_only:
         return "a routing rule with local_only = true matches it"
     return ""
+
+
+def _check_tools_may_leave(request: Request, local_only: str, remote_allowed: bool, pinned_provider: str) -> None:
+    """A request that uses tools the local backend cannot take must be allowed to the remote tier."""
+    if pinned_provider:
+        return
+    what = "tools" if request.tools else "messages"
+    local = "the local backend does not support tools"
+    if request.model:
+        raise InvalidArgument(
+            f"{what}: model '{request.model}' is a local pin and {local}; drop the pin (or pin a provider, "
+            "'provider/model') or drop the tools and tool turns"
+        )
+    if local_only:
+        raise InvalidArgument(
+            f"{what}: {local} and the request is local-only ({local_only}); drop the tools and tool turns, "
+            "or let the request leave the box"
+        )
+    if not remote_allowed:
+        raise InvalidArgument(f"{what}: {local} and no remote provider is enabled; drop the tools or enable a provider")
 
 
 def _check_pin(

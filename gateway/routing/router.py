@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from gateway.config import RoutingConfig
-from gateway.core import confidence, stops, structured, trace
+from gateway.core import confidence, stops, structured, tools, trace
 from gateway.core.contracts import (
     Attempt,
     BackendCall,
@@ -134,7 +134,7 @@ class Router:
         """Answer a decided request: the local tier first when the plan says so, then the remote tier."""
         started = time.perf_counter()
         request, task, the_plan, call = decision.request, decision.task, decision.plan, decision.call
-        outcome = _LocalOutcome(None, None, Escalation.RULE if the_plan.rule_escalation else Escalation.NONE, None)
+        outcome = _LocalOutcome(None, None, _straight_escalation(the_plan), None)
         if the_plan.try_local:
             hedge_after_s = self._hedge_after_s(the_plan, task)
             if hedge_after_s is None:
@@ -201,14 +201,14 @@ class Router:
     async def _execute_whole(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
         """A structured answer is validated whole before any of it is sent: it streams as one piece."""
         result = await self.execute(decision)
-        if result.text:
-            yield Delta(result.text)
+        if result.text or result.tool_calls:
+            yield Delta(result.text, tools.deltas(result.tool_calls))
         yield result
 
     async def _execute_text_stream(self, decision: Decision) -> AsyncGenerator[Delta | Result, None]:
         started = time.perf_counter()
         request, task, the_plan, call = decision.request, decision.task, decision.plan, decision.call
-        escalation = Escalation.RULE if the_plan.rule_escalation else Escalation.NONE
+        escalation = _straight_escalation(the_plan)
         attempts: list[Attempt] = []
         if the_plan.try_local:
             load = self._local.load()
@@ -446,6 +446,7 @@ class Router:
                 providers=providers,
                 local_models=local_models,
                 aliases=self._aliases.names(),
+                local_tools=tools.supports(self._local),
             )
         except InvalidArgument as exc:
             if sent == request.model:
@@ -460,6 +461,7 @@ class Router:
         _check_stop(request.stop)
         _check_top_logprobs(request.top_logprobs)
         self._check_response_format(request.response_format, the_plan)
+        tools.check(request.tools, request.tool_choice, request.messages)
         request = policy.effective(request, the_plan)
         messages = request.messages
         if task.system_prompt and messages[0].role is not Role.SYSTEM:
@@ -476,6 +478,9 @@ class Router:
             stop=request.stop,
             response_format=request.response_format,
             compact_prompt=task.compact_prompt,
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls,
         )
         return Decision(request, task, the_plan, call)
 
@@ -605,6 +610,7 @@ class Router:
             local_text=local_text,
             request=request,
             tokens=completion.tokens,
+            tool_calls=completion.tool_calls,
         )
 
     def _no_tier_error(self, outcome: _LocalOutcome, remote_allowed: bool) -> GatewayError:
@@ -620,6 +626,15 @@ class Router:
                 resets_at=self._admission.local_retry_at(),
             )
         return Unavailable(f"local tier failed ({reason}) and {where}")
+
+
+def _straight_escalation(the_plan: policy.Plan) -> Escalation:
+    """Why a request goes to the remote tier before any local attempt (NONE when it tries the local tier)."""
+    if the_plan.rule_escalation:
+        return Escalation.RULE
+    if the_plan.tools_remote:
+        return Escalation.TOOLS
+    return Escalation.NONE
 
 
 def _check_stop(stop: tuple[str, ...]) -> None:

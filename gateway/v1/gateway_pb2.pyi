@@ -82,6 +82,8 @@ class _EscalationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Escalation
     ESCALATION_LOCAL_CAPACITY: _Escalation.ValueType  # 2
     ESCALATION_LOCAL_ERROR: _Escalation.ValueType  # 3
     ESCALATION_RULE: _Escalation.ValueType  # 4
+    ESCALATION_TOOLS: _Escalation.ValueType  # 5
+    """it uses tools the local backend does not support"""
 
 class Escalation(_Escalation, metaclass=_EscalationEnumTypeWrapper): ...
 
@@ -90,29 +92,175 @@ ESCALATION_LOW_CONFIDENCE: Escalation.ValueType  # 1
 ESCALATION_LOCAL_CAPACITY: Escalation.ValueType  # 2
 ESCALATION_LOCAL_ERROR: Escalation.ValueType  # 3
 ESCALATION_RULE: Escalation.ValueType  # 4
+ESCALATION_TOOLS: Escalation.ValueType  # 5
+"""it uses tools the local backend does not support"""
 Global___Escalation: _TypeAlias = Escalation  # noqa: Y015
 
 @_typing.final
 class ChatMessage(_message.Message):
+    """role: system | user | assistant | tool. An assistant turn may carry the tool calls it made (content may
+    then be empty); a tool turn carries a tool's result for the call `tool_call_id` names.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     content: _builtins.str
+    tool_call_id: _builtins.str
+    """tool: the call this result answers"""
+    name: _builtins.str
+    """tool: the tool's name (optional: found from the call when empty)"""
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """assistant: the tools it called"""
+
     def __init__(
         self,
         *,
         role: _builtins.str = ...,
         content: _builtins.str = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatMessage: _TypeAlias = ChatMessage  # noqa: Y015
+
+@_typing.final
+class Tool(_message.Message):
+    """A function the model may call. Requests with tools (or tool turns) go to a tier that supports tools: the
+    remote tier unless the local backend does; where none may take them, INVALID_ARGUMENT.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """1-64 of a-z A-Z 0-9 _ -"""
+    description: _builtins.str
+    parameters: _builtins.str
+    """a JSON schema as JSON text; empty = none given"""
+    strict: _builtins.bool
+    """providers that take it are asked to follow the schema strictly"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters: _builtins.str = ...,
+        strict: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters", "strict", b"strict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class ToolChoice(_message.Message):
+    """Whether and which tool the model must call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    """auto | none | required | function (then `name`)"""
+    name: _builtins.str
+    """mode "function": the tool it must call"""
+    parallel_tool_calls: _builtins.bool
+    """unset = the provider's default"""
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        name: _builtins.str = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "parallel_tool_calls", b"parallel_tool_calls"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "mode", b"mode", "name", b"name", "parallel_tool_calls", b"parallel_tool_calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
+
+Global___ToolChoice: _TypeAlias = ToolChoice  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    """A call the model asks the client to make; its arguments are JSON text, as the model wrote them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    arguments: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
+
+@_typing.final
+class ToolCallDelta(_message.Message):
+    """A streamed piece of a tool call: the first piece of call `index` has its id and name, later pieces more of
+    its arguments' text (as OpenAI's delta.tool_calls).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    arguments: _builtins.str
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "index", b"index", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallDelta: _TypeAlias = ToolCallDelta  # noqa: Y015
 
 @_typing.final
 class GenerateRequest(_message.Message):
@@ -151,6 +299,8 @@ class GenerateRequest(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     SEMANTIC_CACHE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """echoed; generated when empty"""
@@ -183,6 +333,14 @@ class GenerateRequest(_message.Message):
     def response_format(self) -> Global___ResponseFormat:
         """set: the answer is JSON (validated before it is sent)"""
 
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tool]:
+        """functions the model may call (see Tool)"""
+
+    @_builtins.property
+    def tool_choice(self) -> Global___ToolChoice:
+        """unset = the provider's default ("auto" with tools)"""
+
     def __init__(
         self,
         *,
@@ -199,11 +357,13 @@ class GenerateRequest(_message.Message):
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         stop: _abc.Iterable[_builtins.str] | None = ...,
         response_format: Global___ResponseFormat | None = ...,
+        tools: _abc.Iterable[Global___Tool] | None = ...,
+        tool_choice: Global___ToolChoice | None = ...,
         semantic_cache: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_semantic_cache", b"_semantic_cache", "min_confidence", b"min_confidence", "response_format", b"response_format", "semantic_cache", b"semantic_cache"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_semantic_cache", b"_semantic_cache", "min_confidence", b"min_confidence", "response_format", b"response_format", "semantic_cache", b"semantic_cache", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_semantic_cache", b"_semantic_cache", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "response_format", b"response_format", "semantic_cache", b"semantic_cache", "stop", b"stop", "tags", b"tags", "task", b"task", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_semantic_cache", b"_semantic_cache", "bypass_cache", b"bypass_cache", "max_tokens", b"max_tokens", "messages", b"messages", "min_confidence", b"min_confidence", "model", b"model", "priority", b"priority", "privacy", b"privacy", "request_id", b"request_id", "response_format", b"response_format", "semantic_cache", b"semantic_cache", "stop", b"stop", "tags", b"tags", "task", b"task", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_confidence: _TypeAlias = _typing.Literal["min_confidence"]  # noqa: Y015
     _WhichOneofArgType__min_confidence: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence"]  # noqa: Y015
@@ -325,6 +485,7 @@ class GenerateResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     OVERHEAD_MS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     text: _builtins.str
     tier: Global___Tier.ValueType
@@ -342,6 +503,10 @@ class GenerateResponse(_message.Message):
     def usage(self) -> Global___Usage: ...
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]: ...
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """the tools the model called (finish_reason "tool_calls")"""
+
     def __init__(
         self,
         *,
@@ -357,10 +522,11 @@ class GenerateResponse(_message.Message):
         finish_reason: _builtins.str = ...,
         latency_ms: _builtins.float = ...,
         overhead_ms: _builtins.float = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "attempts", b"attempts", "confidence", b"confidence", "escalation", b"escalation", "finish_reason", b"finish_reason", "latency_ms", b"latency_ms", "model", b"model", "overhead_ms", b"overhead_ms", "provider", b"provider", "request_id", b"request_id", "text", b"text", "tier", b"tier", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "attempts", b"attempts", "confidence", b"confidence", "escalation", b"escalation", "finish_reason", b"finish_reason", "latency_ms", b"latency_ms", "model", b"model", "overhead_ms", b"overhead_ms", "provider", b"provider", "request_id", b"request_id", "text", b"text", "tier", b"tier", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
     _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
@@ -370,22 +536,28 @@ Global___GenerateResponse: _TypeAlias = GenerateResponse  # noqa: Y015
 
 @_typing.final
 class GenerateChunk(_message.Message):
+    """`final` set on the last chunk only; tool_calls: pieces of the tool calls being made"""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     @_builtins.property
     def final(self) -> Global___GenerateResponse: ...
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCallDelta]: ...
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         final: Global___GenerateResponse | None = ...,
+        tool_calls: _abc.Iterable[Global___ToolCallDelta] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["final", b"final"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "text", b"text", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

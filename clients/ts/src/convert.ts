@@ -14,6 +14,7 @@ const ESCALATION: Record<string, Escalation> = {
   ESCALATION_LOCAL_CAPACITY: "local_capacity",
   ESCALATION_LOCAL_ERROR: "local_error",
   ESCALATION_RULE: "rule",
+  ESCALATION_TOOLS: "tools",
 };
 
 function choice<K extends string>(table: Record<K, string>, value: K | undefined, fallback: K, field: string): string {

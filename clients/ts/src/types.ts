@@ -1,7 +1,7 @@
 // What the client sends and gets back: plain typed objects, never protobuf messages.
 
 export type Tier = "local" | "remote" | "cache" | "unspecified";
-export type Escalation = "none" | "low_confidence" | "local_capacity" | "local_error" | "rule" | "unknown";
+export type Escalation = "none" | "low_confidence" | "local_capacity" | "local_error" | "rule" | "tools" | "unknown";
 export type Priority = "normal" | "urgent";
 export type Privacy = "default" | "local_only";
 

@@ -1,5 +1,7 @@
 """Google Gemini generateContent over the official async SDK (`google-genai`, `client.aio`).
 
+Tools travel as function declarations (their JSON schema as `parameters_json_schema`), tool calls as
+function_call parts and their results as function_response parts; automatic function calling is off.
 The SDK's HTTP retries are set to one attempt (which also turns off its
 implicit connection-error retry) and automatic continuation is off, so one
 gateway call is one HTTP request.
@@ -7,12 +9,25 @@ gateway call is one HTTP request.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.config import ProviderConfig
-from gateway.core.contracts import BackendCall, Completion, Delta, Role, StreamEvent, TokenLogprob, Usage
+from gateway.core import tools
+from gateway.core.contracts import (
+    BackendCall,
+    Completion,
+    Delta,
+    Message,
+    Role,
+    StreamEvent,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from gateway.core.structured import schema_of
 from gateway.remote.providers.errors import ProviderError, map_error
 from gateway.remote.providers.messages import split_system
@@ -51,10 +66,7 @@ class GoogleProvider:
     def _request(self, call: BackendCall) -> dict[str, Any]:
         types = self._types
         system, rest = split_system(call.messages)
-        contents = [
-            types.Content(role="model" if m.role is Role.ASSISTANT else "user", parts=[types.Part(text=m.content)])
-            for m in rest
-        ] or [types.Content(role="user", parts=[types.Part(text=system)])]
+        contents = self._contents(rest, call.messages) or [types.Content(role="user", parts=[types.Part(text=system)])]
         config = types.GenerateContentConfig(
             system_instruction=system if rest and system else None,
             max_output_tokens=call.max_tokens,
@@ -62,6 +74,27 @@ class GoogleProvider:
             stop_sequences=list(call.stop) or None,
             automatic_continuation=False,
         )
+        if call.tools:  # function declarations; the SDK never calls them itself (no Python callables are given)
+            config.tools = [
+                types.Tool(
+                    function_declarations=[
+                        types.FunctionDeclaration(
+                            name=tool.name,
+                            description=tool.description or None,
+                            parameters_json_schema=json.loads(tool.parameters) if tool.parameters else None,
+                        )
+                        for tool in call.tools
+                    ]
+                )
+            ]
+            config.automatic_function_calling = types.AutomaticFunctionCallingConfig(disable=True)
+            choice = call.tool_choice
+            if choice is not None:  # Gemini has no parallel_tool_calls setting: it is not sent
+                mode = {"auto": "AUTO", "required": "ANY", "function": "ANY", "none": "NONE"}[choice.mode]
+                names = [choice.name] if choice.mode == "function" else None
+                config.tool_config = types.ToolConfig(
+                    function_calling_config=types.FunctionCallingConfig(mode=mode, allowed_function_names=names)
+                )
         if call.response_format is not None:  # JSON mode, with the request's JSON schema when it has one
             config.response_mime_type = "application/json"
             if call.response_format.schema:
@@ -71,17 +104,50 @@ class GoogleProvider:
             config.logprobs = self._top_logprobs
         return {"model": call.model or self.model, "contents": contents, "config": config}
 
+    def _contents(self, rest: list[Message], messages: tuple[Message, ...]) -> list[Any]:
+        """The turns as Contents: an assistant turn's tool calls as function_call parts, tool results as
+        function_response parts of one user turn (consecutive results together), named after their call."""
+        types = self._types
+        contents: list[Any] = []
+        for m in rest:
+            if m.role is Role.TOOL:
+                response = types.FunctionResponse(
+                    id=m.tool_call_id or None,
+                    name=m.name or tools.name_of(messages, m.tool_call_id),
+                    response={"output": m.content},
+                )
+                part = types.Part(function_response=response)
+                last = contents[-1] if contents else None
+                if last is not None and last.role == "user" and all(p.function_response for p in last.parts or ()):
+                    last.parts.append(part)
+                else:
+                    contents.append(types.Content(role="user", parts=[part]))
+                continue
+            parts = [types.Part(text=m.content)] if m.content.strip() or not m.tool_calls else []
+            parts.extend(
+                types.Part(
+                    function_call=types.FunctionCall(
+                        id=c.id or None, name=c.name, args=tools.arguments_object(c.arguments)
+                    )
+                )
+                for c in m.tool_calls
+            )
+            contents.append(types.Content(role="model" if m.role is Role.ASSISTANT else "user", parts=parts))
+        return contents
+
     async def generate(self, call: BackendCall) -> Completion:
         try:
             response = await self._client.aio.models.generate_content(**self._request(call))
             candidate = response.candidates[0] if response.candidates else None
+            calls = _calls(candidate, 0)
             return Completion(
                 text=_text(candidate),
                 provider=self.name,
                 model=response.model_version or call.model or self.model,
                 usage=_usage(response.usage_metadata),
-                finish_reason=_finish(candidate),
+                finish_reason=tools.FINISH if calls else _finish(candidate),
                 tokens=tuple(_logprobs(candidate)),
+                tool_calls=calls,
             )
         except Exception as exc:
             raise self._error(exc) from exc
@@ -90,6 +156,7 @@ class GoogleProvider:
         parts: list[str] = []
         tokens: list[TokenLogprob] = []
         model, usage, finish = call.model or self.model, Usage(), "stop"
+        made: list[ToolCall] = []
         try:
             chunks = await self._client.aio.models.generate_content_stream(**self._request(call))
             async for chunk in chunks:
@@ -101,12 +168,21 @@ class GoogleProvider:
                     finish = _finish(candidate)
                 tokens.extend(_logprobs(candidate))
                 text = _text(candidate)
-                if text:
+                calls = _calls(candidate, len(made))  # Gemini sends each call whole, in one chunk
+                made.extend(calls)
+                if text or calls:
                     parts.append(text)
-                    yield Delta(text)
+                    yield Delta(
+                        text,
+                        tuple(
+                            ToolCallDelta(len(made) - len(calls) + i, c.id, c.name, c.arguments)
+                            for i, c in enumerate(calls)
+                        ),
+                    )
         except Exception as exc:
             raise self._error(exc) from exc
-        yield Completion("".join(parts), self.name, model, usage, finish, tuple(tokens))
+        finish = tools.FINISH if made else finish
+        yield Completion("".join(parts), self.name, model, usage, finish, tuple(tokens), tool_calls=tuple(made))
 
     def _error(self, exc: Exception) -> ProviderError:
         error = map_error(self.name, exc, key_env=self._key_env, secret=self._secret)
@@ -125,6 +201,21 @@ def _text(candidate: Any) -> str:
     content = getattr(candidate, "content", None)
     parts = getattr(content, "parts", None) or []
     return "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", False))
+
+
+def _calls(candidate: Any, start: int) -> tuple[ToolCall, ...]:
+    """The candidate's function_call parts as ToolCalls; one without an id (the Gemini API may send none) is
+    named by its place in the answer."""
+    content = getattr(candidate, "content", None)
+    found: list[ToolCall] = []
+    for part in getattr(content, "parts", None) or []:
+        call = getattr(part, "function_call", None)
+        if call is None:
+            continue
+        index = start + len(found)
+        arguments = json.dumps(call.args or {}, ensure_ascii=False)
+        found.append(ToolCall(call.id or f"call_{index}", call.name or "", arguments))
+    return tuple(found)
 
 
 def _finish(candidate: Any) -> str:

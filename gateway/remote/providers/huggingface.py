@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent
-from gateway.core.openai_wire import ChunkAccumulator, read_completion
+from gateway.core.openai_wire import ChunkAccumulator, read_completion, tool_params
 from gateway.core.structured import schema_of
 from gateway.remote.providers.errors import map_error
 from gateway.remote.providers.messages import chat_dicts
@@ -52,6 +52,13 @@ class HuggingFaceProvider:
             fmt = call.response_format
             schema = {"name": fmt.name, "schema": schema_of(fmt), "strict": fmt.strict}
             params["response_format"] = {"type": "json_schema", "json_schema": schema}
+        # tools and tool_choice in OpenAI's form (chat_completion's own parameters); parallel_tool_calls, which it
+        # does not name, through its extra_body
+        tooling = tool_params(call)
+        parallel = tooling.pop("parallel_tool_calls", None)
+        params.update(tooling)
+        if parallel is not None:
+            params["extra_body"] = {"parallel_tool_calls": parallel}
         return params
 
     async def generate(self, call: BackendCall) -> Completion:
@@ -68,8 +75,8 @@ class HuggingFaceProvider:
             chunks = await self._client.chat_completion(**params)
             async for chunk in chunks:
                 text = reader.add(chunk)
-                if text:
-                    yield Delta(text)
+                if text or reader.tool_pieces:
+                    yield Delta(text, reader.tool_pieces)
         except Exception as exc:
             raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
         yield reader.completion()

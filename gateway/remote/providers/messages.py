@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.core.contracts import Message, Role
+from gateway.core.openai_wire import chat_messages
 
 
 def split_system(messages: Sequence[Message]) -> tuple[str, list[Message]]:
@@ -14,6 +16,6 @@ def split_system(messages: Sequence[Message]) -> tuple[str, list[Message]]:
     return system, rest
 
 
-def chat_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
-    """OpenAI-style [{"role", "content"}] (OpenAI, xAI, Hugging Face)."""
-    return [{"role": m.role.value, "content": m.content} for m in messages]
+def chat_dicts(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """OpenAI-style [{"role", "content"}] with tool calls and results (OpenAI, xAI, Hugging Face)."""
+    return chat_messages(list(messages))

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.config import ProviderConfig
 from gateway.core.contracts import BackendCall, Completion, Delta, StreamEvent
-from gateway.core.openai_wire import ChunkAccumulator, read_completion, response_format
+from gateway.core.openai_wire import ChunkAccumulator, read_completion, response_format, tool_params
 from gateway.remote.providers.errors import map_error
 from gateway.remote.providers.messages import chat_dicts
 
@@ -69,6 +69,7 @@ class OpenAIProvider:
             params["stop"] = list(call.stop)
         if call.response_format is not None:
             params["response_format"] = response_format(call.response_format)
+        params.update(tool_params(call))
         return params
 
     async def generate(self, call: BackendCall) -> Completion:
@@ -90,8 +91,8 @@ class OpenAIProvider:
             async with chunks:
                 async for chunk in chunks:
                     text = reader.add(chunk)
-                    if text:
-                        yield Delta(text)
+                    if text or reader.tool_pieces:
+                        yield Delta(text, reader.tool_pieces)
         except Exception as exc:
             raise map_error(self.name, exc, key_env=self._key_env, secret=self._secret) from exc
         yield reader.completion()
