@@ -2,7 +2,8 @@
 
 A request that forces a tool (`tool_choice: {"type": "tool", "name"}`, the tool in `tools`) is answered
 with that tool's `tool_use` block, whose input is the reply (JSON text), and stop_reason "tool_use",
-streamed as `input_json_delta` pieces, as the Messages API does.
+streamed as `input_json_delta` pieces, as the Messages API does. The client's own tools are answered with
+tool_use blocks when the reply has tool calls (tests/fakes/tool_wire.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import tool_wire
 from tests.fakes.base import FakeProviderServer, pieces_of, sse
 
 
@@ -79,6 +81,9 @@ class FakeAnthropic(FakeProviderServer):
             "usage": usage,
         }
 
+    def rejects(self, body: dict[str, Any]) -> bool:
+        return tool_wire.anthropic_rejects(body)
+
     @staticmethod
     def forced_tool(body: dict[str, Any]) -> str | None:
         """The tool the request forces, when it forces one of its tools."""
@@ -91,6 +96,10 @@ class FakeAnthropic(FakeProviderServer):
     def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         prompt, completion = self._usage(body)
         tool = self.forced_tool(body)
+        calls = tool_wire.anthropic_blocks(self.reply, body, tool)
+        if calls:  # the model calls the client's tools
+            usage = {**self._input_usage(body, prompt), "output_tokens": completion}
+            return self._message(model, calls, "tool_use", usage)
         if tool is not None:
             block = {"type": "tool_use", "id": "toolu_fake", "name": tool, "input": json.loads(self.reply.text)}
             usage = {**self._input_usage(body, prompt), "output_tokens": completion}
@@ -117,6 +126,24 @@ class FakeAnthropic(FakeProviderServer):
             block = {"type": "tool_use", "id": "toolu_fake", "name": tool, "input": {}}
             frames[1] = sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
             text, sequence = self.reply.text, None
+        calls = tool_wire.anthropic_blocks(self.reply, body, tool)
+        if calls:  # each tool_use block opened with input {}, then its input as input_json_delta pieces
+            del frames[1]
+            for index, block in enumerate(calls):
+                start = {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
+                frames.append(sse(start, "content_block_start"))
+                for piece in tool_wire.halves(json.dumps(block["input"])):
+                    arguments = {"type": "input_json_delta", "partial_json": piece}
+                    frames.append(
+                        sse({"type": "content_block_delta", "index": index, "delta": arguments}, "content_block_delta")
+                    )
+                frames.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
+            end = {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": completion},
+            }
+            return [*frames, sse(end, "message_delta"), sse({"type": "message_stop"}, "message_stop")]
         for piece in pieces_of(text):
             kind = ("input_json_delta", "partial_json") if tool is not None else ("text_delta", "text")
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": kind[0], kind[1]: piece}}

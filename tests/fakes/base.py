@@ -52,6 +52,9 @@ class Seen:
 class Reply:
     text: str = "The trend is up"
     model: str = ""  # empty: echo the requested model
+    # (name, arguments as JSON text): a request that offers tools is answered with these calls, in the
+    # provider's own tool-call format (each stand-in's `tool_answer`), instead of the text
+    tool_calls: tuple[tuple[str, str], ...] = ()
 
     def pieces(self) -> list[str]:
         return pieces_of(self.text)

@@ -4,6 +4,8 @@ POST {origin}/v1beta/models/{model}:generateContent (JSON) and
 :streamGenerateContent?alt=sse (SSE of GenerateContentResponse chunks), with
 usageMetadata and, when asked, logprobsResult. A generationConfig with `responseJsonSchema` or
 `responseSchema` must also set `responseMimeType: application/json` (else a 400, as the API answers).
+Function declarations, functionCall and functionResponse parts as the API takes and answers them
+(tests/fakes/tool_wire.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import tool_wire
 from tests.fakes.base import FakeProviderServer, pieces_of, sse
 
 
@@ -33,6 +36,8 @@ class FakeGemini(FakeProviderServer):
         return method == "streamGenerateContent", model
 
     def rejects(self, body: dict[str, Any]) -> bool:
+        if tool_wire.gemini_rejects(body):
+            return True
         config = body.get("generationConfig", {})
         schema = "responseJsonSchema" in config or "responseSchema" in config
         return schema and config.get("responseMimeType") != "application/json"
@@ -74,7 +79,21 @@ class FakeGemini(FakeProviderServer):
         """The reply up to the first of `generationConfig.stopSequences` (Gemini then finishes with STOP)."""
         return self.reply.until(body.get("generationConfig", {}).get("stopSequences"))[0]
 
+    def _calls(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A candidate calling the client's functions (functionCall parts), when the reply has tool calls."""
+        parts = tool_wire.gemini_parts(self.reply, body)
+        if not parts:
+            return None
+        return {"content": {"parts": parts, "role": "model"}, "index": 0, "finishReason": "STOP"}
+
     def completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        calls = self._calls(body)
+        if calls is not None:
+            return {
+                "candidates": [calls],
+                "usageMetadata": self._usage(body),
+                "modelVersion": self.reply.model or model,
+            }
         text = self._text(body)
         pieces = pieces_of(text)
         return {
@@ -84,6 +103,9 @@ class FakeGemini(FakeProviderServer):
         }
 
     def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
+        calls = self._calls(body)
+        if calls is not None:  # Gemini streams each call whole
+            return [sse(self.completion(body, model))]
         pieces = pieces_of(self._text(body))
         usage = self._usage(body)
         frames = []

@@ -4,6 +4,7 @@ POST {origin}/v1/chat/completions, JSON or SSE (`stream: true`, usage in the
 last chunk when `stream_options.include_usage`); logprobs when asked. A `response_format` must be
 {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name", "schema"}} (TGI: {"type":
 "json_object", "value": schema}), else a 400, as the API answers; the reply is then the JSON the test set.
+Tools, tool calls and tool turns as OpenAI's API takes and answers them (tests/fakes/tool_wire.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import tool_wire
 from tests.fakes.base import FakeProviderServer, pieces_of, sse
 
 
@@ -34,6 +36,8 @@ class FakeOpenAI(FakeProviderServer):
     def rejects(self, body: dict[str, Any]) -> bool:
         """A response_format the API would refuse (400); TGI takes its own grammar form, {"type": "json_object"
         or "json", "value": schema}, and nothing else."""
+        if tool_wire.openai_rejects(body):
+            return True
         fmt = body.get("response_format")
         if fmt is None:
             return False
@@ -94,6 +98,12 @@ class FakeOpenAI(FakeProviderServer):
             "logprobs": logprobs,
             "finish_reason": "stop",
         }
+        calls = tool_wire.openai_calls(self.reply, body)
+        if calls:  # the model calls tools: no text, as the API answers
+            choice.update(
+                message={"role": "assistant", "content": None, "tool_calls": calls}, finish_reason="tool_calls"
+            )
+            choice["logprobs"] = None
         return {**self._head(model, "chat.completion"), "choices": [choice], "usage": self._usage(body)}
 
     def stream_frames(self, body: dict[str, Any], model: str) -> list[str]:
@@ -107,11 +117,17 @@ class FakeOpenAI(FakeProviderServer):
             )
         ]
         top = int(body.get("top_logprobs") or 0)
-        for piece in pieces_of(self.reply.until(body.get("stop"))[0]):
+        calls = tool_wire.openai_calls(self.reply, body)
+        for delta in tool_wire.openai_deltas(calls):
+            frames.append(
+                sse({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]})
+            )
+        for piece in pieces_of(self.reply.until(body.get("stop"))[0]) if not calls else ():
             logprobs = {"content": [self._token_logprobs(piece, top)]} if body.get("logprobs") else None
             choice = {"index": 0, "delta": {"content": piece}, "logprobs": logprobs, "finish_reason": None}
             frames.append(sse({**head, "choices": [choice]}))
-        frames.append(sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        finish = "tool_calls" if calls else "stop"
+        frames.append(sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
         if (body.get("stream_options") or {}).get("include_usage"):
             frames.append(sse({**head, "choices": [], "usage": self._usage(body)}))
         frames.append("data: [DONE]\n\n")

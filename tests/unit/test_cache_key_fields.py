@@ -19,7 +19,17 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from gateway.config import Config
-from gateway.core.contracts import Message, ModelEntry, Priority, Privacy, Request, ResponseFormat, Role
+from gateway.core.contracts import (
+    Message,
+    ModelEntry,
+    Priority,
+    Privacy,
+    Request,
+    ResponseFormat,
+    Role,
+    Tool,
+    ToolChoice,
+)
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
@@ -65,6 +75,10 @@ REQUEST_IN_KEY: dict[str, Any] = {  # a changed value that changes the decision,
     "client": "desk-2",  # entries are per caller unless [cache] shared_across_keys
     "stop": ("\n",),  # where the answer ends
     "response_format": ResponseFormat('{"type":"object"}'),  # the shape the answer must have
+    # tools: part of the key (a text answer is kept under them; one that calls tools is never stored)
+    "tools": (Tool("quote", "A price.", '{"type":"object"}'),),
+    "tool_choice": ToolChoice("none"),
+    "parallel_tool_calls": False,
 }
 REQUEST_NOT_IN_KEY: dict[str, tuple[Any, str]] = {
     "request_id": ("r2", "names the call, not the question"),
@@ -91,6 +105,7 @@ CONFIG_IN_KEY = frozenset(
         "routing.rules.*.prefer",
         "routing.rules.*.escalate",
         "routing.rules.*.local_only",
+        "routing.rules.*.match_tools",
         "tasks.*.labels",
         "tasks.*.min_confidence",
         "tasks.*.system_prompt",
@@ -240,6 +255,7 @@ CONFIG_NOT_IN_KEY: dict[str, str] = {
 }
 PERTURB: dict[str, Any] = {  # values the generic change would not make valid or telling
     "routing.rules.*.prefer": ["google"],
+    "routing.rules.*.match_tools": True,  # the request uses no tools: the rule stops matching it
     "routing.escalation_order": ["google", "openai", "anthropic"],
     "admission.key_classes": {"desk": "urgent"},
 }

@@ -197,8 +197,12 @@ def test_ignored_fields_and_default_values_are_accepted() -> None:
 
 REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"n": 2}, "n"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"tools": [{"type": "custom", "custom": {"name": "f"}}]}, "tools"),
+    ({"tools": {"type": "function"}}, "tools"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]}, "tools"),
+    ({"tool_choice": "sometimes"}, "tool_choice"),
+    ({"tool_choice": {"type": "function"}}, "tool_choice"),
+    ({"parallel_tool_calls": "yes"}, "parallel_tool_calls"),
     ({"functions": [{"name": "f"}]}, "functions"),
     ({"function_call": "auto"}, "function_call"),
     ({"response_format": {"type": "xml"}}, "response_format"),
@@ -259,7 +263,7 @@ BAD_MESSAGES: list[tuple[Any, str]] = [
     ([], "messages"),
     ("hello", "messages"),
     (["hello"], "messages[0]"),
-    ([{"role": "tool", "content": "42", "tool_call_id": "c1"}], "messages[0].role"),
+    ([{"role": "tool", "content": "42"}], "messages[0].tool_call_id"),
     ([{"role": "function", "content": "42", "name": "f"}], "messages[0].role"),
     ([{"role": "robot", "content": "hi"}], "messages[0].role"),
     ([{"content": "hi"}], "messages[0].role"),
@@ -278,7 +282,11 @@ BAD_MESSAGES: list[tuple[Any, str]] = [
     ([{"role": "user", "content": [{"type": "text", "text": 3}]}], "messages[0].content[0].text"),
     ([{"role": "user", "content": ["a"]}], "messages[0].content[0]"),
     ([{"role": "user", "content": "hi", "tool_call_id": "x"}], "messages[0].tool_call_id"),
-    ([{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}], "messages[0].tool_calls"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}], "messages[0].tool_calls[0].function"),
+    (
+        [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
+        "messages[0].tool_calls[0].id",
+    ),
     ([{"role": "assistant", "content": "no", "refusal": "I refuse"}], "messages[0].refusal"),
 ]
 
