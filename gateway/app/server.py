@@ -90,7 +90,10 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         loop.add_signal_handler(sig, stop.set)
 
     local_box: list[LocalBackend] = []
-    metrics = Metrics(queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0)
+    admission = build_admission(config.admission)
+    metrics = Metrics(
+        queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0, gates=admission.figures
+    )
     local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
     local_box.append(local)
     log.info(describe_state(config))
@@ -120,7 +123,6 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     learning = Learning(config, ChainedTasks(adapters, ConfigTasks(config.tasks)), state, metrics)
     await learning.start()
     tasks = learning.tasks  # with the thresholds the live audit raised
-    admission = build_admission(config.admission)
     router = Router(
         local,
         tasks,

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gateway.core.contracts import Request, Result
 from gateway.core.errors import GatewayError
@@ -15,9 +17,13 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 OVERHEAD_BUCKETS_S = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 
+GateFigures = Mapping[str, tuple[int, int, int]]  # admission gate -> (limit, in flight, queued)
+
+
 class Metrics:
-    def __init__(self, queue_depth: Callable[[], float] = lambda: 0.0) -> None:
+    def __init__(self, queue_depth: Callable[[], float] = lambda: 0.0, gates: Callable[[], GateFigures] = dict) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(_GateCollector(gates))
         self.requests = Counter(
             "gateway_requests", "Answered requests", ["tier", "provider", "escalation"], registry=self.registry
         )
@@ -166,6 +172,24 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _GateCollector(Collector):
+    """Each admission gate's limit, calls in flight and calls queued, read at scrape."""
+
+    def __init__(self, gates: Callable[[], GateFigures]) -> None:
+        self._gates = gates
+
+    def collect(self) -> list[GaugeMetricFamily]:  # type: ignore[override]
+        families = [
+            GaugeMetricFamily("gateway_admission_limit", "Adaptive concurrency limit per gate", labels=["gate"]),
+            GaugeMetricFamily("gateway_admission_in_flight", "Calls holding room per gate", labels=["gate"]),
+            GaugeMetricFamily("gateway_admission_queued", "Calls waiting for room per gate", labels=["gate"]),
+        ]
+        for gate, figures in sorted(self._gates().items()):
+            for family, value in zip(families, figures, strict=True):
+                family.add_metric([gate], float(value))
+        return families
 
 
 @dataclass(frozen=True, slots=True)

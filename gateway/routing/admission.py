@@ -379,6 +379,10 @@ class Admission:
     def gates(self) -> dict[str, Gate]:
         return dict(self._gates)
 
+    def figures(self) -> dict[str, tuple[int, int, int]]:
+        """Each gate's (limit, in flight, queued), for /metrics."""
+        return {name: (gate.limit, gate.in_flight, gate.queued()) for name, gate in self._gates.items()}
+
     def _gate(self, name: str, settings: GradientSettings) -> Gate:
         gate = self._gates.get(name)
         if gate is None:
