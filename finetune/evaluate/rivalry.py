@@ -145,7 +145,7 @@ class KindRivalry:
             "## Champion and challenger: kinds of local model",
             "",
             f"Each at its own guaranteed threshold; test split and heldout:{self.heldout_group}. "
-            f"Winner: **{self.winner}**. {self.why()}.",
+            f"Winner: **{self.winner}**{' (unopposed)' if self.champion is None else ''}: {self.why()}.",
             "",
             f"| kind | version | test accuracy | test AUROC | test kept (accuracy) | "
             f"heldout:{self.heldout_group} AUROC | heldout:{self.heldout_group} kept |",

@@ -180,7 +180,7 @@ def test_without_a_comparable_lora_the_classifier_stands_alone() -> None:
     challenger = kind_standing(KIND, "v2", {"accuracy": 0.6}, "unseen")  # a card without kept figures
     assert challenger.kept == 0.0 and math.isnan(challenger.auroc)
     rivalry = KindRivalry("sentiment", "unseen", challenger, None, "no LoRA adapter was measured on this data file")
-    assert rivalry.winner == KIND and "this data file" in rivalry.why()
+    assert rivalry.winner == KIND and "this data file" in rivalry.why() and "(unopposed)" in rivalry.markdown()
 
 
 def test_a_small_real_set_trains_through_minilm() -> None:
