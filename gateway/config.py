@@ -107,7 +107,9 @@ class VllmConfig(_Strict):
     label_top_logprobs: int = Field(20, ge=0, le=20, description="alternatives asked for on label tasks")
     metrics_poll_s: float = Field(0.1, gt=0, description="seconds between reads of /health and /metrics")
     metrics_stale_s: float = Field(
-        0.3, gt=0, description="a reading older than this is unknown: only the gateway's own count is used"
+        0.3,
+        gt=0,
+        description="a reading older than this (and 3 polls) is unknown: only the gateway's own count is used",
     )
     max_waiting: int = Field(5, gt=0, description="num_requests_waiting at which vLLM is saturated: only URGENT goes")
     kv_cache_full: float = Field(0.8, gt=0, le=1, description="kv_cache_usage_perc at which it is saturated, likewise")

@@ -112,8 +112,14 @@ class VllmBackend:
             kv_cache_full=self._settings.kv_cache_full,
             max_waiting=self._settings.max_waiting,
             now=now,
-            stale_after_s=self._settings.metrics_stale_s,
+            stale_after_s=self.stale_after_s,
         )
+
+    @property
+    def stale_after_s(self) -> float:
+        """How old a reading may be before it counts as unknown: metrics_stale_s, and never under three polls
+        (a reading cannot be fresher than the poll that took it)."""
+        return max(self._settings.metrics_stale_s, 3 * self._settings.metrics_poll_s)
 
     @property
     def snapshot(self) -> VllmSnapshot | None:

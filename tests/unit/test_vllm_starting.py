@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiohttp import web
 
 from local_models.vllm_backend import VllmBackend, VllmSettings
@@ -57,3 +58,14 @@ async def test_a_server_that_was_down_stays_down_while_it_accepts_without_answer
         answering.set()
         await backend.aclose()
         await runner.cleanup()
+
+
+async def test_a_reading_counts_as_fresh_for_at_least_three_polls() -> None:
+    slow_poll = VllmBackend(VllmSettings(base_url="http://127.0.0.1:1", model="m", metrics_poll_s=0.5))
+    quick_poll = VllmBackend(VllmSettings(base_url="http://127.0.0.1:1", model="m", metrics_poll_s=0.01))
+    try:
+        assert slow_poll.stale_after_s == pytest.approx(1.5)
+        assert quick_poll.stale_after_s == pytest.approx(VllmSettings("", "").metrics_stale_s)
+    finally:
+        await slow_poll.aclose()
+        await quick_poll.aclose()
