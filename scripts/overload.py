@@ -12,8 +12,8 @@ every `--bulk-every`-th BULK, the rest NORMAL; each class has its own row.
 1. Local path (echo backend) and 2. remote path (every call pinned to the OpenAI stand-in):
    with today's defaults ("now"), a ramp doubling from 100 req/s finds the peak goodput (the
    saturation rate); then 1x, 2x and 4x that rate, for "now" and for "before": the old defaults
-   (`[server] max_concurrent_rpcs = 64`, no per-tier limits: [admission] limits pinned at 100000,
-   no URGENT share), in the same run.
+   (`[server] max_concurrent_rpcs = 64`, no door limit and no per-tier limits: [admission]
+   door_initial = 0, tier limits pinned at 100000, no URGENT share), in the same run.
 3. Burst: `--burst` concurrent LOCAL_ONLY requests at the embedded model (24 tokens, then a label
    task), each with a 2 s deadline, after a short warm-up: the share of admitted requests in time.
 
@@ -48,7 +48,7 @@ REFUSED = harness.REFUSED
 BEFORE_SERVER = "max_concurrent_rpcs = 64\n"  # the defaults before [admission]
 BEFORE_ADMISSION = (
     "[admission]\nurgent_share = 0\nlocal_initial = 100000\nlocal_max = 100000\n"
-    "provider_initial = 100000\nprovider_max = 100000\n"
+    "provider_initial = 100000\nprovider_max = 100000\ndoor_initial = 0\n"
 )
 CONFIGS = (("now", "", ""), ("before", BEFORE_SERVER, BEFORE_ADMISSION))
 
