@@ -36,7 +36,7 @@ class BuildOptions:
     # val/test/heldout windows end on every bar: the threshold's guarantee needs thousands of validation rows
     # (every price task has at least 2,000 of them in 2019-2020), at the price of neighbours that overlap
     eval_stride: int = 1
-    max_examples: Mapping[str, int] = field(default_factory=lambda: {"val": 2000, "test": 1000, "heldout": 600})
+    max_examples: Mapping[str, int] = field(default_factory=lambda: {"val": 2000, "test": 600, "heldout": 400})
     # MMLU prompts are ~3x longer than the price prompts: fewer of them keep evaluation in proportion
     mmlu_max_examples: Mapping[str, int] = field(default_factory=lambda: {"val": 100, "test": 160, "heldout": 80})
     seed: int = 0
