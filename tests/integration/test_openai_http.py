@@ -373,7 +373,8 @@ async def test_npm_openai_package_plain_stream_and_errors(
     assert stream["gateway"]["tier"] == "local"
     assert stream["gateway"]["confidence"] == 1.0
     assert stream["usage"]["total_tokens"] > 0
-    assert seen["tools"]["status"] == 400
-    assert seen["tools"]["param"] == "tools"
+    assert seen["unsupported"]["status"] == 400  # the legacy `functions`: a 400 naming it and what to send
+    assert seen["unsupported"]["param"] == "functions"
+    assert "tools" in seen["unsupported"]["message"]
     assert seen["models"][0] == "echo"
     assert "openai/gpt-test" in seen["models"]

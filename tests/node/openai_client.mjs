@@ -51,11 +51,11 @@ try {
   await client.chat.completions.create({
     model: "",
     messages,
-    tools: [{ type: "function", function: { name: "quote", parameters: { type: "object" } } }],
+    functions: [{ name: "quote", parameters: { type: "object" } }],
   });
-  out.tools = { status: 200 };
+  out.unsupported = { status: 200 };
 } catch (err) {
-  out.tools = { status: err.status, param: err.param, type: err.type, message: err.message };
+  out.unsupported = { status: err.status, param: err.param, type: err.type, message: err.message };
 }
 
 const models = [];
