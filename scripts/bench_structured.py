@@ -9,8 +9,9 @@ The llama.cpp backend (xllamacpp, the shipped GGUF file) answers the same tradin
 
 For each: the share of answers that parse as JSON, the share that validate against the schema
 (gateway/core/structured.py, the gateway's own check), the latency p50/p95 per answer, and the
-mean confidence of the valid ones (the lower of the token quantile and the signal's renormalised
-probability, as routing scores them). Prompts run --concurrency at a time. Asserts nothing.
+mean confidence of the valid ones (as routing scores a structured answer: the token quantile of
+its values' tokens and the signal's renormalised probability, the lower of the two).
+Prompts run --concurrency at a time. Asserts nothing.
 
     python scripts/bench_structured.py [--prompts 40] [--max-tokens 96] [--concurrency 4] [--threads 2]
         [--llamacpp-model FILE]
@@ -29,7 +30,7 @@ from typing import Any
 
 from benchlib import load_average
 
-from gateway.core import confidence, structured
+from gateway.core import structured
 from gateway.core.contracts import BackendCall, LocalBackend, Message, ResponseFormat, Role
 
 TRADE_SCHEMA: dict[str, Any] = {
@@ -92,12 +93,8 @@ async def answer(backend: LocalBackend, the_call: BackendCall, quantile: float) 
     except ValueError:
         parses = False
     valid = parses and structured.problem(text, TRADE) is None
-    score = None
-    if valid:
-        score = confidence.score(text, completion.tokens, quantile=quantile).confidence
-        enum = structured.enum_confidence(text, completion.tokens, TRADE)
-        if enum is not None:
-            score = enum if score is None else min(score, enum)
+    # scored as routing scores a structured answer (core/structured.py: its values' tokens, the signal's choice)
+    score = structured.answer_confidence(text, completion.tokens, TRADE, quantile) if valid else None
     return Answer(text, seconds, parses, valid, score)
 
 
