@@ -7,13 +7,19 @@ here imports torch or transformers.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config import Config
 from gateway.core.embedding import Embedder
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.semantic_cache import SemanticCache, SemanticSettings
+from gateway.state.cache.vector_feed import RedisVectorFeed
 from gateway.state.cache.vector_index import VectorIndex
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 def embedding_wanted(config: Config) -> bool:
@@ -40,8 +46,11 @@ async def open_embedder(config: Config) -> Embedder | None:
     return embedder
 
 
-def build_semantic_cache(config: Config, embedder: Embedder | None, policy: CachePolicy) -> SemanticCache | None:
-    """The semantic cache over the exact one, when `[cache.semantic] enabled` and the model is loaded."""
+def build_semantic_cache(
+    config: Config, embedder: Embedder | None, policy: CachePolicy, redis: Redis | None = None
+) -> SemanticCache | None:
+    """The semantic cache over the exact one, when `[cache.semantic] enabled` and the model is loaded; with
+    Redis as the state backend, its entries are shared with the other replicas through a stream."""
     semantic = config.cache.semantic
     if embedder is None or not semantic.enabled:
         return None
@@ -51,4 +60,8 @@ def build_semantic_cache(config: Config, embedder: Embedder | None, policy: Cach
         tasks=frozenset(name for name, task in config.tasks.items() if task.semantic_cache),
     )
     index = VectorIndex(dimensions=embedder.dimensions, max_entries=semantic.max_entries)
-    return SemanticCache(embedder, index, policy, settings)
+    feed = None
+    if redis is not None:
+        origin = uuid.uuid4().hex  # this replica, so it does not read back its own entries
+        feed = RedisVectorFeed(redis, prefix=config.state.key_prefix, max_len=semantic.max_entries, origin=origin)
+    return SemanticCache(embedder, index, policy, settings, feed=feed)

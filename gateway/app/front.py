@@ -87,7 +87,7 @@ def build_front(
     inner: Answerer = router
     if state.cache is not None:
         policy = CachePolicy.from_config(config)
-        semantic = build_semantic_cache(config, embedder, policy)
+        semantic = build_semantic_cache(config, embedder, policy, state.redis)
         inner = CachedRouter(
             router, state.cache, policy, on_lookup=metrics.cache_lookup, tracer=tracer, semantic=semantic
         )

@@ -125,6 +125,7 @@ class CachedRouter:
     async def _semantic_lookup(self, decision: Decision, probe: Probe, outcome: str) -> tuple[str, CachedAnswer | None]:
         """The answer of the nearest qualifying neighbour that this decision may be served, else the exact outcome."""
         assert self._semantic is not None
+        await self._semantic.catch_up()
         for match in self._semantic.matches(probe):
             try:
                 hit = await self._cache.get(match.key)
@@ -160,7 +161,7 @@ class CachedRouter:
             log.warning("cache write failed", extra={"request_id": decision.request.request_id, "error": repr(exc)})
             return
         if found.probe is not None and self._semantic is not None:
-            self._semantic.remember(found.probe, key)
+            await self._semantic.remember(found.probe, key)
 
 
 @dataclass(frozen=True, slots=True)

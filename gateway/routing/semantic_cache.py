@@ -13,13 +13,17 @@ is the embedding of the normalised last user message; a neighbour qualifies when
    dates, comparatives and negation in both prompts.
 
 The answer is then read from the exact store under the neighbour's exact key and served
-only where the exact cache would serve it (cache_policy.servable). What is stored is what
+only where the exact cache would serve it (cache_policy.servable). With a feed (Redis), each
+entry indexed here is also appended for the other replicas, and before a lookup, at most every
+`feed_interval_s`, the entries they appended are read into this replica's index. What is stored is what
 the exact cache stores (no errors, no low-confidence or escalated-from-local answers):
 an answer is indexed here only after the exact store took it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 import time
 import unicodedata
@@ -31,9 +35,12 @@ from gateway.core.embedding import Embedder
 from gateway.routing.cache_policy import CachePolicy
 from gateway.routing.decision import Decision
 from gateway.routing.semantic_guard import Facts, compare, facts
+from gateway.state.cache.vector_feed import VectorFeed
 from gateway.state.cache.vector_index import IndexedPrompt, VectorIndex
 
+log = logging.getLogger(__name__)
 _SPACE = re.compile(r"\s+")
+FEED_BATCH = 1000  # entries read from the feed per lookup at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +79,20 @@ class SemanticCache:
         policy: CachePolicy,
         settings: SemanticSettings,
         *,
+        feed: VectorFeed | None = None,
+        feed_interval_s: float = 0.5,
         wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._embedder = embedder
         self._index = index
         self._policy = policy
         self._settings = settings
+        self._feed = feed
+        self._feed_interval_s = feed_interval_s
+        self._next_read = 0.0
         self._wall = wall
+        self._clock = clock
 
     def applies(self, decision: Decision) -> bool:
         """The request or its task opts in (the request's own choice wins), and it ends with a user's prompt."""
@@ -102,10 +116,32 @@ class SemanticCache:
             if n.similarity >= self._settings.threshold and compare(probe.facts, _facts_of(n.entry)).allowed
         ]
 
-    def remember(self, probe: Probe, key: str) -> None:
-        """Index an answer the exact store has just taken under `key`."""
-        expires_at = self._wall() + self._policy.ttl_s
-        self._index.add(probe.vector, IndexedPrompt(probe.scope, key, probe.text, expires_at, probe.facts))
+    async def remember(self, probe: Probe, key: str) -> None:
+        """Index an answer the exact store has just taken under `key` (and hand it to the other replicas)."""
+        entry = IndexedPrompt(probe.scope, key, probe.text, self._wall() + self._policy.ttl_s, probe.facts)
+        self._index.add(probe.vector, entry)
+        if self._feed is None:
+            return
+        try:
+            await self._feed.publish(probe.vector, entry)
+        except Exception as exc:  # noqa: BLE001 - the other replicas miss one paraphrase; this one has it
+            log.warning("semantic cache: sharing an entry failed", extra={"error": repr(exc)})
+
+    async def catch_up(self) -> None:
+        """Index what the other replicas appended to the feed since the last read (at most every interval)."""
+        if self._feed is None or self._clock() < self._next_read:
+            return
+        self._next_read = self._clock() + self._feed_interval_s
+        try:
+            fed = await self._feed.read(FEED_BATCH)
+        except Exception as exc:  # noqa: BLE001 - a broken feed costs the other replicas' entries, not answers
+            log.warning("semantic cache: reading the shared entries failed", extra={"error": repr(exc)})
+            return
+        for item in fed:
+            try:
+                self._index.add(item.vector, dataclasses.replace(item.entry, facts=facts(item.entry.text)))
+            except ValueError as exc:  # a vector of another size: a replica with another embedding model
+                log.warning("semantic cache: a shared entry does not fit the index", extra={"error": str(exc)})
 
 
 def _facts_of(entry: IndexedPrompt) -> Facts:

@@ -158,7 +158,7 @@ async def test_no_labelled_near_miss_is_a_hit_with_the_real_model_at_the_default
     false_hits, hits = [], 0
     for i, row in enumerate(rows):
         first, second = normalise(row["a"]), normalise(row["b"])
-        semantic.remember(Probe(f"pair-{i}", first, vectors[first], facts(first)), f"k{i}")
+        await semantic.remember(Probe(f"pair-{i}", first, vectors[first], facts(first)), f"k{i}")
         matched = bool(semantic.matches(Probe(f"pair-{i}", second, vectors[second], facts(second))))
         if row["label"] == "miss" and matched:
             false_hits.append((row["a"], row["b"]))
