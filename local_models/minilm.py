@@ -5,7 +5,9 @@ mask, as the model's 1_Pooling/config.json says, then L2 normalisation: what
 sentence-transformers computes, without that package). The model loads on first
 use, on the embedder's own thread; every forward pass runs there too, never on the
 event loop. Requests that arrive while a pass is running are embedded together in
-the next one (up to `max_batch` texts), so concurrent callers share passes.
+the next one (up to `max_batch` texts), so concurrent callers share passes. A request of
+more than `max_batch` texts goes in `max_batch` at a time, so what arrives meanwhile (a
+semantic cache lookup: one prompt) is served between its passes, not after all of them.
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ class MiniLMEmbedder:
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         if not texts:
             raise ValueError("embed: give at least one text")
+        step = self._settings.max_batch
+        parts = [await self._submit(texts[start : start + step]) for start in range(0, len(texts), step)]
+        if len(parts) == 1:
+            return parts[0]
+        return Embeddings(
+            tuple(v for part in parts for v in part.vectors), tuple(n for part in parts for n in part.tokens)
+        )
+
+    async def _submit(self, texts: Sequence[str]) -> Embeddings:
+        """Queue at most max_batch texts for the next forward pass."""
         waiting = _Waiting(list(texts))
         self._queue.append(waiting)
         if self._runner is None or self._runner.done():
@@ -110,7 +122,7 @@ class MiniLMEmbedder:
                 start = end
 
     def _take(self) -> list[_Waiting]:
-        """Whole requests, oldest first, up to max_batch texts (a larger single request goes alone)."""
+        """Whole submissions, oldest first, up to max_batch texts."""
         batch = [self._queue.pop(0)]
         size = len(batch[0].texts)
         while self._queue and size + len(self._queue[0].texts) <= self._settings.max_batch:

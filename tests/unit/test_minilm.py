@@ -57,9 +57,19 @@ async def test_concurrent_requests_share_a_forward_pass_and_get_their_own_vector
     assert all(dot(a, b) == pytest.approx(1.0, abs=1e-4) for a, b in zip(got, alone, strict=True))
 
 
-async def test_a_request_over_max_batch_is_embedded_whole_and_an_empty_one_refused(embedder: CountingEmbedder) -> None:
-    embedded = await embedder.embed([f"ticker number {i}" for i in range(6)])
-    # one request alone: the forward pass cuts it in chunks of max_batch
-    assert len(embedded.vectors) == 6 and embedder.passes == [6]
+async def test_a_request_over_max_batch_goes_in_passes_and_others_are_served_between_them(
+    embedder: CountingEmbedder,
+) -> None:
+    big = asyncio.create_task(embedder.embed([f"ticker number {i}" for i in range(12)]))
+    await asyncio.sleep(0)  # its first pass is queued and running
+    small = asyncio.create_task(embedder.embed(["BTC above 60k?"]))
+    embedded, alone = await big, await small
+    assert embedder.passes == [4, 1, 4, 4]  # the lookup did not wait for all of the big request
+    assert len(embedded.vectors) == 12 and len(alone.vectors) == 1
+    last = (await embedder.embed(["ticker number 11"])).vectors[0]
+    assert dot(embedded.vectors[11], last) == pytest.approx(1.0, abs=1e-4)
+
+
+async def test_an_empty_request_is_refused(embedder: CountingEmbedder) -> None:
     with pytest.raises(ValueError, match="at least one text"):
         await embedder.embed([])
