@@ -65,6 +65,8 @@ def request_to_proto(request: Request | str) -> pb.GenerateRequest:
     )
     if r.min_confidence is not None:
         msg.min_confidence = r.min_confidence
+    if r.semantic_cache is not None:
+        msg.semantic_cache = r.semantic_cache
     if r.json_schema is not None:
         msg.response_format.json_schema = json.dumps(dict(r.json_schema)) if r.json_schema else ""
         msg.response_format.SetInParent()

@@ -55,6 +55,7 @@ class Request:
     min_confidence: float | None = None  # overrides the adapter's calibrated threshold
     bypass_cache: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+    semantic_cache: bool | None = None  # answer paraphrases from the cache too (True) or not; None = the task's
     request_id: str = ""  # echoed back; the server makes one when empty
     stop: Sequence[str] = ()  # stop sequences (at most 4): the answer ends before the first, which it leaves out
     # A JSON answer: a JSON schema it must validate against, {} for any JSON object; None = free text

@@ -165,3 +165,10 @@ async def test_a_streamed_paraphrase_is_one_piece_from_the_cache() -> None:
 
 def test_normalise_keeps_case_and_collapses_space() -> None:
     assert normalise("  BTC\u00a0 above\n60k ") == "BTC above 60k"
+
+
+async def test_a_conversation_ending_with_an_assistant_turn_is_not_looked_up_by_meaning() -> None:
+    cached, _, embedder, _ = make([ABOVE, normalise(ABOVE_AGAIN)])
+    prefill = (Message(Role.USER, ABOVE), Message(Role.ASSISTANT, "The answer is"))
+    await cached.generate(ask(ABOVE, messages=prefill))
+    assert embedder.calls == []

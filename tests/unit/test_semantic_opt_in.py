@@ -50,3 +50,12 @@ def test_grpc_field_16_unset_means_the_tasks_setting() -> None:
     assert convert.request_from_proto(message, default_max_tokens=16, timeout_s=None).semantic_cache is False
     message.semantic_cache = True
     assert convert.request_from_proto(message, default_max_tokens=16, timeout_s=None).semantic_cache is True
+
+
+def test_the_python_client_sends_field_16_only_when_set() -> None:
+    from gateway.client import convert as client_convert
+    from gateway.client.types import Request
+
+    assert not client_convert.request_to_proto(Request("BTC above 60k?")).HasField("semantic_cache")
+    sent = client_convert.request_to_proto(Request("BTC above 60k?", semantic_cache=False))
+    assert sent.HasField("semantic_cache") and sent.semantic_cache is False
