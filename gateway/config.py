@@ -216,7 +216,9 @@ class AdmissionConfig(_Strict):
     bulk_share: float = Field(0.5, gt=0, le=1, description="the most of each tier's limit BULK requests may use")
     queue_factor: float = Field(1.0, ge=0, description="requests waiting for a provider, per unit of its limit")
     min_queue: int = Field(8, ge=0, description="the least a provider's queue holds")
-    local_initial: int = Field(32, gt=0, description="the local tier's limit before any answer was timed")
+    local_initial: int = Field(
+        0, ge=0, description="the local tier's limit before any answer was timed; 0 = the backend's max_in_flight"
+    )
     local_max: int = Field(1000, gt=0, description="the most the local tier's limit grows to")
     provider_initial: int = Field(200, gt=0, description="each provider's limit before any answer was timed")
     provider_max: int = Field(4000, gt=0, description="the most a provider's limit grows to")
@@ -233,7 +235,7 @@ class AdmissionConfig(_Strict):
     def _initial_within_max(self) -> AdmissionConfig:
         for tier in ("local", "provider", "door"):
             initial, most = getattr(self, f"{tier}_initial"), getattr(self, f"{tier}_max")
-            if initial > most:
+            if initial and initial > most:
                 raise ValueError(f"admission.{tier}_initial ({initial}) must not exceed admission.{tier}_max ({most})")
         return self
 

@@ -7,7 +7,10 @@ from gateway.routing.admission import Admission, AdmissionSettings, Klass, TierL
 from gateway.routing.gradient import GradientSettings
 
 
-def build_admission(config: AdmissionConfig) -> Admission:
+def build_admission(config: AdmissionConfig, local_max_in_flight: int) -> Admission:
+    """`local_max_in_flight`: the local backend's own limit, where the local tier's starts unless
+    [admission] local_initial says otherwise."""
+    local_initial = min(config.local_initial or local_max_in_flight, config.local_max)
     settings = AdmissionSettings(
         urgent_share=config.urgent_share,
         bulk_share=config.bulk_share,
@@ -17,8 +20,8 @@ def build_admission(config: AdmissionConfig) -> Admission:
     )
     limits = TierLimits(
         local=GradientSettings(
-            initial=config.local_initial,
-            min_limit=min(2, config.local_initial),
+            initial=local_initial,
+            min_limit=min(2, local_initial),
             max_limit=config.local_max,
             tolerance=config.tolerance,
         ),

@@ -34,6 +34,7 @@ from gateway.observe.counters import UsageCounters
 from gateway.observe.logs import RequestLog
 from gateway.observe.metrics import Metrics
 from gateway.routing.access import usage_scope
+from gateway.routing.admission import Admission
 from gateway.routing.aliases import Aliases
 from gateway.routing.router import Router
 from gateway.routing.tasks import ChainedTasks, ConfigTasks
@@ -90,12 +91,15 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
         loop.add_signal_handler(sig, stop.set)
 
     local_box: list[LocalBackend] = []
-    admission = build_admission(config.admission)
+    admission_box: list[Admission] = []  # made once the local backend says its own limit
     metrics = Metrics(
-        queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0, gates=admission.figures
+        queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0,
+        gates=lambda: admission_box[0].figures() if admission_box else {},
     )
     local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
     local_box.append(local)
+    admission = build_admission(config.admission, local.load().max_in_flight)
+    admission_box.append(admission)
     log.info(describe_state(config))
     tracing = build_tracing(config.tracing, os.environ if env is None else env, span_exporter)
     expiries = [  # reservations a stopped gateway left open: provider budgets and API-key quotas

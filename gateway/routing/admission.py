@@ -284,9 +284,9 @@ DOOR_LIMIT = GradientSettings(initial=64, min_limit=4, max_limit=1024)
 class TierLimits:
     """Where each kind of tier's limit starts and how far it may move.
 
-    The local tier starts low (the box has few cores; its deadline estimate is the finer check), a provider
-    high: its requests only wait on the network, so it is bounded by how its answer times change, not by
-    the gateway's cores.
+    The gateway starts the local tier at its backend's own in-flight limit (app/admission.py; 32 here), a
+    provider high: its requests only wait on the network, so it is bounded by how its answer times change,
+    not by the gateway's cores.
     """
 
     local: GradientSettings = LOCAL_LIMIT
