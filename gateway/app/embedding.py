@@ -54,6 +54,12 @@ def build_semantic_cache(
     semantic = config.cache.semantic
     if embedder is None or not semantic.enabled:
         return None
+    try:
+        import usearch.index  # noqa: F401 - checked at start, not at the first answer
+    except ImportError as exc:
+        raise RuntimeError(
+            "[cache.semantic] enabled needs the usearch package (the `embeddings` extra); install it or disable it"
+        ) from exc
     settings = SemanticSettings(
         threshold=semantic.threshold,
         candidates=semantic.candidates,

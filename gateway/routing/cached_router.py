@@ -125,8 +125,13 @@ class CachedRouter:
     async def _semantic_lookup(self, decision: Decision, probe: Probe, outcome: str) -> tuple[str, CachedAnswer | None]:
         """The answer of the nearest qualifying neighbour that this decision may be served, else the exact outcome."""
         assert self._semantic is not None
-        await self._semantic.catch_up()
-        for match in self._semantic.matches(probe):
+        try:
+            await self._semantic.catch_up()
+            matches = self._semantic.matches(probe)
+        except Exception as exc:  # noqa: BLE001 - a broken index is a miss, never a failed request
+            log.warning("semantic cache lookup failed; answering without it", extra={"error": repr(exc)})
+            return outcome, None
+        for match in matches:
             try:
                 hit = await self._cache.get(match.key)
             except Exception as exc:  # noqa: BLE001 - a broken cache is a miss
@@ -161,7 +166,10 @@ class CachedRouter:
             log.warning("cache write failed", extra={"request_id": decision.request.request_id, "error": repr(exc)})
             return
         if found.probe is not None and self._semantic is not None:
-            await self._semantic.remember(found.probe, key)
+            try:
+                await self._semantic.remember(found.probe, key)
+            except Exception as exc:  # noqa: BLE001 - the answer is made and stored; only its paraphrases miss
+                log.warning("semantic cache: indexing failed", extra={"error": repr(exc)})
 
 
 @dataclass(frozen=True, slots=True)

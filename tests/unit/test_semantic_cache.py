@@ -172,3 +172,26 @@ async def test_a_conversation_ending_with_an_assistant_turn_is_not_looked_up_by_
     prefill = (Message(Role.USER, ABOVE), Message(Role.ASSISTANT, "The answer is"))
     await cached.generate(ask(ABOVE, messages=prefill))
     assert embedder.calls == []
+
+
+async def test_a_broken_index_is_a_miss_and_never_a_failed_request() -> None:
+    class BrokenIndex(VectorIndex):
+        def search(self, *args: object, **kwargs: object) -> list:  # type: ignore[override,type-arg]
+            raise RuntimeError("index file corrupt")
+
+        def add(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+            raise RuntimeError("index file corrupt")
+
+    router = FakeRouter()
+    policy = CachePolicy()
+    semantic = SemanticCache(
+        TableEmbedder([[ABOVE]]),
+        BrokenIndex(dimensions=DIMS, max_entries=4),
+        policy,
+        SemanticSettings(0.9, tasks=frozenset({"trend"})),
+    )
+    cached = CachedRouter(router, MemoryCache(max_entries=10), policy, semantic=semantic)  # type: ignore[arg-type]
+    first = await cached.generate(ask(ABOVE))
+    assert first.tier is Tier.REMOTE
+    again = await cached.generate(ask(ABOVE_AGAIN))
+    assert again.tier is Tier.REMOTE and len(router.calls) == 2
