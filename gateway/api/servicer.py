@@ -166,7 +166,12 @@ class InferenceGatewayServicer(pb_grpc.InferenceGatewayServicer):
         """Room for the gateway's own work on this call (routing/admission.py decides); RESOURCE_EXHAUSTED with
         a retry-after when the gateway is saturated."""
         known = priority in (p.value for p in Priority)
-        permit = self._admission.enter_door(caller, Priority(priority) if known else Priority.NORMAL, batch=batch)
+        permit = self._admission.enter_door(
+            caller,
+            Priority(priority) if known else Priority.NORMAL,
+            batch=batch,
+            remaining_s=context.time_remaining(),
+        )
         if isinstance(permit, Refusal):
             await abort_with(context, self._admission.refuse(permit))
         return self._admission.inside(permit)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.config import AdmissionConfig
 from gateway.routing.admission import Admission, AdmissionSettings, Klass, TierLimits
 from gateway.routing.gradient import GradientSettings
 
 
-def build_admission(config: AdmissionConfig, local_max_in_flight: int) -> Admission:
+def build_admission(
+    config: AdmissionConfig, local_max_in_flight: int, loop_lag_s: Callable[[], float] = lambda: 0.0
+) -> Admission:
     """`local_max_in_flight`: the local backend's own limit, where the local tier's starts unless
-    [admission] local_initial says otherwise."""
+    [admission] local_initial says otherwise; `loop_lag_s`: how far behind the event loop runs."""
     local_initial = min(config.local_initial or local_max_in_flight, config.local_max)
     settings = AdmissionSettings(
         urgent_share=config.urgent_share,
@@ -40,4 +44,4 @@ def build_admission(config: AdmissionConfig, local_max_in_flight: int) -> Admiss
         if config.door_initial
         else None,
     )
-    return Admission(settings, limits)
+    return Admission(settings, limits, loop_lag_s=loop_lag_s)

@@ -32,6 +32,7 @@ from gateway.config import Config
 from gateway.core.contracts import LocalBackend
 from gateway.observe.counters import UsageCounters
 from gateway.observe.logs import RequestLog
+from gateway.observe.loop_lag import LoopLag
 from gateway.observe.metrics import Metrics
 from gateway.routing.access import usage_scope
 from gateway.routing.admission import Admission
@@ -92,13 +93,16 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
 
     local_box: list[LocalBackend] = []
     admission_box: list[Admission] = []  # made once the local backend says its own limit
+    loop_lag = LoopLag()
+    loop_lag.start()
     metrics = Metrics(
         queue_depth=lambda: float(local_box[0].load().in_flight) if local_box else 0.0,
         gates=lambda: admission_box[0].figures() if admission_box else {},
+        loop_lag=loop_lag.seconds,
     )
     local = await asyncio.to_thread(build_local_backend, config, metrics.on_batch)
     local_box.append(local)
-    admission = build_admission(config.admission, local.load().max_in_flight)
+    admission = build_admission(config.admission, local.load().max_in_flight, loop_lag.seconds)
     admission_box.append(admission)
     log.info(describe_state(config))
     tracing = build_tracing(config.tracing, os.environ if env is None else env, span_exporter)
@@ -227,6 +231,7 @@ async def serve(  # noqa: PLR0915 - the bootstrap reads top to bottom, one piece
     for expiry in expiries:
         await expiry.aclose()
     await state.aclose()  # the ledger, cache, usage store, breaker and rate-limit state
+    await loop_lag.aclose()
     await asyncio.to_thread(tracing.close)  # the spans still queued
     log.info("stopped")
 

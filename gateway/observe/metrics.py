@@ -21,9 +21,16 @@ GateFigures = Mapping[str, tuple[int, int, int]]  # admission gate -> (limit, in
 
 
 class Metrics:
-    def __init__(self, queue_depth: Callable[[], float] = lambda: 0.0, gates: Callable[[], GateFigures] = dict) -> None:
+    def __init__(
+        self,
+        queue_depth: Callable[[], float] = lambda: 0.0,
+        gates: Callable[[], GateFigures] = dict,
+        loop_lag: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_GateCollector(gates))
+        lag = Gauge("gateway_event_loop_lag_seconds", "How far behind the event loop runs", registry=self.registry)
+        lag.set_function(loop_lag)
         self.requests = Counter(
             "gateway_requests", "Answered requests", ["tier", "provider", "escalation"], registry=self.registry
         )

@@ -310,8 +310,10 @@ class Admission:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        loop_lag_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.settings = settings or AdmissionSettings()
+        self._loop_lag_s = loop_lag_s  # how far behind the event loop runs (observe/loop_lag.py)
         self._limits = limits or TierLimits()
         self._monotonic = monotonic
         self._wall = wall
@@ -321,9 +323,19 @@ class Admission:
     def klass(self, request: Request) -> Klass:
         return request_class(request, self.settings.key_classes)
 
-    def enter_door(self, client: str, priority: Priority, *, batch: bool = False) -> Permit | Refusal | None:
+    def enter_door(
+        self, client: str, priority: Priority, *, batch: bool = False, remaining_s: float | None = None
+    ) -> Permit | Refusal | None:
         """Room for the gateway's own work on a new call (None when there is no door limit). A batch is BULK
-        unless its caller's key is URGENT."""
+        unless its caller's key is URGENT. A call with less time left (`remaining_s`) than the event loop
+        runs behind cannot be answered in time, whatever the limits: it is refused before any work."""
+        lag_s = self._loop_lag_s()
+        if remaining_s is not None and remaining_s < lag_s:
+            return Refusal(
+                f"gateway overloaded: its event loop runs ~{lag_s * 1000:.0f} ms behind, more than the "
+                f"{max(remaining_s, 0.0) * 1000:.0f} ms left before the deadline",
+                lag_s,
+            )
         if self._limits.door is None:
             return None
         klass = caller_class(client, priority, self.settings.key_classes)
