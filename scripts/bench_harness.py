@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -484,7 +485,8 @@ def load_by_class(
     core: int | None = 1,
 ) -> dict[str, Stats]:
     """Open-loop gRPC load from `processes` generator processes started together, each sending every
-    `processes`-th call of one shared schedule at `rate`/s; classes by `class_of`.
+    `processes`-th call of one shared schedule at `rate`/s; classes by `class_of`. The generators are
+    pinned from `core` on, one core each while there are cores besides core 0 (the gateway's).
 
     Per class: sent, good (answered within `deadline_s` of its scheduled time), refused, late, p99 of the
     answers (ms), and the generators' lag (how far behind the schedule the sends started, p99 ms: when it
@@ -492,17 +494,18 @@ def load_by_class(
     start_at = time.time() + 1.0 + 0.05 * processes  # every process started and connected by then
     flags = ["--deadline", str(deadline_s), "--pin", pin, "--urgent-every", str(urgent_every)]
     flags += ["--bulk-every", str(bulk_every)]
-    command = [*taskset(core), sys.executable, __file__, "--classes", target, str(rate), str(duration), *flags]
-    commands = [
-        [*command, "--share", f"{index}/{processes}", "--start-at", repr(start_at)] for index in range(processes)
-    ]
-    running = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, text=True) for c in commands]
-    parts = []
-    for process in running:
-        stdout, _ = process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"a load generator failed (exit {process.returncode})")
-        parts.append(json.loads(stdout))
+    command = [sys.executable, __file__, "--classes", target, str(rate), str(duration), *flags]
+    spare = max(1, (os.cpu_count() or 2) - 1)  # every core but the gateway's (core 0)
+    shares = [["--share", f"{index}/{processes}", "--start-at", repr(start_at)] for index in range(processes)]
+    pins = [[] if core is None else taskset(core + index % spare) for index in range(processes)]
+    commands = [[*pin, *command, *share] for pin, share in zip(pins, shares, strict=True)]
+    with tempfile.TemporaryDirectory() as folder:  # each generator's figures in a file: they are large
+        outs = [Path(folder) / f"generator-{index}.json" for index in range(processes)]
+        running = [subprocess.Popen([*c, "--out", str(out)], cwd=ROOT) for c, out in zip(commands, outs, strict=True)]
+        for process in running:
+            if process.wait() != 0:
+                raise RuntimeError(f"a load generator failed (exit {process.returncode})")
+        parts = [json.loads(out.read_text()) for out in outs]
     return {klass: merge_class([p[klass] for p in parts], deadline_s) for klass in CLASSES}
 
 
@@ -602,6 +605,7 @@ def main() -> None:
     parser.add_argument("--bulk-every", type=int, default=4)
     parser.add_argument("--share", default="0/1", help="INDEX/PROCESSES: this generator's calls of the schedule")
     parser.add_argument("--start-at", type=float, default=0.0, help="wall time the schedule starts")
+    parser.add_argument("--out", type=Path, help="--classes: write the figures here (default: stdout)")
     parser.add_argument("--stand-in", action="store_true")
     parser.add_argument("--ceiling", nargs=2, metavar=("URL", "DURATION"))
     args = parser.parse_args()
@@ -621,7 +625,11 @@ def main() -> None:
             share=args.share,
             start_at=args.start_at,
         )
-        print(json.dumps(arun(stats)))
+        figures = json.dumps(arun(stats))
+        if args.out is None:
+            print(figures)
+        else:
+            args.out.write_text(figures)
     elif args.stand_in:
         arun(stand_in())
     elif args.ceiling:

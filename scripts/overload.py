@@ -17,7 +17,7 @@ every `--bulk-every`-th BULK, the rest NORMAL; each class has its own row.
 3. Burst: `--burst` concurrent LOCAL_ONLY requests at the embedded model (24 tokens, then a label
    task), each with a 2 s deadline, after a short warm-up: the share of admitted requests in time.
 
-The load comes from `--processes` generator processes (scripts/bench_harness.py) pinned to core 1,
+The load comes from `--processes` generator processes (scripts/bench_harness.py) pinned to cores 1 and up,
 the gateway to core 0; before the runs they are calibrated against a bare grpc.aio server at the
 highest rate the run will offer, and each row shows their lag behind the schedule (p99), so a row
 where the generators fell behind can be told apart. LiteLLM is not in requirements.lock, so it is
@@ -213,8 +213,8 @@ def _calibrate(rate: int, settings: Settings) -> None:
     good = sum(int(c["good"]) for c in classes.values()) / settings.duration_s
     lag = max(float(c["lag_p99"]) for c in classes.values() if c["sent"])
     print(
-        f"  generators: {settings.processes} processes{' on core 1' if taskset() else ''} offered {rate}/s to a bare "
-        f"grpc.aio server: {good:.0f} answered in time per s, lag behind the schedule p99 {lag:.1f} ms",
+        f"  generators: {settings.processes} processes{' beside the gateway' if taskset() else ''} offered {rate}/s "
+        f"to a bare grpc.aio server: {good:.0f} answered in time per s, lag behind the schedule p99 {lag:.1f} ms",
         flush=True,
     )
 

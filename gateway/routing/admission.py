@@ -275,6 +275,7 @@ class Gate:
         )
 
 
+LOOP_TURNS = {Klass.URGENT: 2, Klass.NORMAL: 4, Klass.BULK: 8}  # lags of time left a call needs at the door
 LOCAL_LIMIT = GradientSettings(initial=32, min_limit=2, max_limit=1000)
 PROVIDER_LIMIT = GradientSettings(initial=200, min_limit=4, max_limit=4000)
 DOOR_LIMIT = GradientSettings(initial=64, min_limit=4, max_limit=1024)
@@ -327,20 +328,26 @@ class Admission:
         self, client: str, priority: Priority, *, batch: bool = False, remaining_s: float | None = None
     ) -> Permit | Refusal | None:
         """Room for the gateway's own work on a new call (None when there is no door limit). A batch is BULK
-        unless its caller's key is URGENT. A call with less time left (`remaining_s`) than the event loop
-        runs behind cannot be answered in time, whatever the limits: it is refused before any work."""
+        unless its caller's key is URGENT.
+
+        Whatever the limits, a call is refused before any work when the event loop runs so far behind that
+        it could not be answered within `remaining_s`: on a congested loop a call waits about one lag at
+        each of its turns (its start, its tier's answer, writing it out), so NORMAL needs LOOP_TURNS lags
+        left, URGENT fewer, BULK more.
+        """
+        klass = caller_class(client, priority, self.settings.key_classes)
+        if batch and klass is not Klass.URGENT:
+            klass = Klass.BULK
         lag_s = self._loop_lag_s()
-        if remaining_s is not None and remaining_s < lag_s:
+        needed_s = lag_s * LOOP_TURNS[klass]
+        if remaining_s is not None and remaining_s < needed_s:
             return Refusal(
-                f"gateway overloaded: its event loop runs ~{lag_s * 1000:.0f} ms behind, more than the "
-                f"{max(remaining_s, 0.0) * 1000:.0f} ms left before the deadline",
+                f"gateway overloaded: its event loop runs ~{lag_s * 1000:.0f} ms behind, so a {klass.name} call "
+                f"needs ~{needed_s * 1000:.0f} ms, more than the {max(remaining_s, 0.0) * 1000:.0f} ms left",
                 lag_s,
             )
         if self._limits.door is None:
             return None
-        klass = caller_class(client, priority, self.settings.key_classes)
-        if batch and klass is not Klass.URGENT:
-            klass = Klass.BULK
         return self._gate("gateway", self._limits.door).try_enter(klass)
 
     @contextmanager

@@ -295,10 +295,12 @@ def test_time_spent_waiting_is_not_the_gates_own() -> None:
     assert g.rtt_s is not None and g.rtt_s < 0.2
 
 
-def test_a_call_with_less_time_left_than_the_loop_lag_is_refused_before_any_work() -> None:
-    admission = Admission(limits=TierLimits(door=None), loop_lag_s=lambda: 0.2)
-    refused = admission.enter_door("", Priority.URGENT, remaining_s=0.1)
+def test_a_call_the_lagging_loop_could_not_answer_in_time_is_refused_before_any_work() -> None:
+    admission = Admission(limits=TierLimits(door=None), loop_lag_s=lambda: 0.1)
+    refused = admission.enter_door("", Priority.NORMAL, remaining_s=0.3)
     assert isinstance(refused, Refusal)
-    assert "event loop runs ~200 ms behind, more than the 100 ms left" in refused.reason
+    assert "runs ~100 ms behind, so a NORMAL call needs ~400 ms, more than the 300 ms left" in refused.reason
+    assert admission.enter_door("", Priority.URGENT, remaining_s=0.3) is None  # URGENT needs fewer turns
+    assert isinstance(admission.enter_door("", Priority.NORMAL, remaining_s=0.5, batch=True), Refusal)  # BULK
     assert admission.enter_door("", Priority.NORMAL, remaining_s=0.5) is None  # time enough: no door limit
     assert admission.enter_door("", Priority.NORMAL) is None  # no deadline
