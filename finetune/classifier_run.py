@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from finetune.data.datasets import TaskDataset
+from finetune.data.datasets import BuildOptions, TaskDataset
 from finetune.evaluate.evaluation import Evaluation, evaluate, group_splits
 from finetune.evaluate.label_scores import LabelScores, ProbScores
 from finetune.evaluate.rivalry import KindRivalry, KindStanding, kind_standing
@@ -219,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--adapters-dir", type=Path, default=None, help="where the LoRA champion is looked for")
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--sentiment-file", type=Path, default=None, help="headlines other than the packaged file")
     p.add_argument("--heldout-group", default="unseen", help="the held-out group the kinds are compared on")
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--confidence-level", type=float, default=0.95)
@@ -233,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         target_accuracy=args.target,
         confidence_level=args.confidence_level,
         threads=args.threads,
+        build=BuildOptions(sentiment_file=args.sentiment_file),
     )
     model_dir = packaged_model_dir()
     embedder = MiniLMEmbedder(MiniLMSettings(model_dir, threads=args.threads))
