@@ -384,6 +384,8 @@ def usage_json(u: pb.GetUsageResponse, client: str = "") -> dict[str, Any]:
         "requests_by_provider": dict(sorted(u.requests_by_provider.items())),
         "escalations_by_reason": dict(sorted(u.escalations_by_reason.items())),
         "tokens_by_tier": dict(sorted(u.tokens_by_tier.items())),
+        "cached_prompt_tokens": u.cached_prompt_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
         "providers": [
             {
                 "provider": p.provider,
@@ -437,6 +439,11 @@ def format_usage(u: pb.GetUsageResponse, client: str = "") -> str:
         count = u.requests_by_tier.get(tier, 0)
         share = f"{100 * count / u.requests:.1f}%" if u.requests else "0.0%"
         lines.append(f"{tier:<14} {count:>10} {share:>10} {u.tokens_by_tier.get(tier, 0):>10}")
+    if u.cached_prompt_tokens or u.cache_write_tokens:
+        lines.append(
+            f"provider prompt caches: {u.cached_prompt_tokens} prompt tokens read, {u.cache_write_tokens} written "
+            "(billed at the providers' cache rates: docs/cost.md)"
+        )
     lines.append("")
     escalations = ", ".join(f"{k}={v}" for k, v in sorted(u.escalations_by_reason.items())) or "none"
     lines.append(f"escalations: {escalations}")

@@ -24,6 +24,8 @@ def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
         day=report.day,
         requests=s.requests,
         tokens_by_tier=dict(s.tokens_by_tier),
+        cached_prompt_tokens=s.cached_prompt_tokens,
+        cache_write_tokens=s.cache_write_tokens,
         requests_by_provider=dict(s.requests_by_provider),
         latency=pb.LatencySummary(
             count=s.latency.count,

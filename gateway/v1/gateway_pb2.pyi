@@ -884,6 +884,8 @@ class GetUsageResponse(_message.Message):
     LOCAL_ACCURACY_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
+    CACHED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     """YYYY-MM-DD (UTC)"""
     requests: _builtins.int
@@ -896,6 +898,10 @@ class GetUsageResponse(_message.Message):
     """reference_cost_usd - cost_usd, never below 0"""
     reference_provider: _builtins.str
     """empty when none is configured"""
+    cached_prompt_tokens: _builtins.int
+    """of the prompt tokens: read from providers' prompt caches"""
+    cache_write_tokens: _builtins.int
+    """of the prompt tokens: written to providers' prompt caches"""
     @_builtins.property
     def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderUsage]:
         """one per configured provider, on `day`"""
@@ -950,10 +956,12 @@ class GetUsageResponse(_message.Message):
         local_accuracy: _abc.Iterable[Global___TaskAccuracy] | None = ...,
         series: Global___UsageSeries | None = ...,
         tasks: _abc.Iterable[Global___TaskUsage] | None = ...,
+        cached_prompt_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency", "series", b"series"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "day", b"day", "escalations_by_reason", b"escalations_by_reason", "latency", b"latency", "local_accuracy", b"local_accuracy", "providers", b"providers", "reference_cost_usd", b"reference_cost_usd", "reference_provider", b"reference_provider", "requests", b"requests", "requests_by_provider", b"requests_by_provider", "requests_by_tier", b"requests_by_tier", "saved_usd", b"saved_usd", "series", b"series", "tasks", b"tasks", "tokens_by_tier", b"tokens_by_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_prompt_tokens", b"cached_prompt_tokens", "cost_usd", b"cost_usd", "day", b"day", "escalations_by_reason", b"escalations_by_reason", "latency", b"latency", "local_accuracy", b"local_accuracy", "providers", b"providers", "reference_cost_usd", b"reference_cost_usd", "reference_provider", b"reference_provider", "requests", b"requests", "requests_by_provider", b"requests_by_provider", "requests_by_tier", b"requests_by_tier", "saved_usd", b"saved_usd", "series", b"series", "tasks", b"tasks", "tokens_by_tier", b"tokens_by_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -125,3 +125,41 @@ def test_a_usage_record_keeps_the_cached_tokens_and_costs_them_at_the_cache_rate
     fresh, read, written = 100 * 3.0, 800 * 0.3, 100 * 3.75
     assert record.cost_usd == pytest.approx((fresh + read + written + 100 * 15.0) / 1_000_000)
     assert record.reference_cost_usd == pytest.approx((1_000 * 3.0 + 100 * 15.0) / 1_000_000)
+
+
+async def test_the_days_cached_tokens_reach_getusage_and_the_cli(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from gateway.api.usage_convert import usage_to_proto
+    from gateway.cli import format_usage, usage_json
+    from gateway.observe.usage_report import UsageReporter
+    from gateway.state.budget.memory import MemoryLedger
+
+    store = SqliteUsageStore(tmp_path / "usage.sqlite3")
+    prices = PriceTable({"anthropic": Price(3.0, 15.0, *cache_ratios("anthropic"))}, reference="anthropic")
+    recorder = UsageRecorder(store, ConfigTasks({}), prices, retention_s=60.0)
+    request = Request("r", (Message(Role.USER, "q"),), 16)
+    records = [
+        recorder.make_record(
+            request,
+            Result("r", "a", Tier.REMOTE, "anthropic", "claude", None, Escalation.RULE, usage, (), "stop", 1.0),
+        )
+        for usage in (
+            Usage(prompt_tokens=1_000, completion_tokens=10, cache_write_tokens=900),
+            Usage(prompt_tokens=1_000, completion_tokens=10, cached_prompt_tokens=900),
+        )
+    ]
+    await store.add(records)
+    day = records[0].day
+    reporter = UsageReporter(
+        MemoryLedger(), store, {"anthropic": 20_000}, wall=lambda: datetime.fromisoformat(f"{day}T12:00:00+00:00")
+    )
+    report = await reporter.report(recent=0)
+    proto = usage_to_proto(report)
+    assert (proto.cached_prompt_tokens, proto.cache_write_tokens) == (900, 900)
+    body = report.to_json(show_prompts=False)
+    as_cli = usage_json(proto)
+    assert (as_cli["cached_prompt_tokens"], as_cli["cache_write_tokens"]) == (900, 900)
+    assert (body["cached_prompt_tokens"], body["cache_write_tokens"]) == (900, 900)
+    assert "provider prompt caches: 900 prompt tokens read, 900 written" in format_usage(proto)
+    await store.aclose()
