@@ -27,8 +27,8 @@ cache hits by workload kind, and wrong hits (near-misses answered from a cache: 
 Then each mechanism's share of the saving in billed-equivalent tokens.
 
 Token counts are the stand-ins' (one token per word, 3 per message), not a real tokenizer's,
-and the answers are the stand-in's: how often a compacted prompt's answer agrees with the
-uncompacted one's can only be measured against real models (docs/cost.md).
+and the answers are the stand-in's. `--agreement N` measures how often a compacted prompt's answer
+agrees with the uncompacted one's on a real model, the embedded one (docs/cost.md).
 
     .venv/bin/python scripts/bench_savings.py --requests 2000                  # the real run
     .venv/bin/python scripts/bench_savings.py --requests 40 --provider openai  # smoke
@@ -342,6 +342,71 @@ def compaction_report(items: list[Item], tokenizer_path: Path | None) -> None:
         )
 
 
+def agreement_report(items: list[Item], limit: int, threads: int) -> None:
+    """How often compaction leaves the answer as it was: the embedded model (llama.cpp, the shipped GGUF,
+    greedy) answers each distinct prompt that compaction changes twice, as sent and compacted. A small model
+    is more sensitive to formatting than a commercial one, so this is a conservative reading. The short system
+    prompt is used for every prompt (the long one does not fit the embedded model's context; compaction never
+    touches it anyway)."""
+    import asyncio
+
+    from gateway.core.contracts import BackendCall, Message, Role
+    from gateway.remote.compaction import compact_call
+    from local_models.llamacpp_backend import LlamaCppBackend, LlamaCppSettings
+    from local_models.model_store import EMBEDDED_NAME, find_gguf
+
+    calls: list[tuple[BackendCall, BackendCall]] = []
+    seen: set[str] = set()
+    for item in items:
+        text = item.ask.text()
+        if text in seen:
+            continue
+        seen.add(text)
+        call = BackendCall(f"a{len(calls)}", (Message(Role.SYSTEM, SHORT_SYSTEM), Message(Role.USER, text)), 24)
+        compacted = compact_call(call).call
+        if compacted.messages != call.messages:
+            calls.append((call, compacted))
+        if len(calls) >= limit:
+            break
+
+    async def answers() -> list[tuple[str, str]]:
+        settings = LlamaCppSettings(
+            find_gguf(),
+            EMBEDDED_NAME,
+            Path(tempfile.gettempdir()) / "bench-savings-adapters",
+            slots=1,
+            threads=threads,
+            batch_threads=threads,
+        )
+        backend = await asyncio.to_thread(LlamaCppBackend, settings)
+        try:
+            out = []
+            for call, compacted in calls:
+                first = await backend.generate(call)
+                second = await backend.generate(compacted)
+                out.append((first.text.strip(), second.text.strip()))
+            return out
+        finally:
+            await backend.aclose()
+
+    pairs = asyncio.run(answers())
+    if not pairs:
+        print("\ncompaction agreement: no prompt in the workload is changed by compaction")
+        return
+    same = sum(a == b for a, b in pairs)
+    first_word = sum(_first_word(a) == _first_word(b) for a, b in pairs)
+    print(
+        f"\ncompaction agreement on the embedded model (greedy, {len(pairs)} distinct prompts compaction changes): "
+        f"same answer {same}/{len(pairs)} ({100 * same / len(pairs):.0f}%), same first word (yes/no) "
+        f"{first_word}/{len(pairs)} ({100 * first_word / len(pairs):.0f}%)"
+    )
+
+
+def _first_word(text: str) -> str:
+    words = text.lower().replace(",", " ").replace(".", " ").split()
+    return words[0] if words else ""
+
+
 def _token_counter(path: Path | None) -> Callable[[str], int]:
     if path is None:
         return lambda text: max(1, round(len(text) / 4))
@@ -364,6 +429,10 @@ def main() -> None:
     parser.add_argument("--provider", choices=("anthropic", "openai"), default="anthropic")
     parser.add_argument("--no-semantic", action="store_true", help="skip the semantic cache step")
     parser.add_argument("--tokenizer", type=Path, default=default_tokenizer(), help="tokenizer.json for compaction")
+    parser.add_argument(
+        "--agreement", type=int, default=0, help="answer this many compacted prompts both ways on the embedded model"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads for --agreement")
     args = parser.parse_args()
     items = workload(args.requests, args.seed)
     semantic = semantic_cache_available() and not args.no_semantic
@@ -376,6 +445,8 @@ def main() -> None:
             results.append((step, replay(step, items, args.provider, workdir)))
     report(results, items, semantic)
     compaction_report(items, args.tokenizer)
+    if args.agreement:
+        agreement_report(items, args.agreement, args.threads)
 
 
 if __name__ == "__main__":
