@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -167,14 +167,7 @@ def chat_request(
     client: str = "",
 ) -> ChatCall:
     """Validate and convert. `headers` are looked up by lower-case name; `now` is time.monotonic()."""
-    if not isinstance(body, dict):
-        raise BadParam("body", f"expected a JSON object, got {_kind(body)}")
-    for name in body:
-        if name not in KNOWN:
-            raise BadParam(name, "unknown parameter; the gateway does not support it (docs/openai_api.md)")
-    for name, (harmless, hint) in DEFAULT_ONLY.items():
-        if name in body and not harmless(body[name]):
-            raise BadParam(name, f"not supported: {hint}")
+    check_decided(body, KNOWN, DEFAULT_ONLY)
     stream = _optional_bool(body, "stream") or False
     include_usage = _stream_options(body.get("stream_options"), stream)
     privacy = _choice(body, headers, "privacy", _PRIVACY)
@@ -222,7 +215,7 @@ def _messages(value: Any) -> tuple[Message, ...]:
 
 def _message(value: Any, where: str) -> Message:
     if not isinstance(value, dict):
-        raise BadParam(where, f"expected an object with role and content, got {_kind(value)}")
+        raise BadParam(where, f"expected an object with role and content, got {json_kind(value)}")
     raw_role = value.get("role")
     role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
     if role is None:
@@ -262,7 +255,7 @@ def _tool_calls(value: Any, where: str) -> tuple[ToolCall, ...]:
     if _empty(value):
         return ()
     if not isinstance(value, list):
-        raise BadParam(where, f"expected a list of tool calls, got {_kind(value)}")
+        raise BadParam(where, f"expected a list of tool calls, got {json_kind(value)}")
     calls = []
     for i, call in enumerate(value):
         at = f"{where}[{i}]"
@@ -273,7 +266,7 @@ def _tool_calls(value: Any, where: str) -> tuple[ToolCall, ...]:
             raise BadParam(f"{at}.function", "expected an object with name and arguments")
         arguments = function.get("arguments", "{}")
         if not isinstance(arguments, str):
-            raise BadParam(f"{at}.function.arguments", f"expected JSON text (a string), got {_kind(arguments)}")
+            raise BadParam(f"{at}.function.arguments", f"expected JSON text (a string), got {json_kind(arguments)}")
         call_id = call.get("id")
         if not isinstance(call_id, str) or not call_id:
             raise BadParam(f"{at}.id", "every tool call needs its id (the tool message answering it names it)")
@@ -287,7 +280,7 @@ def _tools(value: Any) -> tuple[Tool, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise BadParam("tools", f"expected a list of tools, got {_kind(value)}")
+        raise BadParam("tools", f"expected a list of tools, got {json_kind(value)}")
     tools = []
     for i, tool in enumerate(value):
         if not isinstance(tool, dict) or tool.get("type") != "function":
@@ -334,7 +327,7 @@ def _content(value: Any, where: str, *, empty: bool = False) -> str:
     elif isinstance(value, list):
         text = "\n".join(_text_part(part, f"{where}[{i}]") for i, part in enumerate(value))
     else:
-        raise BadParam(where, f"expected a string or a list of text parts, got {_kind(value)}")
+        raise BadParam(where, f"expected a string or a list of text parts, got {json_kind(value)}")
     if not text.strip() and not empty:
         raise BadParam(where, "must not be empty")
     return text
@@ -342,13 +335,13 @@ def _content(value: Any, where: str, *, empty: bool = False) -> str:
 
 def _text_part(part: Any, where: str) -> str:
     if not isinstance(part, dict):
-        raise BadParam(where, f"expected a content part object, got {_kind(part)}")
+        raise BadParam(where, f"expected a content part object, got {json_kind(part)}")
     kind = part.get("type")
     if kind != "text":
         raise BadParam(f"{where}.type", f"{kind!r} content is not supported; send text parts only")
     text = part.get("text")
     if not isinstance(text, str):
-        raise BadParam(f"{where}.text", f"expected a string, got {_kind(text)}")
+        raise BadParam(f"{where}.text", f"expected a string, got {json_kind(text)}")
     return text
 
 
@@ -356,7 +349,7 @@ def _model(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise BadParam("model", f"expected a string, got {_kind(value)}")
+        raise BadParam("model", f"expected a string, got {json_kind(value)}")
     return value
 
 
@@ -384,7 +377,7 @@ def _top_logprobs(body: Mapping[str, Any]) -> int | None:
     wanted = _optional_bool(body, "logprobs")
     top = body.get("top_logprobs")
     if top is not None and not _is_int(top):
-        raise BadParam("top_logprobs", f"expected an integer, got {_kind(top)}")
+        raise BadParam("top_logprobs", f"expected an integer, got {json_kind(top)}")
     if not wanted:
         if top:
             raise BadParam("top_logprobs", "needs logprobs: true")
@@ -398,7 +391,7 @@ def response_format(value: Any) -> ResponseFormat | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise BadParam("response_format", f"expected an object with a `type`, got {_kind(value)}")
+        raise BadParam("response_format", f"expected an object with a `type`, got {json_kind(value)}")
     kind = value.get("type")
     if kind == "text":
         return None
@@ -411,13 +404,13 @@ def response_format(value: Any) -> ResponseFormat | None:
         raise BadParam("response_format", "json_schema: expected an object with `name` and `schema`")
     schema = spec.get("schema", {})
     if not isinstance(schema, dict):
-        raise BadParam("response_format", f"json_schema.schema: expected a JSON schema object, got {_kind(schema)}")
+        raise BadParam("response_format", f"json_schema.schema: expected a JSON schema object, got {json_kind(schema)}")
     name = spec.get("name", "response")
     if not isinstance(name, str) or not name:
         raise BadParam("response_format", "json_schema.name: expected a non-empty string")
     strict = spec.get("strict") or False
     if not isinstance(strict, bool):
-        raise BadParam("response_format", f"json_schema.strict: expected a boolean, got {_kind(strict)}")
+        raise BadParam("response_format", f"json_schema.strict: expected a boolean, got {json_kind(strict)}")
     return ResponseFormat(structured.canonical(schema or {"type": "object"}), name, strict)
 
 
@@ -428,7 +421,7 @@ def _stop(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise BadParam("stop", f"expected a string or a list of strings, got {_kind(value)}")
+        raise BadParam("stop", f"expected a string or a list of strings, got {json_kind(value)}")
     return tuple(value)
 
 
@@ -438,13 +431,13 @@ def _stream_options(value: Any, stream: bool) -> bool:
     if not stream:
         raise BadParam("stream_options", "only allowed with stream: true")
     if not isinstance(value, dict):
-        raise BadParam("stream_options", f"expected an object, got {_kind(value)}")
+        raise BadParam("stream_options", f"expected an object, got {json_kind(value)}")
     for name in value:
         if name != "include_usage":
             raise BadParam(f"stream_options.{name}", "not supported; only include_usage is")
     include = value.get("include_usage")
     if include is not None and not isinstance(include, bool):
-        raise BadParam("stream_options.include_usage", f"expected true or false, got {_kind(include)}")
+        raise BadParam("stream_options.include_usage", f"expected true or false, got {json_kind(include)}")
     return bool(include)
 
 
@@ -471,7 +464,7 @@ def _text(body: Mapping[str, Any], headers: Mapping[str, str], name: str) -> str
         return ""
     value, where = picked
     if not isinstance(value, str):
-        raise BadParam(where, f"expected a string, got {_kind(value)}")
+        raise BadParam(where, f"expected a string, got {json_kind(value)}")
     return value
 
 
@@ -517,7 +510,7 @@ def _semantic_cache(body: Mapping[str, Any], headers: Mapping[str, str]) -> bool
 def _optional_bool(body: Mapping[str, Any], name: str) -> bool | None:
     value = body.get(name)
     if value is not None and not isinstance(value, bool):
-        raise BadParam(name, f"expected true or false, got {_kind(value)}")
+        raise BadParam(name, f"expected true or false, got {json_kind(value)}")
     return value
 
 
@@ -566,7 +559,24 @@ def _float(text: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _kind(value: Any) -> str:
+def check_decided(
+    body: Any, known: Iterable[str], default_only: Mapping[str, tuple[Callable[[Any], bool], str]]
+) -> None:
+    """`body` is a JSON object whose every field has a decision (`known`), and the fields supported only at
+    their default hold it; else BadParam naming the field (both doors, chat completions and responses)."""
+    if not isinstance(body, dict):
+        raise BadParam("body", f"expected a JSON object, got {json_kind(body)}")
+    decided = frozenset(known)
+    for name in body:
+        if name not in decided:
+            raise BadParam(name, "unknown parameter; the gateway does not support it (docs/openai_api.md)")
+    for name, (harmless, hint) in default_only.items():
+        if name in body and not harmless(body[name]):
+            raise BadParam(name, f"not supported: {hint}")
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for messages: "a string", "a list", "null"..."""
     if value is None:
         return "null"
     return _KINDS.get(type(value), type(value).__name__)

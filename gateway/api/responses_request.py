@@ -126,14 +126,7 @@ def responses_request(
     client: str = "",
 ) -> ResponsesCall:
     """Validate and convert. `headers` are looked up by lower-case name; `now` is time.monotonic()."""
-    if not isinstance(body, dict):
-        raise BadParam("body", f"expected a JSON object, got {_kind(body)}")
-    for name in body:
-        if name not in KNOWN:
-            raise BadParam(name, "unknown parameter; the gateway does not support it (docs/openai_api.md)")
-    for name, (harmless, hint) in DEFAULT_ONLY.items():
-        if name in body and not harmless(body[name]):
-            raise BadParam(name, f"not supported: {hint}")
+    openai_request.check_decided(body, KNOWN, DEFAULT_ONLY)
     instructions = _instructions(body.get("instructions"))
     max_output_tokens = _max_output_tokens(body.get("max_output_tokens"))
     text_format, response_format = _text(body.get("text"))
@@ -164,7 +157,7 @@ def _chat_body(
     """The chat-completions body this request means; the fields both doors share keep their names."""
     top = body.get("top_logprobs")
     if top is not None and not _is_int(top):
-        raise BadParam("top_logprobs", f"expected an integer, got {_kind(top)}")
+        raise BadParam("top_logprobs", f"expected an integer, got {openai_request.json_kind(top)}")
     chat: dict[str, Any] = {
         name: body[name] for name in EXTENSIONS | {"model", "temperature", "stream"} if name in body
     }
@@ -187,7 +180,7 @@ def _instructions(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise BadParam("instructions", f"expected a string, got {_kind(value)}")
+        raise BadParam("instructions", f"expected a string, got {openai_request.json_kind(value)}")
     return value
 
 
@@ -204,7 +197,7 @@ def _input(value: Any) -> list[dict[str, str]]:
 
 def _item(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise BadParam(where, f"expected a message object with role and content, got {_kind(value)}")
+        raise BadParam(where, f"expected a message object with role and content, got {openai_request.json_kind(value)}")
     kind = value.get("type", "message")
     if kind != "message":
         raise BadParam(f"{where}.type", f"{kind!r} items are not supported; send messages with text content")
@@ -223,7 +216,7 @@ def _content(value: Any, where: str) -> str:
     elif isinstance(value, list):
         text = "\n".join(_part(part, f"{where}[{i}]") for i, part in enumerate(value))
     else:
-        raise BadParam(where, f"expected a string or a list of input_text parts, got {_kind(value)}")
+        raise BadParam(where, f"expected a string or a list of input_text parts, got {openai_request.json_kind(value)}")
     if not text.strip():
         raise BadParam(where, "must not be empty")
     return text
@@ -231,7 +224,7 @@ def _content(value: Any, where: str) -> str:
 
 def _part(value: Any, where: str) -> str:
     if not isinstance(value, dict):
-        raise BadParam(where, f"expected a content part object, got {_kind(value)}")
+        raise BadParam(where, f"expected a content part object, got {openai_request.json_kind(value)}")
     kind = value.get("type")
     if kind not in _TEXT_PARTS:
         raise BadParam(f"{where}.type", f"{kind!r} content is not supported; send input_text parts only")
@@ -240,7 +233,7 @@ def _part(value: Any, where: str) -> str:
             raise BadParam(f"{where}.{name}", "unknown content part field; send type and text")
     text = value.get("text")
     if not isinstance(text, str):
-        raise BadParam(f"{where}.text", f"expected a string, got {_kind(text)}")
+        raise BadParam(f"{where}.text", f"expected a string, got {openai_request.json_kind(text)}")
     return text
 
 
@@ -257,7 +250,7 @@ def _text(value: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if value is None:
         return {"type": "text"}, None
     if not isinstance(value, dict):
-        raise BadParam("text", f"expected an object with `format`, got {_kind(value)}")
+        raise BadParam("text", f"expected an object with `format`, got {openai_request.json_kind(value)}")
     for name in value:
         if name not in _TEXT_FIELDS:
             raise BadParam(f"text.{name}", "unknown field; send format")
@@ -271,7 +264,7 @@ def _format(given: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if given is None:
         return {"type": "text"}, None
     if not isinstance(given, dict):
-        raise BadParam("text.format", f"expected an object with a `type`, got {_kind(given)}")
+        raise BadParam("text.format", f"expected an object with a `type`, got {openai_request.json_kind(given)}")
     for name in given:
         if name not in _FORMAT_FIELDS:
             raise BadParam(f"text.format.{name}", "unknown field; send type, name, schema and strict")
@@ -301,7 +294,7 @@ def _logprobs(value: Any) -> bool:
     if value is None:
         return False
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise BadParam("include", f"expected a list of strings, got {_kind(value)}")
+        raise BadParam("include", f"expected a list of strings, got {openai_request.json_kind(value)}")
     for item in value:
         if item != LOGPROBS_INCLUDE:
             raise BadParam("include", f"{item!r} is not supported; only {LOGPROBS_INCLUDE!r} is")
@@ -323,8 +316,3 @@ def _metadata(value: Any) -> dict[str, str]:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _kind(value: Any) -> str:
-    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
-    return "null" if value is None else kinds.get(type(value), type(value).__name__)
