@@ -101,6 +101,8 @@ def test_json_has_todays_figures_under_stable_keys(gateway: GatewayProcess) -> N
         "requests_by_provider",
         "escalations_by_reason",
         "tokens_by_tier",
+        "cached_prompt_tokens",
+        "cache_write_tokens",
         "providers",
         "latency_ms",
         "cost_usd",
