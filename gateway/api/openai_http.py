@@ -142,13 +142,9 @@ class OpenAIRoutes:
         return permit
 
     async def _chat_completions(self, http_request: web.Request) -> web.StreamResponse:
-        refused = self._check_body(http_request)
-        if refused is not None:
-            return refused
-        try:
-            raw = await http_request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large()
+        raw = await self._read_body(http_request)
+        if isinstance(raw, web.Response):
+            return raw
         try:
             call = self._convert(http_request, raw)
         except InvalidArgument as exc:
@@ -165,13 +161,9 @@ class OpenAIRoutes:
         return web.json_response(body, headers=openai_response.result_headers(result), dumps=_dumps)
 
     async def _responses(self, http_request: web.Request) -> web.StreamResponse:
-        refused = self._check_body(http_request)
-        if refused is not None:
-            return refused
-        try:
-            raw = await http_request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large()
+        raw = await self._read_body(http_request)
+        if isinstance(raw, web.Response):
+            return raw
         try:
             body = _parse(raw)
             client = http_request.get(CLIENT_KEY, "")
@@ -198,6 +190,16 @@ class OpenAIRoutes:
         return web.json_response(body, headers=openai_response.result_headers(result), dumps=_dumps)
 
     # -- steps -------------------------------------------------------------------------------------
+
+    async def _read_body(self, http_request: web.Request) -> bytes | web.Response:
+        """The body's bytes, or the 415 / 413 that refuses it."""
+        refused = self._check_body(http_request)
+        if refused is not None:
+            return refused
+        try:
+            return await http_request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
 
     def _check_body(self, http_request: web.Request) -> web.Response | None:
         """415 for a body that is not JSON, 413 for one whose Content-Length is over the limit."""
